@@ -1,0 +1,1 @@
+//! relup-appup: release manifests, appup files and the planner.
