@@ -1,1 +1,43 @@
-//! relup-module
+//! relup-module: what a relup module author depends on.
+//!
+//! A module is an ordinary Rust type implementing [`Server`] (a gen_server-like behaviour),
+//! exported from a `cdylib` with [`export_module!`]. The runtime loads the library with
+//! `libloading`, checks its [`abi::ModuleDescriptor`] (ABI version, module name, module version)
+//! and calls it through plain `extern "C"` function pointers. Messages and migrated state cross
+//! the boundary as serde-encoded bytes ([`codec`]); every entry point catches panics.
+//!
+//! The same descriptor also serves statically linked ("native") server types: the runtime calls
+//! [`descriptor`] directly, so native and dynamically loaded modules share one code path.
+
+pub mod abi;
+pub mod codec;
+mod context;
+mod server;
+mod shim;
+mod types;
+
+pub use context::{CallError, Context, LogLevel, Target};
+pub use server::{Direction, OldState, Server};
+pub use shim::descriptor;
+pub use types::{ConfigChange, ConfigValue, ExitReason, Info, MonitorRef, Pid, TimerRef};
+
+/// Exports a [`Server`] type from a cdylib as a relup module.
+///
+/// `export_module!(Counter, "counter")` takes the module version from the crate's
+/// `CARGO_PKG_VERSION`; `export_module!(Counter, "counter", "1.2.0")` names it explicitly.
+/// It defines the one symbol the runtime looks for, [`abi::DESCRIPTOR_SYMBOL`].
+#[macro_export]
+macro_rules! export_module {
+    ($server:ty, $name:expr) => {
+        $crate::export_module!($server, $name, env!("CARGO_PKG_VERSION"));
+    };
+    ($server:ty, $name:expr, $version:expr) => {
+        /// The relup module descriptor of this library (see `relup_module::abi`).
+        #[unsafe(no_mangle)]
+        pub extern "C" fn relup_module_descriptor() -> *const $crate::abi::ModuleDescriptor {
+            static DESCRIPTOR: ::std::sync::OnceLock<$crate::abi::ModuleDescriptor> =
+                ::std::sync::OnceLock::new();
+            DESCRIPTOR.get_or_init(|| $crate::descriptor::<$server>($name, $version))
+        }
+    };
+}

@@ -1,0 +1,42 @@
+//! The one codec for messages, replies, args and migrated state: MessagePack with named fields.
+//!
+//! Named fields make state self-describing, so adding a field with `#[serde(default)]` to a
+//! state struct migrates from the old version's bytes with no hand-written `code_change`, and a
+//! removed field is ignored.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// An encoding or decoding error, as text (it crosses the ABI as text anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecError(pub String);
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// Encodes a value.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    rmp_serde::to_vec_named(value).map_err(|e| CodecError(format!("encode failed: {e}")))
+}
+
+/// Encodes a value into an existing buffer (appending).
+pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), CodecError> {
+    rmp_serde::encode::write_named(buf, value)
+        .map_err(|e| CodecError(format!("encode failed: {e}")))
+}
+
+/// Decodes a value.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    rmp_serde::from_slice(bytes).map_err(|e| {
+        CodecError(format!(
+            "cannot decode {} from {} bytes: {e}",
+            std::any::type_name::<T>(),
+            bytes.len()
+        ))
+    })
+}

@@ -1,0 +1,278 @@
+//! The module's view of the runtime during a callback.
+
+use crate::abi::{HostApi, Sink, Slice, call_status};
+use crate::codec::{self, CodecError};
+use crate::types::{ConfigValue, ExitReason, MonitorRef, Pid, TimerRef};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Where a message goes: a pid or a registered name.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// A process by pid.
+    Pid(Pid),
+    /// A process by registered name.
+    Name(&'a str),
+}
+
+impl From<Pid> for Target<'_> {
+    fn from(pid: Pid) -> Self {
+        Target::Pid(pid)
+    }
+}
+
+impl<'a> From<&'a str> for Target<'a> {
+    fn from(name: &'a str) -> Self {
+        Target::Name(name)
+    }
+}
+
+impl<'a> Target<'a> {
+    fn parts(self) -> (u64, &'a [u8]) {
+        match self {
+            Target::Pid(pid) => (pid.0, &[]),
+            Target::Name(name) => (0, name.as_bytes()),
+        }
+    }
+}
+
+/// Why a call from a module failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// No reply within the timeout.
+    Timeout,
+    /// No such process.
+    NoProc,
+    /// The callee exited before replying.
+    Exited(ExitReason),
+    /// The callee could not decode the request, or the reply could not be decoded.
+    BadMessage(String),
+    /// A process called itself (it would wait for itself forever).
+    CallingSelf,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Timeout => f.write_str("call timed out"),
+            CallError::NoProc => f.write_str("no such process"),
+            CallError::Exited(reason) => write!(f, "callee exited: {reason}"),
+            CallError::BadMessage(text) => write!(f, "bad message: {text}"),
+            CallError::CallingSelf => f.write_str("a process cannot call itself"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// Log levels for [`Context::log`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum LogLevel {
+    /// Something failed.
+    Error = 0,
+    /// Something looks wrong.
+    Warn = 1,
+    /// Normal operation worth recording.
+    Info = 2,
+    /// Details for debugging.
+    Debug = 3,
+    /// Very verbose details.
+    Trace = 4,
+}
+
+/// What a callback can do with the runtime: messaging, timers, links, monitors, logging,
+/// configuration, and asking to stop.
+pub struct Context<'a> {
+    host: &'a HostApi,
+    stop: Option<ExitReason>,
+}
+
+impl<'a> Context<'a> {
+    /// Wraps the runtime's host table for one callback.
+    pub fn new(host: &'a HostApi) -> Context<'a> {
+        Context { host, stop: None }
+    }
+
+    /// The reason given to [`Context::stop`], if any (taken by the export shim).
+    pub fn take_stop(&mut self) -> Option<ExitReason> {
+        self.stop.take()
+    }
+
+    /// The pid of this process.
+    pub fn self_pid(&self) -> Pid {
+        // SAFETY: the host table is valid for the duration of the callback.
+        Pid(unsafe { (self.host.self_pid)(self.host.ctx) })
+    }
+
+    /// Asks the runtime to stop this process with `reason` once the callback returns
+    /// (after a call's reply is sent).
+    pub fn stop(&mut self, reason: ExitReason) {
+        self.stop = Some(reason);
+    }
+
+    /// Sends a plain message (delivered to `handle_info`). Returns false if there is no such
+    /// process.
+    pub fn send<'t, M: Serialize>(
+        &self,
+        to: impl Into<Target<'t>>,
+        msg: &M,
+    ) -> Result<bool, CodecError> {
+        let bytes = codec::encode(msg)?;
+        let (pid, name) = to.into().parts();
+        // SAFETY: the host table is valid for the callback; slices outlive the call.
+        let rc =
+            unsafe { (self.host.send)(self.host.ctx, pid, Slice::new(name), Slice::new(&bytes)) };
+        Ok(rc == 0)
+    }
+
+    /// Casts a message (delivered to `handle_cast`). Returns false if there is no such process.
+    pub fn cast<'t, M: Serialize>(
+        &self,
+        to: impl Into<Target<'t>>,
+        msg: &M,
+    ) -> Result<bool, CodecError> {
+        let bytes = codec::encode(msg)?;
+        let (pid, name) = to.into().parts();
+        // SAFETY: as in `send`.
+        let rc =
+            unsafe { (self.host.cast)(self.host.ctx, pid, Slice::new(name), Slice::new(&bytes)) };
+        Ok(rc == 0)
+    }
+
+    /// Calls another process and waits up to `timeout` for its reply.
+    pub fn call<'t, Q: Serialize, R: DeserializeOwned>(
+        &self,
+        to: impl Into<Target<'t>>,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<R, CallError> {
+        let bytes = codec::encode(request).map_err(|e| CallError::BadMessage(e.0))?;
+        let (pid, name) = to.into().parts();
+        let mut out = Vec::new();
+        let sink = Sink::for_vec(&mut out);
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        // SAFETY: as in `send`; the sink outlives the call.
+        let rc = unsafe {
+            (self.host.call)(
+                self.host.ctx,
+                pid,
+                Slice::new(name),
+                Slice::new(&bytes),
+                timeout_ms,
+                &sink,
+            )
+        };
+        let text = || String::from_utf8_lossy(&out).into_owned();
+        match rc {
+            call_status::OK => codec::decode(&out).map_err(|e| CallError::BadMessage(e.0)),
+            call_status::TIMEOUT => Err(CallError::Timeout),
+            call_status::NO_PROC => Err(CallError::NoProc),
+            call_status::EXITED => Err(CallError::Exited(ExitReason::from_text(&text()))),
+            call_status::CALLING_SELF => Err(CallError::CallingSelf),
+            _ => Err(CallError::BadMessage(text())),
+        }
+    }
+
+    fn start_timer<M: Serialize>(
+        &self,
+        after: Duration,
+        interval: bool,
+        msg: &M,
+    ) -> Result<TimerRef, CodecError> {
+        let bytes = codec::encode(msg)?;
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        // SAFETY: as in `send`.
+        let id = unsafe {
+            (self.host.start_timer)(self.host.ctx, ms, u32::from(interval), Slice::new(&bytes))
+        };
+        Ok(TimerRef(id))
+    }
+
+    /// Sends `msg` to this process (to `handle_info`) once, after `after`.
+    pub fn send_after<M: Serialize>(
+        &self,
+        after: Duration,
+        msg: &M,
+    ) -> Result<TimerRef, CodecError> {
+        self.start_timer(after, false, msg)
+    }
+
+    /// Sends `msg` to this process (to `handle_info`) every `every`, until cancelled.
+    pub fn send_interval<M: Serialize>(
+        &self,
+        every: Duration,
+        msg: &M,
+    ) -> Result<TimerRef, CodecError> {
+        self.start_timer(every, true, msg)
+    }
+
+    /// Cancels a timer; returns true if it had not fired (or, for an interval, was running).
+    pub fn cancel_timer(&self, timer: TimerRef) -> bool {
+        // SAFETY: as in `send`.
+        unsafe { (self.host.cancel_timer)(self.host.ctx, timer.0) == 1 }
+    }
+
+    /// Links this process to `pid`: if either exits abnormally, the other gets the exit signal.
+    pub fn link(&self, pid: Pid) -> bool {
+        // SAFETY: as in `send`.
+        unsafe { (self.host.link)(self.host.ctx, pid.0) == 0 }
+    }
+
+    /// Removes a link.
+    pub fn unlink(&self, pid: Pid) {
+        // SAFETY: as in `send`.
+        unsafe { (self.host.unlink)(self.host.ctx, pid.0) }
+    }
+
+    /// Monitors `pid`: an `Info::Down` arrives when it exits (at once if it does not exist).
+    pub fn monitor(&self, pid: Pid) -> MonitorRef {
+        // SAFETY: as in `send`.
+        MonitorRef(unsafe { (self.host.monitor)(self.host.ctx, pid.0) })
+    }
+
+    /// Removes a monitor.
+    pub fn demonitor(&self, monitor: MonitorRef) {
+        // SAFETY: as in `send`.
+        unsafe { (self.host.demonitor)(self.host.ctx, monitor.0) }
+    }
+
+    /// Turns exit signals from linked processes into `Info::Exit` messages (true) or
+    /// lets an abnormal one stop this process (false, the default).
+    pub fn trap_exit(&self, on: bool) {
+        // SAFETY: as in `send`.
+        unsafe { (self.host.trap_exit)(self.host.ctx, u32::from(on)) }
+    }
+
+    /// Registers this process under `name`; false if the name is taken.
+    pub fn register(&self, name: &str) -> bool {
+        // SAFETY: as in `send`.
+        unsafe { (self.host.register)(self.host.ctx, Slice::new(name.as_bytes())) == 0 }
+    }
+
+    /// Looks up a registered name.
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        // SAFETY: as in `send`.
+        let pid = unsafe { (self.host.whereis)(self.host.ctx, Slice::new(name.as_bytes())) };
+        (pid != 0).then_some(Pid(pid))
+    }
+
+    /// Writes a line to the node's log, tagged with this process.
+    pub fn log(&self, level: LogLevel, line: &str) {
+        // SAFETY: as in `send`.
+        unsafe { (self.host.log)(self.host.ctx, level as u32, Slice::new(line.as_bytes())) }
+    }
+
+    /// Reads a key of this process's application configuration.
+    pub fn env(&self, key: &str) -> Option<ConfigValue> {
+        let mut out = Vec::new();
+        let sink = Sink::for_vec(&mut out);
+        // SAFETY: as in `call`.
+        let rc = unsafe { (self.host.env_get)(self.host.ctx, Slice::new(key.as_bytes()), &sink) };
+        if rc != 0 {
+            return None;
+        }
+        codec::decode(&out).ok()
+    }
+}

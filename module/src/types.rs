@@ -1,0 +1,118 @@
+//! Plain data types shared by module authors and the runtime.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A process identifier, unique for the life of a node (never reused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Pid(pub u64);
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<0.{}.0>", self.0)
+    }
+}
+
+/// A monitor reference, as returned by `Context::monitor`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MonitorRef(pub u64);
+
+/// A timer reference, as returned by `Context::send_after` and `Context::send_interval`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TimerRef(pub u64);
+
+/// Why a process exited, with Erlang's meanings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitReason {
+    /// Finished its work; links are not affected, transient children are not restarted.
+    Normal,
+    /// Asked to stop by its supervisor or the node.
+    Shutdown,
+    /// Stopped without running `terminate` (brutal kill, or a forced stop after a timeout).
+    Killed,
+    /// Crashed: a panic (with its message), a failed callback, or a stop with a custom reason.
+    Error(String),
+}
+
+impl ExitReason {
+    /// True for `Normal` and `Shutdown`: exits that transient children are not restarted for.
+    pub fn is_clean(&self) -> bool {
+        matches!(self, ExitReason::Normal | ExitReason::Shutdown)
+    }
+
+    /// Parses the text form used across the ABI (`normal`, `shutdown`, `killed`, anything else
+    /// is an error reason).
+    pub fn from_text(text: &str) -> ExitReason {
+        match text {
+            "normal" => ExitReason::Normal,
+            "shutdown" => ExitReason::Shutdown,
+            "killed" => ExitReason::Killed,
+            other => ExitReason::Error(other.to_string()),
+        }
+    }
+
+    /// The text form used across the ABI; inverse of [`ExitReason::from_text`].
+    pub fn to_text(&self) -> String {
+        match self {
+            ExitReason::Normal => "normal".into(),
+            ExitReason::Shutdown => "shutdown".into(),
+            ExitReason::Killed => "killed".into(),
+            ExitReason::Error(text) => text.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+/// A message delivered to `handle_info`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Info<T> {
+    /// A plain message: sent with `send`, or fired by a timer.
+    Message(T),
+    /// A monitored process went down.
+    Down {
+        /// The reference `monitor` returned.
+        monitor: MonitorRef,
+        /// The process that went down.
+        pid: Pid,
+        /// Why it went down (`noproc` when it did not exist).
+        reason: ExitReason,
+    },
+    /// A linked process exited and this process traps exits.
+    Exit {
+        /// The linked process.
+        pid: Pid,
+        /// Its exit reason.
+        reason: ExitReason,
+    },
+}
+
+/// A typed configuration value (the TOML value of a declared config key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ConfigValue {
+    /// `true` / `false`.
+    Bool(bool),
+    /// A 64-bit integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A list of values.
+    List(Vec<ConfigValue>),
+}
+
+/// A configuration change delivered to `config_change`, like OTP's `config_change/3`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    /// Keys whose value changed, with the new value.
+    pub changed: Vec<(String, ConfigValue)>,
+    /// Keys that were not set before, with their value.
+    pub new: Vec<(String, ConfigValue)>,
+    /// Keys that are no longer set.
+    pub removed: Vec<String>,
+}
