@@ -1,1 +1,22 @@
-//! relup-appup: release manifests, appup files and the planner.
+//! relup-appup: release manifests (`release.toml`), appup files (`appup.toml`), their
+//! validation, the upgrade/downgrade planner, and appup generation.
+//!
+//! Pure: every function takes the text it parses (plus a file name for error messages) or
+//! already parsed values, and returns typed data or errors. No file system, no threads.
+
+pub mod appup;
+pub mod error;
+pub mod instruction;
+pub mod release;
+pub mod span;
+pub mod validate;
+
+pub use appup::{Appup, Direction, Entry, VersionMatch};
+pub use error::{Error, Errors, PlanError};
+pub use instruction::{Instruction, LocatedInstruction, Purge, StartType};
+pub use release::{
+    Application, Child, ChildKind, ConfigKey, ConfigType, Module, Probation, Release, Restart,
+    Shutdown, Strategy, Supervisor,
+};
+pub use span::{Location, Pos};
+pub use validate::{validate, validate_entry};
