@@ -150,7 +150,7 @@ impl Appup {
         let version = parse_version(&src, &raw.version, "application version", &mut errs);
         let app = raw.application.get_ref().clone();
         let entries = |raws: Vec<(Spanned<String>, Vec<RawInstruction>, Pos)>,
-                           errs: &mut Vec<Error>| {
+                       errs: &mut Vec<Error>| {
             let mut out = Vec::new();
             for (v, instrs, pos) in raws {
                 let versions = match VersionMatch::parse(v.get_ref()) {

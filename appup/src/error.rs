@@ -70,7 +70,9 @@ pub enum Error {
     },
     /// An instruction applies to a module that exists on one side of the change but not on the
     /// side it needs (e.g. `update` of a module that the target release does not have).
-    #[error("{at}: {instruction} of module `{module}`, which {release} does not have; expected {expected}")]
+    #[error(
+        "{at}: {instruction} of module `{module}`, which {release} does not have; expected {expected}"
+    )]
     ModuleNotInRelease {
         /// Where.
         at: Location,
@@ -94,7 +96,9 @@ pub enum Error {
         first: Location,
     },
     /// An instruction follows `restart_node`, which must be last.
-    #[error("{at}: `{instruction}` after restart_node (at {restart_at}); expected restart_node to be the last instruction")]
+    #[error(
+        "{at}: `{instruction}` after restart_node (at {restart_at}); expected restart_node to be the last instruction"
+    )]
     AfterRestartNode {
         /// Where the offending instruction is.
         at: Location,
@@ -113,7 +117,9 @@ pub enum Error {
     },
     /// A module changed between the two releases (or was added or removed) and no instruction
     /// of the appup entry covers it.
-    #[error("{at}: incomplete appup: module `{module}` of application {application} {change} between {from} and {to} but no instruction covers it; expected {expected}")]
+    #[error(
+        "{at}: incomplete appup: module `{module}` of application {application} {change} between {from} and {to} but no instruction covers it; expected {expected}"
+    )]
     Incomplete {
         /// Where the up/down entry is.
         at: Location,
@@ -200,7 +206,9 @@ pub enum PlanError {
         version: String,
     },
     /// The two releases are of different products.
-    #[error("release {target} is named `{target_name}` but the current release is named `{current_name}`; expected releases of the same name")]
+    #[error(
+        "release {target} is named `{target_name}` but the current release is named `{current_name}`; expected releases of the same name"
+    )]
     DifferentNames {
         /// Target version.
         target: String,

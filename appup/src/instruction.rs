@@ -338,7 +338,10 @@ pub(crate) fn decode(
 ) -> Result<LocatedInstruction, Error> {
     let pos = src.pos(&raw.span());
     let fields = raw.get_ref();
-    let tags: Vec<&String> = fields.keys().filter(|k| TAGS.contains(&k.as_str())).collect();
+    let tags: Vec<&String> = fields
+        .keys()
+        .filter(|k| TAGS.contains(&k.as_str()))
+        .collect();
     let tag = match tags.as_slice() {
         [one] => one.as_str(),
         [] => {

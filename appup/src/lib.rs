@@ -6,14 +6,20 @@
 
 pub mod appup;
 pub mod error;
+pub mod generate;
 pub mod instruction;
+pub mod path;
+pub mod plan;
 pub mod release;
 pub mod span;
 pub mod validate;
 
 pub use appup::{Appup, Direction, Entry, VersionMatch};
 pub use error::{Error, Errors, PlanError};
+pub use generate::{generate, generate_app};
 pub use instruction::{Instruction, LocatedInstruction, Purge, StartType};
+pub use path::{KnownRelease, ReleaseStatus};
+pub use plan::{CodeChange, Hop, Plan, Step, plan};
 pub use release::{
     Application, Child, ChildKind, ConfigKey, ConfigType, Module, Probation, Release, Restart,
     Shutdown, Strategy, Supervisor,

@@ -644,8 +644,9 @@ fn convert_child(src: &Source<'_>, c: RawChild, pos: Pos, errs: &mut Vec<Error>)
                     at: src.loc(&v.span()),
                     what: "shutdown_ms".into(),
                     found: other.to_string(),
-                    expected: "milliseconds (a non-negative integer), \"brutal_kill\" or \"infinity\""
-                        .into(),
+                    expected:
+                        "milliseconds (a non-negative integer), \"brutal_kill\" or \"infinity\""
+                            .into(),
                 });
                 None
             }
@@ -752,8 +753,9 @@ fn convert_config(
                         at: src.loc(&r.span()),
                         what: "range".into(),
                         found: toml::Value::Array(r.get_ref().clone()).to_string(),
-                        expected: "[min, max] with min <= max, on an integer, float or duration_ms key"
-                            .into(),
+                        expected:
+                            "[min, max] with min <= max, on an integer, float or duration_ms key"
+                                .into(),
                     });
                     return None;
                 }

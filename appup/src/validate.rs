@@ -176,7 +176,10 @@ pub fn validate_entry(
     match newer.application(app) {
         None => errs.push(Error::Mismatch {
             at: at(entry.pos),
-            message: format!("appup of application {app}, which {} does not have", newer.label()),
+            message: format!(
+                "appup of application {app}, which {} does not have",
+                newer.label()
+            ),
             expected: format!("an appup of one of: {}", app_names(newer)),
         }),
         Some(a) if a.version != appup.version => errs.push(Error::Mismatch {
