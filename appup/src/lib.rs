@@ -6,6 +6,7 @@
 
 pub mod appup;
 pub mod error;
+pub mod fuzz;
 pub mod generate;
 pub mod instruction;
 pub mod path;
