@@ -4,6 +4,10 @@
 //! Pure: every function takes the text it parses (plus a file name for error messages) or
 //! already parsed values, and returns typed data or errors. No file system, no threads.
 
+// Errors carry a file name, a position and the expected text; they are on the cold path, so
+// returning them by value is fine.
+#![allow(clippy::result_large_err)]
+
 pub mod appup;
 pub mod error;
 pub mod fuzz;

@@ -221,11 +221,11 @@ impl ConfigKey {
                 return Err(format!("a value in [{lo}, {hi}]"));
             }
         }
-        if let Some(allowed) = &self.allowed {
-            if !allowed.contains(v) {
-                let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
-                return Err(format!("one of {}", list.join(", ")));
-            }
+        if let Some(allowed) = &self.allowed
+            && !allowed.contains(v)
+        {
+            let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+            return Err(format!("one of {}", list.join(", ")));
         }
         Ok(())
     }
@@ -254,12 +254,12 @@ impl Release {
         let raw: RawRelease = toml::from_str(text).map_err(|e| syntax(&src, &e, RELEASE_SHAPE))?;
         let mut errs = Vec::new();
         let rel = convert_release(&src, raw, &mut errs);
-        if errs.is_empty() {
-            if let Some(rel) = rel {
-                check_release(&src, &rel, &mut errs);
-                if errs.is_empty() {
-                    return Ok(rel);
-                }
+        if errs.is_empty()
+            && let Some(rel) = rel
+        {
+            check_release(&src, &rel, &mut errs);
+            if errs.is_empty() {
+                return Ok(rel);
             }
         }
         Err(Errors(errs))
@@ -323,10 +323,10 @@ impl Release {
 
 fn collect_modules<'a>(s: &'a Supervisor, out: &mut Vec<&'a str>) {
     for c in &s.children {
-        if let Some(m) = &c.module {
-            if !out.contains(&m.as_str()) {
-                out.push(m);
-            }
+        if let Some(m) = &c.module
+            && !out.contains(&m.as_str())
+        {
+            out.push(m);
         }
         if let ChildKind::Supervisor(n) = &c.kind {
             collect_modules(n, out);
@@ -861,15 +861,15 @@ fn check_sup(
                 expected: "an id without `/`".into(),
             });
         }
-        if let Some(m) = &c.module {
-            if rel.module(m).is_none() {
-                errs.push(Error::UnknownModule {
-                    at: at(c.pos),
-                    module: m.clone(),
-                    scope: format!("application {}", app.name),
-                    known: known.to_string(),
-                });
-            }
+        if let Some(m) = &c.module
+            && rel.module(m).is_none()
+        {
+            errs.push(Error::UnknownModule {
+                at: at(c.pos),
+                module: m.clone(),
+                scope: format!("application {}", app.name),
+                known: known.to_string(),
+            });
         }
         if let ChildKind::Supervisor(n) = &c.kind {
             check_sup(src, rel, app, n, known, errs);

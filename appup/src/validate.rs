@@ -66,14 +66,14 @@ fn check_entry_structure(appup: &Appup, e: &Entry, errs: &mut Vec<Error>) {
                 restart_at: at(r),
             });
         }
-        if let Some(s) = subject(&li.instruction) {
-            if let Some(first) = seen.insert(s.clone(), li.pos) {
-                errs.push(Error::Duplicate {
-                    at: at(li.pos),
-                    what: s,
-                    first: at(first),
-                });
-            }
+        if let Some(s) = subject(&li.instruction)
+            && let Some(first) = seen.insert(s.clone(), li.pos)
+        {
+            errs.push(Error::Duplicate {
+                at: at(li.pos),
+                what: s,
+                first: at(first),
+            });
         }
         if matches!(li.instruction, Instruction::RestartNode) && restart.is_none() {
             restart = Some(li.pos);
@@ -194,19 +194,19 @@ pub fn validate_entry(
         }),
         _ => {}
     }
-    if let Some(old) = older.application(app) {
-        if !entry.versions.matches(&old.version) {
-            errs.push(Error::Mismatch {
-                at: at(entry.pos),
-                message: format!(
-                    "{direction} entry `{}` does not match {app} {} of {}",
-                    entry.versions,
-                    old.version,
-                    older.label()
-                ),
-                expected: format!("an entry matching {}", old.version),
-            });
-        }
+    if let Some(old) = older.application(app)
+        && !entry.versions.matches(&old.version)
+    {
+        errs.push(Error::Mismatch {
+            at: at(entry.pos),
+            message: format!(
+                "{direction} entry `{}` does not match {app} {} of {}",
+                entry.versions,
+                old.version,
+                older.label()
+            ),
+            expected: format!("an entry matching {}", old.version),
+        });
     }
     let scope = |r: &Release| format!("application {app} of {}", r.label());
     let app_modules = |r: &Release| -> String {

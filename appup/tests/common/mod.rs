@@ -12,11 +12,11 @@ pub fn release_text(version: &str, modules: &[M<'_>], children: &[(&str, &str)])
     release_text_apps(version, &[("ticker", version, modules, children)])
 }
 
-/// Several applications: (name, version, modules, children).
-pub fn release_text_apps(
-    version: &str,
-    apps: &[(&str, &str, &[M<'_>], &[(&str, &str)])],
-) -> String {
+/// One application: (name, version, modules, children as (id, module)).
+pub type App<'a> = (&'a str, &'a str, &'a [M<'a>], &'a [(&'a str, &'a str)]);
+
+/// Several applications.
+pub fn release_text_apps(version: &str, apps: &[App<'_>]) -> String {
     let mut s = format!("name = \"ticker\"\nversion = \"{version}\"\n");
     for (name, av, modules, children) in apps {
         s.push_str(&format!(
