@@ -1,0 +1,287 @@
+//! The code server: which versions of each module are loaded, which is current, and which old
+//! ones are still run by some process.
+//!
+//! Like OTP, a module has a current version and old versions; each process runs the version it
+//! was started or last migrated with. A version leaves the table (soft purge) once no process
+//! runs it. Its image is never unloaded (see [`crate::loader`]): the server counts what stays
+//! mapped.
+
+use crate::error::LoadError;
+use crate::loader;
+use parking_lot::Mutex;
+use relup_module::Server;
+use relup_module::abi::ModuleDescriptor;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where a loaded module's code lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A cdylib loaded from `source` (through its private copy `copy`).
+    Library {
+        /// The file the operator named.
+        source: PathBuf,
+        /// The private copy that was opened.
+        copy: PathBuf,
+        /// Size of the file in bytes.
+        size: u64,
+    },
+    /// A server type linked into the service binary.
+    Native,
+}
+
+/// One loaded version of a module. Processes hold it (through an `Arc`) while they run it.
+pub struct LoadedModule {
+    name: String,
+    version: semver::Version,
+    descriptor: &'static ModuleDescriptor,
+    origin: Origin,
+    serial: u64,
+}
+
+impl std::fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModule")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+impl LoadedModule {
+    /// The module name from its descriptor.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The module version from its descriptor.
+    pub fn version(&self) -> &semver::Version {
+        &self.version
+    }
+
+    /// Where the code came from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// A number unique to this load (two loads of one file differ).
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    pub(crate) fn descriptor(&self) -> &'static ModuleDescriptor {
+        self.descriptor
+    }
+}
+
+/// What a caller expects a library to be; a mismatch is a load error.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// Expected module name.
+    pub name: Option<String>,
+    /// Expected module version.
+    pub version: Option<semver::Version>,
+}
+
+/// The versions of one module, for status displays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleVersions {
+    /// The module name.
+    pub name: String,
+    /// The current version (what new processes run).
+    pub current: Option<semver::Version>,
+    /// Old versions still run by some process.
+    pub old: Vec<semver::Version>,
+}
+
+/// Counters of code the node has mapped and cannot unmap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CodeStats {
+    /// Libraries opened since the node started (each stays mapped).
+    pub images_mapped: u64,
+    /// Total size of their files in bytes.
+    pub bytes_mapped: u64,
+    /// Of those, versions no longer in the table (purged, or never made current).
+    pub images_retired: u64,
+}
+
+#[derive(Default)]
+struct Versions {
+    current: Option<Arc<LoadedModule>>,
+    old: Vec<Arc<LoadedModule>>,
+}
+
+/// The node's table of loaded modules.
+pub struct CodeServer {
+    table: Mutex<HashMap<String, Versions>>,
+    copy_dir: PathBuf,
+    serial: AtomicU64,
+    images: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl CodeServer {
+    /// A code server that opens its private library copies in `copy_dir` (created if missing).
+    pub fn new(copy_dir: PathBuf) -> std::io::Result<CodeServer> {
+        std::fs::create_dir_all(&copy_dir)?;
+        Ok(CodeServer {
+            table: Mutex::new(HashMap::new()),
+            copy_dir,
+            serial: AtomicU64::new(1),
+            images: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        })
+    }
+
+    /// The directory holding the private copies of loaded libraries.
+    pub fn copy_dir(&self) -> &Path {
+        &self.copy_dir
+    }
+
+    /// Loads and checks a library without making it current (an upgrade decides that).
+    pub fn load(&self, path: &Path, expect: &Expect) -> Result<Arc<LoadedModule>, LoadError> {
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        let opened = loader::open(path, &self.copy_dir, serial)?;
+        self.images.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(opened.size, Ordering::Relaxed);
+        if let Some(name) = &expect.name
+            && *name != opened.name
+        {
+            return Err(LoadError::NameMismatch {
+                path: path.to_path_buf(),
+                expected: name.clone(),
+                found: opened.name,
+            });
+        }
+        if let Some(version) = &expect.version
+            && *version != opened.version
+        {
+            return Err(LoadError::VersionMismatch {
+                path: path.to_path_buf(),
+                name: opened.name,
+                expected: version.to_string(),
+                found: opened.version.to_string(),
+            });
+        }
+        Ok(Arc::new(LoadedModule {
+            name: opened.name,
+            version: opened.version,
+            descriptor: opened.descriptor,
+            origin: Origin::Library {
+                source: path.to_path_buf(),
+                copy: opened.copy,
+                size: opened.size,
+            },
+            serial,
+        }))
+    }
+
+    /// Loads a library and makes it the current version at once.
+    pub fn load_current(
+        &self,
+        path: &Path,
+        expect: &Expect,
+    ) -> Result<Arc<LoadedModule>, LoadError> {
+        let module = self.load(path, expect)?;
+        self.make_current(&module);
+        Ok(module)
+    }
+
+    /// Registers a server type linked into the binary as module `name` at `version`, current.
+    pub fn register_native<S: Server>(
+        &self,
+        name: &'static str,
+        version: &'static str,
+    ) -> Result<Arc<LoadedModule>, LoadError> {
+        let descriptor: &'static ModuleDescriptor =
+            Box::leak(Box::new(relup_module::descriptor::<S>(name, version)));
+        let (name, version) =
+            loader::describe(descriptor).map_err(|reason| LoadError::BadDescriptor {
+                path: PathBuf::from(format!("<native {name}>")),
+                reason,
+            })?;
+        let module = Arc::new(LoadedModule {
+            name,
+            version,
+            descriptor,
+            origin: Origin::Native,
+            serial: self.serial.fetch_add(1, Ordering::Relaxed),
+        });
+        self.make_current(&module);
+        Ok(module)
+    }
+
+    /// Makes `module` the current version of its name; the previous current becomes old.
+    pub fn make_current(&self, module: &Arc<LoadedModule>) {
+        let mut table = self.table.lock();
+        let versions = table.entry(module.name.clone()).or_default();
+        if let Some(previous) = versions.current.replace(module.clone())
+            && !Arc::ptr_eq(&previous, module)
+        {
+            versions.old.push(previous);
+        }
+        versions.old.retain(|m| !Arc::ptr_eq(m, module));
+    }
+
+    /// The current version of a module.
+    pub fn current(&self, name: &str) -> Option<Arc<LoadedModule>> {
+        self.table.lock().get(name).and_then(|v| v.current.clone())
+    }
+
+    /// Drops old versions of `name` that no process runs (OTP's soft_purge); returns how many
+    /// old versions are still in use.
+    pub fn soft_purge(&self, name: &str) -> usize {
+        let mut table = self.table.lock();
+        let Some(versions) = table.get_mut(name) else {
+            return 0;
+        };
+        // The table's own reference is the only one left when no process runs a version.
+        versions.old.retain(|m| Arc::strong_count(m) > 1);
+        versions.old.len()
+    }
+
+    /// Soft-purges every module; returns how many old versions are still in use.
+    pub fn soft_purge_all(&self) -> usize {
+        let names: Vec<String> = self.table.lock().keys().cloned().collect();
+        names.iter().map(|n| self.soft_purge(n)).sum()
+    }
+
+    /// Forgets a module entirely (appup `delete_module`); processes running it keep running it.
+    pub fn delete(&self, name: &str) -> bool {
+        self.table.lock().remove(name).is_some()
+    }
+
+    /// The versions of every module, sorted by name.
+    pub fn modules(&self) -> Vec<ModuleVersions> {
+        let table = self.table.lock();
+        let mut list: Vec<ModuleVersions> = table
+            .iter()
+            .map(|(name, v)| ModuleVersions {
+                name: name.clone(),
+                current: v.current.as_ref().map(|m| m.version.clone()),
+                old: v.old.iter().map(|m| m.version.clone()).collect(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// Counters of mapped code.
+    pub fn stats(&self) -> CodeStats {
+        let table = self.table.lock();
+        let in_table: u64 = table
+            .values()
+            .flat_map(|v| v.current.iter().chain(v.old.iter()))
+            .filter(|m| matches!(m.origin, Origin::Library { .. }))
+            .count() as u64;
+        let images = self.images.load(Ordering::Relaxed);
+        CodeStats {
+            images_mapped: images,
+            bytes_mapped: self.bytes.load(Ordering::Relaxed),
+            images_retired: images.saturating_sub(in_table),
+        }
+    }
+}

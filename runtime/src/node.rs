@@ -1,0 +1,803 @@
+//! The node: process table, registry, messaging, spawning, environment, logging, shutdown.
+
+use crate::behaviour::{Behaviour, ModuleInstance, ProcessKind};
+use crate::code_server::{CodeServer, LoadedModule};
+use crate::error::{CallError, SendError, SpawnError};
+use crate::host::ProcCx;
+use crate::process::{Envelope, InfoMsg, Payload, Process, SysMsg};
+use crate::scheduler::Scheduler;
+use crate::timer::Timers;
+use parking_lot::{Mutex, RwLock};
+use relup_module::{ConfigValue, ExitReason, Pid, Target};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+const SHARDS: usize = 64;
+
+/// A log line from the node or a process.
+#[derive(Debug, Clone)]
+pub struct LogLine<'a> {
+    /// 0 error, 1 warn, 2 info, 3 debug, 4 trace.
+    pub level: u32,
+    /// The process that wrote it, if any.
+    pub pid: Option<Pid>,
+    /// Its registered name, if any.
+    pub name: Option<String>,
+    /// The text.
+    pub text: &'a str,
+}
+
+/// Where log lines go.
+pub type Logger = Arc<dyn Fn(&LogLine<'_>) + Send + Sync>;
+
+/// How to start a node.
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// Scheduler threads that run processes (default: number of cores).
+    pub schedulers: usize,
+    /// Upper bound on threads, spares included (compensation for blocked calls stops there).
+    pub max_threads: usize,
+    /// Where private copies of loaded libraries go (default: a fresh temporary directory).
+    pub copy_dir: Option<PathBuf>,
+    /// Where log lines go (default: standard error, info and above).
+    pub logger: Option<Logger>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            schedulers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            max_threads: 1024,
+            copy_dir: None,
+            logger: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("schedulers", &self.schedulers)
+            .field("max_threads", &self.max_threads)
+            .field("copy_dir", &self.copy_dir)
+            .finish()
+    }
+}
+
+/// Which code a new process runs.
+#[derive(Clone, Debug)]
+pub enum ModuleRef {
+    /// The current version of the named module.
+    Name(String),
+    /// This exact loaded version.
+    Loaded(Arc<LoadedModule>),
+}
+
+impl From<&str> for ModuleRef {
+    fn from(name: &str) -> Self {
+        ModuleRef::Name(name.to_string())
+    }
+}
+
+impl From<Arc<LoadedModule>> for ModuleRef {
+    fn from(module: Arc<LoadedModule>) -> Self {
+        ModuleRef::Loaded(module)
+    }
+}
+
+/// Options for a new process.
+#[derive(Clone, Debug, Default)]
+pub struct SpawnOptions {
+    /// Register the process under this name.
+    pub name: Option<String>,
+    /// The application it belongs to (its configuration comes from there).
+    pub app: Option<String>,
+    /// Start with exit trapping on.
+    pub trap_exit: bool,
+}
+
+/// A snapshot of one process, for status displays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProcessInfo {
+    /// Its pid.
+    pub pid: Pid,
+    /// Its registered name.
+    pub name: Option<String>,
+    /// Worker or supervisor.
+    pub kind: ProcessKind,
+    /// Module it runs, if a worker.
+    pub module: Option<String>,
+    /// Module version it runs.
+    pub version: Option<String>,
+    /// Ordinary messages waiting.
+    pub mailbox_len: usize,
+    /// Whether it is suspended (an upgrade is changing its code).
+    pub suspended: bool,
+    /// Its application.
+    pub app: Option<String>,
+}
+
+pub(crate) struct NodeInner {
+    pub(crate) scheduler: Scheduler,
+    pub(crate) timers: Timers,
+    pub(crate) code: CodeServer,
+    shards: Box<[RwLock<HashMap<u64, Arc<Process>>>]>,
+    registry: RwLock<HashMap<String, Pid>>,
+    next_pid: AtomicU64,
+    next_ref: AtomicU64,
+    env: RwLock<HashMap<String, HashMap<String, ConfigValue>>>,
+    logger: Logger,
+    roots: Mutex<Vec<Pid>>,
+    timer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stopped: AtomicBool,
+    owns_copy_dir: bool,
+}
+
+fn default_logger() -> Logger {
+    Arc::new(|line: &LogLine<'_>| {
+        if line.level <= 2 {
+            let level = ["error", "warn", "info", "debug", "trace"]
+                .get(line.level as usize)
+                .copied()
+                .unwrap_or("log");
+            match (&line.name, line.pid) {
+                (Some(name), Some(pid)) => eprintln!("[{level}] {name} {pid}: {}", line.text),
+                (None, Some(pid)) => eprintln!("[{level}] {pid}: {}", line.text),
+                _ => eprintln!("[{level}] {}", line.text),
+            }
+        }
+    })
+}
+
+impl NodeInner {
+    fn shard(&self, pid: Pid) -> &RwLock<HashMap<u64, Arc<Process>>> {
+        &self.shards[(pid.0 as usize) % SHARDS]
+    }
+
+    pub(crate) fn lookup(&self, pid: Pid) -> Option<Arc<Process>> {
+        self.shard(pid).read().get(&pid.0).cloned()
+    }
+
+    pub(crate) fn whereis(&self, name: &str) -> Option<Pid> {
+        self.registry.read().get(name).copied()
+    }
+
+    pub(crate) fn resolve(&self, target: &Target<'_>) -> Option<Pid> {
+        match target {
+            Target::Pid(pid) => Some(*pid),
+            Target::Name(name) => self.whereis(name),
+        }
+    }
+
+    fn describe(target: &Target<'_>) -> String {
+        match target {
+            Target::Pid(pid) => pid.to_string(),
+            Target::Name(name) => format!("{name:?}"),
+        }
+    }
+
+    pub(crate) fn make_ref(&self) -> u64 {
+        self.next_ref.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn register(&self, name: &str, process: &Arc<Process>) -> Result<(), Pid> {
+        let mut registry = self.registry.write();
+        if let Some(existing) = registry.get(name) {
+            if *existing == process.pid {
+                return Ok(());
+            }
+            return Err(*existing);
+        }
+        registry.insert(name.to_string(), process.pid);
+        *process.name.lock() = Some(name.to_string());
+        Ok(())
+    }
+
+    pub(crate) fn log(&self, level: u32, process: Option<&Arc<Process>>, text: &str) {
+        let line = LogLine {
+            level,
+            pid: process.map(|p| p.pid),
+            name: process.and_then(|p| p.name.lock().clone()),
+            text,
+        };
+        (self.logger)(&line);
+    }
+
+    pub(crate) fn env(&self, app: &str, key: &str) -> Option<ConfigValue> {
+        self.env
+            .read()
+            .get(app)
+            .and_then(|keys| keys.get(key))
+            .cloned()
+    }
+
+    /// Pushes an ordinary message; false if the process is gone.
+    pub(crate) fn push(&self, pid: Pid, envelope: Envelope) -> Result<(), Envelope> {
+        let Some(process) = self.lookup(pid) else {
+            return Err(envelope);
+        };
+        match process.push_user(envelope) {
+            Ok(pushed) => {
+                if pushed.needs_schedule() {
+                    self.scheduler.schedule(process);
+                }
+                Ok(())
+            }
+            Err(envelope) => Err(envelope),
+        }
+    }
+
+    pub(crate) fn send_sys(&self, pid: Pid, msg: SysMsg) -> Result<(), SysMsg> {
+        let Some(process) = self.lookup(pid) else {
+            return Err(msg);
+        };
+        self.push_sys_to(&process, msg)
+    }
+
+    pub(crate) fn push_sys_to(&self, process: &Arc<Process>, msg: SysMsg) -> Result<(), SysMsg> {
+        let pushed = process.push_sys(msg)?;
+        if pushed.needs_schedule() {
+            self.scheduler.schedule(process.clone());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn send_info(&self, pid: Pid, info: InfoMsg) -> bool {
+        self.push(pid, Envelope::Info(info)).is_ok()
+    }
+
+    pub(crate) fn cast_payload(&self, pid: Pid, payload: Payload) -> bool {
+        self.push(pid, Envelope::Cast(payload)).is_ok()
+    }
+
+    pub(crate) fn deliver_timer(&self, pid: Pid, message: Vec<u8>) -> bool {
+        self.send_info(pid, InfoMsg::Message(Payload::Bytes(message)))
+    }
+
+    /// Calls a process and waits for the reply (compensating the pool if on a worker).
+    pub(crate) fn call_payload(
+        self: &Arc<Self>,
+        target: &Target<'_>,
+        from: Option<Pid>,
+        payload: Payload,
+        timeout: Duration,
+    ) -> Result<Payload, CallError> {
+        let who = || Self::describe(target);
+        let pid = self
+            .resolve(target)
+            .ok_or_else(|| CallError::NoProc(who()))?;
+        if Some(pid) == from {
+            return Err(CallError::CallingSelf);
+        }
+        let process = self.lookup(pid).ok_or_else(|| CallError::NoProc(who()))?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let pushed = process
+            .push_user(Envelope::Call {
+                from,
+                payload,
+                reply: tx,
+            })
+            .map_err(|_| CallError::NoProc(who()))?;
+        if pushed.needs_schedule() {
+            self.scheduler.schedule(process.clone());
+        }
+        let result = self.scheduler.blocking(self, || rx.recv_timeout(timeout));
+        match result {
+            Ok(reply) => reply,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(CallError::Timeout(who())),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                let reason = process
+                    .exit
+                    .wait(Some(Duration::from_secs(1)))
+                    .unwrap_or_else(|| ExitReason::Error("exited".into()));
+                Err(CallError::Exited {
+                    target: who(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// Creates a process running `behaviour_init`'s result; runs init inline, then makes the
+    /// process runnable. `parent` is linked both ways before init runs.
+    pub(crate) fn spawn_with(
+        self: &Arc<Self>,
+        opts: &SpawnOptions,
+        parent: Option<&ProcCx<'_>>,
+        label: &str,
+        init: impl FnOnce(&ProcCx<'_>) -> Result<Box<dyn Behaviour>, ExitReason>,
+    ) -> Result<Pid, SpawnError> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(SpawnError::ShuttingDown);
+        }
+        let pid = Pid(self.next_pid.fetch_add(1, Ordering::Relaxed));
+        let app = opts.app.as_deref().map(Arc::<str>::from);
+        let process = Arc::new(Process::new(pid, app));
+        self.shard(pid).write().insert(pid.0, process.clone());
+        if let Some(name) = &opts.name
+            && let Err(holder) = self.register(name, &process)
+        {
+            self.shard(pid).write().remove(&pid.0);
+            return Err(SpawnError::NameTaken {
+                name: name.clone(),
+                pid: holder,
+            });
+        }
+        {
+            let mut signals = process.signals.lock();
+            signals.trap_exit = opts.trap_exit;
+            if let Some(parent) = parent {
+                signals.links.insert(parent.pid());
+                signals.parent = Some(parent.pid());
+            }
+        }
+        if let Some(parent) = parent {
+            parent.process.signals.lock().links.insert(pid);
+        }
+        let mut code = process.code.lock();
+        let cx = ProcCx {
+            node: self,
+            process: &process,
+        };
+        match init(&cx) {
+            Ok(behaviour) => {
+                code.behaviour = Some(behaviour);
+                drop(code);
+                let runnable = {
+                    let mut mb = process.mailbox.lock();
+                    let pending = !mb.sys.is_empty() || !mb.user.is_empty();
+                    mb.scheduled = pending;
+                    pending
+                };
+                if runnable {
+                    self.scheduler.schedule(process);
+                }
+                Ok(pid)
+            }
+            Err(reason) => {
+                drop(code);
+                if let Some(parent) = parent {
+                    parent.process.signals.lock().links.remove(&pid);
+                    process.signals.lock().links.clear();
+                }
+                self.finish_exit(&process, reason.clone());
+                Err(SpawnError::Init {
+                    module: label.to_string(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn spawn_module(
+        self: &Arc<Self>,
+        module: &ModuleRef,
+        args: &[u8],
+        opts: &SpawnOptions,
+        parent: Option<&ProcCx<'_>>,
+    ) -> Result<Pid, SpawnError> {
+        let module = match module {
+            ModuleRef::Loaded(m) => m.clone(),
+            ModuleRef::Name(name) => self
+                .code
+                .current(name)
+                .ok_or_else(|| SpawnError::UnknownModule(name.clone()))?,
+        };
+        let label = module.name().to_string();
+        self.spawn_with(opts, parent, &label, |cx| {
+            ModuleInstance::init(module, cx, args).map(|m| Box::new(m) as Box<dyn Behaviour>)
+        })
+    }
+
+    /// Completes a process's exit: marks it dead, wakes waiters, unregisters it and sends its
+    /// exit signals and monitor messages. Idempotent. The caller has dropped its code.
+    pub(crate) fn finish_exit(&self, process: &Arc<Process>, reason: ExitReason) {
+        let (user, sys) = {
+            let mut mb = process.mailbox.lock();
+            if mb.dead {
+                return;
+            }
+            mb.dead = true;
+            (std::mem::take(&mut mb.user), std::mem::take(&mut mb.sys))
+        };
+        if !process.exit.set(reason.clone()) {
+            return;
+        }
+        let pid = process.pid;
+        self.shard(pid).write().remove(&pid.0);
+        if let Some(name) = process.name.lock().take() {
+            let mut registry = self.registry.write();
+            if registry.get(&name) == Some(&pid) {
+                registry.remove(&name);
+            }
+        }
+        let signals = std::mem::take(&mut *process.signals.lock());
+        for linked in signals.links {
+            let _ = self.send_sys(
+                linked,
+                SysMsg::Exit {
+                    from: pid,
+                    reason: reason.clone(),
+                },
+            );
+        }
+        for (reference, watcher) in signals.watchers {
+            self.send_info(
+                watcher,
+                InfoMsg::Down {
+                    reference,
+                    pid,
+                    reason: reason.clone(),
+                },
+            );
+        }
+        for (reference, target) in signals.monitoring {
+            let _ = self.send_sys(target, SysMsg::Demonitor { reference });
+        }
+        let noproc = ExitReason::Error("noproc".into());
+        for msg in sys {
+            match msg {
+                SysMsg::Link(from) => {
+                    let _ = self.send_sys(
+                        from,
+                        SysMsg::Exit {
+                            from: pid,
+                            reason: noproc.clone(),
+                        },
+                    );
+                }
+                SysMsg::Monitor { from, reference } => {
+                    self.send_info(
+                        from,
+                        InfoMsg::Down {
+                            reference,
+                            pid,
+                            reason: noproc.clone(),
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        // Pending calls see their reply channel close only now, after the reason is set.
+        drop(user);
+        self.roots.lock().retain(|p| *p != pid);
+    }
+
+    pub(crate) fn all_pids(&self) -> Vec<Pid> {
+        let mut pids: Vec<Pid> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.read().keys().map(|k| Pid(*k)).collect::<Vec<_>>())
+            .collect();
+        pids.sort();
+        pids
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+}
+
+/// A running node: the handle a service (or the `relup` daemon) holds.
+///
+/// Cloning gives another handle to the same node.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<NodeInner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("processes", &self.inner.count())
+            .finish()
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A directory or thread could not be created.
+    #[error("cannot start the node: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+static NODE_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Node {
+    /// Starts a node: scheduler threads, the timer thread and the code server.
+    pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let (copy_dir, owns_copy_dir) = match config.copy_dir {
+            Some(dir) => (dir, false),
+            None => (
+                std::env::temp_dir().join(format!(
+                    "relup-{}-{}",
+                    std::process::id(),
+                    NODE_SEQ.fetch_add(1, Ordering::Relaxed)
+                )),
+                true,
+            ),
+        };
+        let code = CodeServer::new(copy_dir)?;
+        let inner = Arc::new(NodeInner {
+            scheduler: Scheduler::new(config.schedulers, config.max_threads),
+            timers: Timers::new(),
+            code,
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            registry: RwLock::new(HashMap::new()),
+            next_pid: AtomicU64::new(1),
+            next_ref: AtomicU64::new(1),
+            env: RwLock::new(HashMap::new()),
+            logger: config.logger.unwrap_or_else(default_logger),
+            roots: Mutex::new(Vec::new()),
+            timer_thread: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            owns_copy_dir,
+        });
+        inner.scheduler.start(&inner);
+        *inner.timer_thread.lock() = Some(Timers::start(&inner)?);
+        Ok(Node { inner })
+    }
+
+    /// The code server (load module libraries, register native modules, purge).
+    pub fn code(&self) -> &CodeServer {
+        &self.inner.code
+    }
+
+    /// Scheduler threads that run processes.
+    pub fn schedulers(&self) -> usize {
+        self.inner.scheduler.size()
+    }
+
+    /// Spare threads started so far to keep the pool running while workers block in calls.
+    pub fn spare_threads_started(&self) -> usize {
+        self.inner.scheduler.spares_started()
+    }
+
+    /// Starts a bare process running `module` with `args` (encoded with the module codec).
+    pub fn spawn<A: Serialize + ?Sized>(
+        &self,
+        module: impl Into<ModuleRef>,
+        args: &A,
+        opts: SpawnOptions,
+    ) -> Result<Pid, SpawnError> {
+        let args = relup_module::codec::encode(args).map_err(|e| SpawnError::Init {
+            module: "args".into(),
+            reason: ExitReason::Error(e.0),
+        })?;
+        let pid = self
+            .inner
+            .spawn_module(&module.into(), &args, &opts, None)?;
+        Ok(pid)
+    }
+
+    /// Calls a process and decodes its reply.
+    pub fn call<'t, Q: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        to: impl Into<Target<'t>>,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<R, CallError> {
+        let bytes = relup_module::codec::encode(request).map_err(|e| CallError::BadMessage(e.0))?;
+        let reply = self.call_bytes(to, bytes, timeout)?;
+        relup_module::codec::decode(&reply).map_err(|e| CallError::BadMessage(e.0))
+    }
+
+    /// Calls a process with an already encoded request; returns the encoded reply.
+    pub fn call_bytes<'t>(
+        &self,
+        to: impl Into<Target<'t>>,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        match self
+            .inner
+            .call_payload(&to.into(), None, Payload::Bytes(request), timeout)?
+        {
+            Payload::Bytes(reply) => Ok(reply),
+            Payload::Internal(_) => Err(CallError::BadMessage("runtime-internal reply".into())),
+        }
+    }
+
+    /// Casts a message (to `handle_cast`).
+    pub fn cast<'t, M: Serialize + ?Sized>(
+        &self,
+        to: impl Into<Target<'t>>,
+        msg: &M,
+    ) -> Result<(), SendError> {
+        let target = to.into();
+        let bytes = relup_module::codec::encode(msg).map_err(|e| SendError::Encode(e.0))?;
+        let pid = self
+            .inner
+            .resolve(&target)
+            .ok_or_else(|| SendError::NoProc(NodeInner::describe(&target)))?;
+        if self.inner.cast_payload(pid, Payload::Bytes(bytes)) {
+            Ok(())
+        } else {
+            Err(SendError::NoProc(NodeInner::describe(&target)))
+        }
+    }
+
+    /// Sends a plain message (to `handle_info`).
+    pub fn send<'t, M: Serialize + ?Sized>(
+        &self,
+        to: impl Into<Target<'t>>,
+        msg: &M,
+    ) -> Result<(), SendError> {
+        let target = to.into();
+        let bytes = relup_module::codec::encode(msg).map_err(|e| SendError::Encode(e.0))?;
+        let pid = self
+            .inner
+            .resolve(&target)
+            .ok_or_else(|| SendError::NoProc(NodeInner::describe(&target)))?;
+        if self
+            .inner
+            .send_info(pid, InfoMsg::Message(Payload::Bytes(bytes)))
+        {
+            Ok(())
+        } else {
+            Err(SendError::NoProc(NodeInner::describe(&target)))
+        }
+    }
+
+    /// Sends an exit signal to a process, as from the node (`Killed` cannot be trapped).
+    pub fn exit(&self, pid: Pid, reason: ExitReason) -> bool {
+        self.inner
+            .send_sys(
+                pid,
+                SysMsg::Exit {
+                    from: Pid(0),
+                    reason,
+                },
+            )
+            .is_ok()
+    }
+
+    /// Waits up to `timeout` (forever with `None`) for a process to exit; returns its reason,
+    /// or None if it is still running. An unknown pid returns `noproc`.
+    pub fn wait_exit(&self, pid: Pid, timeout: Option<Duration>) -> Option<ExitReason> {
+        match self.inner.lookup(pid) {
+            Some(process) => process.exit.wait(timeout),
+            None => Some(ExitReason::Error("noproc".into())),
+        }
+    }
+
+    /// The pid registered under `name`.
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        self.inner.whereis(name)
+    }
+
+    /// Whether a process is alive.
+    pub fn is_alive(&self, pid: Pid) -> bool {
+        self.inner.lookup(pid).is_some_and(|p| !p.is_dead())
+    }
+
+    /// Every live process, by pid.
+    pub fn processes(&self) -> Vec<Pid> {
+        self.inner.all_pids()
+    }
+
+    /// Number of live processes.
+    pub fn process_count(&self) -> usize {
+        self.inner.count()
+    }
+
+    /// A snapshot of one process. Waits for the process's current batch of messages.
+    pub fn process_info(&self, pid: Pid) -> Option<ProcessInfo> {
+        let process = self.inner.lookup(pid)?;
+        let (mailbox_len, suspended) = {
+            let mb = process.mailbox.lock();
+            (mb.user.len(), mb.suspended)
+        };
+        let code = process.code.lock();
+        let behaviour = code.behaviour.as_ref()?;
+        let module = behaviour.module();
+        Some(ProcessInfo {
+            pid,
+            name: process.name.lock().clone(),
+            kind: behaviour.kind(),
+            module: module.map(|m| m.name().to_string()),
+            version: module.map(|m| m.version().to_string()),
+            mailbox_len,
+            suspended,
+            app: process.app.as_deref().map(str::to_string),
+        })
+    }
+
+    /// Pids of the processes running any version of `module`.
+    pub fn processes_running(&self, module: &str) -> Vec<Pid> {
+        self.inner
+            .all_pids()
+            .into_iter()
+            .filter(|pid| {
+                self.inner.lookup(*pid).is_some_and(|p| {
+                    p.code
+                        .lock()
+                        .behaviour
+                        .as_ref()
+                        .and_then(|b| b.module())
+                        .is_some_and(|m| m.name() == module)
+                })
+            })
+            .collect()
+    }
+
+    /// Sets a configuration key of an application.
+    pub fn set_env(&self, app: &str, key: &str, value: ConfigValue) {
+        self.inner
+            .env
+            .write()
+            .entry(app.to_string())
+            .or_default()
+            .insert(key.to_string(), value);
+    }
+
+    /// Reads a configuration key of an application.
+    pub fn env(&self, app: &str, key: &str) -> Option<ConfigValue> {
+        self.inner.env(app, key)
+    }
+
+    /// Number of active timers.
+    pub fn active_timers(&self) -> usize {
+        self.inner.timers.active()
+    }
+
+    pub(crate) fn add_root(&self, pid: Pid) {
+        self.inner.roots.lock().push(pid);
+    }
+
+    /// Stops the node: shuts down top-level supervisors in reverse start order (each shuts its
+    /// tree down in reverse order), kills what is left, and stops the threads.
+    pub fn shutdown(&self, timeout: Duration) {
+        let roots: Vec<Pid> = self.inner.roots.lock().iter().rev().copied().collect();
+        for pid in roots {
+            if let Some(process) = self.inner.lookup(pid) {
+                let _ = self.inner.push_sys_to(
+                    &process,
+                    SysMsg::Exit {
+                        from: Pid(0),
+                        reason: ExitReason::Shutdown,
+                    },
+                );
+                if process.exit.wait(Some(timeout)).is_none() {
+                    crate::run::force_exit(&self.inner, &process, ExitReason::Killed);
+                }
+            }
+        }
+        self.inner.stopped.store(true, Ordering::SeqCst);
+        for pid in self.inner.all_pids() {
+            if let Some(process) = self.inner.lookup(pid) {
+                let _ = self.inner.push_sys_to(
+                    &process,
+                    SysMsg::Exit {
+                        from: Pid(0),
+                        reason: ExitReason::Killed,
+                    },
+                );
+                if process
+                    .exit
+                    .wait(Some(Duration::from_millis(100)))
+                    .is_none()
+                {
+                    crate::run::force_exit(&self.inner, &process, ExitReason::Killed);
+                }
+            }
+        }
+        self.inner.timers.stop();
+        if let Some(handle) = self.inner.timer_thread.lock().take() {
+            let _ = handle.join();
+        }
+        self.inner.scheduler.stop();
+        if self.inner.owns_copy_dir {
+            let _ = std::fs::remove_dir_all(self.inner.code.copy_dir());
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! A process: pid, mailbox, signal bookkeeping, code slot and exit latch.
+//!
+//! Locks, each held briefly except `code`:
+//! - `mailbox`: queues and the scheduling flags; every push and pop.
+//! - `signals`: links, monitors, trap_exit; changed by the process itself or by its exit.
+//! - `code`: the behaviour; held by the worker running the process for a whole batch.
+
+use crate::behaviour::Behaviour;
+use crate::error::CallError;
+use parking_lot::{Condvar, Mutex};
+use relup_module::{ExitReason, Pid};
+use std::any::Any;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The content of a call, cast or plain message.
+pub enum Payload {
+    /// Bytes encoded with `relup_module::codec` (what crosses into modules).
+    Bytes(Vec<u8>),
+    /// A typed value for the runtime's own behaviours (supervisor requests and replies).
+    Internal(Box<dyn Any + Send>),
+}
+
+impl Payload {
+    /// The bytes, if this is a byte payload.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Payload::Bytes(b) => Some(b),
+            Payload::Internal(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Payload::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Payload::Internal(_) => f.write_str("Internal(..)"),
+        }
+    }
+}
+
+/// Where a call's reply goes.
+pub(crate) type ReplyTx = crossbeam_channel::Sender<Result<Payload, CallError>>;
+
+/// An info message for `handle_info`.
+#[derive(Debug)]
+pub enum InfoMsg {
+    /// A plain message or a timer message.
+    Message(Payload),
+    /// A monitored process went down.
+    Down {
+        /// The monitor reference.
+        reference: u64,
+        /// The process that went down.
+        pid: Pid,
+        /// Its exit reason.
+        reason: ExitReason,
+    },
+    /// A trapped exit signal from a linked process.
+    Exit {
+        /// The linked process.
+        pid: Pid,
+        /// Its exit reason.
+        reason: ExitReason,
+    },
+}
+
+/// A message in a process's ordinary mailbox (held back while the process is suspended).
+pub(crate) enum Envelope {
+    Call {
+        from: Option<Pid>,
+        payload: Payload,
+        reply: ReplyTx,
+    },
+    Cast(Payload),
+    Info(InfoMsg),
+}
+
+/// A system message: handled before ordinary messages, even while suspended.
+pub(crate) enum SysMsg {
+    /// An exit signal (from a link, or an explicit exit/kill).
+    Exit {
+        from: Pid,
+        reason: ExitReason,
+    },
+    Link(Pid),
+    Unlink(Pid),
+    Monitor {
+        from: Pid,
+        reference: u64,
+    },
+    Demonitor {
+        reference: u64,
+    },
+    /// Run a closure on the process's code between two messages (suspend, code change, ...).
+    Control(Box<dyn FnOnce(&mut ControlCx<'_>) + Send>),
+}
+
+/// What a control closure can touch: the code slot and the suspension flag.
+pub(crate) struct ControlCx<'a> {
+    pub(crate) process: &'a Arc<Process>,
+    pub(crate) code: &'a mut CodeSlot,
+}
+
+impl ControlCx<'_> {
+    /// Stops taking ordinary messages (they keep queueing).
+    pub(crate) fn suspend(&mut self) {
+        self.process.mailbox.lock().suspended = true;
+    }
+
+    /// Takes ordinary messages again.
+    pub(crate) fn resume(&mut self) {
+        self.process.mailbox.lock().suspended = false;
+    }
+}
+
+pub(crate) struct Mailbox {
+    pub(crate) user: VecDeque<Envelope>,
+    pub(crate) sys: VecDeque<SysMsg>,
+    /// In the run queue or running: pushers must not enqueue it again.
+    pub(crate) scheduled: bool,
+    pub(crate) suspended: bool,
+    pub(crate) dead: bool,
+}
+
+/// Links, monitors and exit trapping of one process.
+#[derive(Default)]
+pub(crate) struct Signals {
+    pub(crate) links: HashSet<Pid>,
+    /// Who monitors this process: reference → watcher.
+    pub(crate) watchers: HashMap<u64, Pid>,
+    /// Whom this process monitors: reference → monitored process.
+    pub(crate) monitoring: HashMap<u64, Pid>,
+    pub(crate) trap_exit: bool,
+    pub(crate) parent: Option<Pid>,
+}
+
+/// The code a process runs, plus the previous code kept during an upgrade until commit.
+#[derive(Default)]
+pub(crate) struct CodeSlot {
+    pub(crate) behaviour: Option<Box<dyn Behaviour>>,
+    pub(crate) staged_old: Option<Box<dyn Behaviour>>,
+}
+
+/// Set once when the process has exited; waited on by supervisors and callers.
+#[derive(Default)]
+pub(crate) struct ExitLatch {
+    reason: Mutex<Option<ExitReason>>,
+    cv: Condvar,
+}
+
+impl ExitLatch {
+    /// Sets the reason; returns false if it was set already.
+    pub(crate) fn set(&self, reason: ExitReason) -> bool {
+        let mut slot = self.reason.lock();
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(reason);
+        self.cv.notify_all();
+        true
+    }
+
+    pub(crate) fn get(&self) -> Option<ExitReason> {
+        self.reason.lock().clone()
+    }
+
+    /// Waits up to `timeout` for the exit; returns the reason if it happened.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Option<ExitReason> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut slot = self.reason.lock();
+        loop {
+            if let Some(reason) = slot.as_ref() {
+                return Some(reason.clone());
+            }
+            match deadline {
+                Some(d) => {
+                    if self.cv.wait_until(&mut slot, d).timed_out() {
+                        return slot.clone();
+                    }
+                }
+                None => self.cv.wait(&mut slot),
+            }
+        }
+    }
+}
+
+/// One lightweight process.
+pub(crate) struct Process {
+    pub(crate) pid: Pid,
+    pub(crate) mailbox: Mutex<Mailbox>,
+    pub(crate) signals: Mutex<Signals>,
+    pub(crate) code: Mutex<CodeSlot>,
+    pub(crate) exit: ExitLatch,
+    pub(crate) name: Mutex<Option<String>>,
+    /// The application the process belongs to (for its configuration), if any.
+    pub(crate) app: Option<Arc<str>>,
+}
+
+/// What a push asks of the caller: schedule the process, or nothing.
+#[must_use]
+pub(crate) enum Pushed {
+    Schedule,
+    Queued,
+}
+
+impl Process {
+    pub(crate) fn new(pid: Pid, app: Option<Arc<str>>) -> Process {
+        Process {
+            pid,
+            mailbox: Mutex::new(Mailbox {
+                user: VecDeque::new(),
+                sys: VecDeque::new(),
+                // Not schedulable until its init has run.
+                scheduled: true,
+                suspended: false,
+                dead: false,
+            }),
+            signals: Mutex::new(Signals::default()),
+            code: Mutex::new(CodeSlot::default()),
+            exit: ExitLatch::default(),
+            name: Mutex::new(None),
+            app,
+        }
+    }
+
+    pub(crate) fn push_user(&self, envelope: Envelope) -> Result<Pushed, Envelope> {
+        let mut mb = self.mailbox.lock();
+        if mb.dead {
+            return Err(envelope);
+        }
+        mb.user.push_back(envelope);
+        if !mb.scheduled && !mb.suspended {
+            mb.scheduled = true;
+            Ok(Pushed::Schedule)
+        } else {
+            Ok(Pushed::Queued)
+        }
+    }
+
+    pub(crate) fn push_sys(&self, msg: SysMsg) -> Result<Pushed, SysMsg> {
+        let mut mb = self.mailbox.lock();
+        if mb.dead {
+            return Err(msg);
+        }
+        mb.sys.push_back(msg);
+        if !mb.scheduled {
+            mb.scheduled = true;
+            Ok(Pushed::Schedule)
+        } else {
+            Ok(Pushed::Queued)
+        }
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.exit.get().is_some()
+    }
+}
+
+impl Pushed {
+    pub(crate) fn needs_schedule(&self) -> bool {
+        matches!(self, Pushed::Schedule)
+    }
+}

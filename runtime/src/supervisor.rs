@@ -1,0 +1,865 @@
+//! Supervisors: one_for_one, one_for_all, rest_for_one and simple_one_for_one, with restart
+//! types, restart intensity (escalating to the parent), ordered start, reverse-order shutdown
+//! with per-child timeouts and a forced stop, and nesting.
+//!
+//! A supervisor is a process like any other, running the runtime's own [`Behaviour`]. It traps
+//! exits: a child's exit arrives as an `Exit` info; an exit signal from its parent (or the
+//! node) shuts it down.
+
+use crate::behaviour::{Behaviour, CallOutcome, Flow, ProcessKind};
+use crate::code_server::LoadedModule;
+use crate::error::{CallError, SpawnError, SupervisorError};
+use crate::host::ProcCx;
+use crate::node::{ModuleRef, Node, SpawnOptions};
+use crate::process::{InfoMsg, Payload, SysMsg};
+use relup_module::{ExitReason, Pid, Target};
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a supervisor reacts when a child exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum Strategy {
+    /// Restart only the child that exited.
+    OneForOne,
+    /// Stop all other children, then restart all.
+    OneForAll,
+    /// Stop the children started after the one that exited, then restart it and them.
+    RestForOne,
+    /// Dynamic children of one template, started with `start_simple_child`; one_for_one
+    /// restarts.
+    SimpleOneForOne,
+}
+
+/// When a child is restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum Restart {
+    /// Always.
+    Permanent,
+    /// Only after an abnormal exit (not `normal` or `shutdown`).
+    Transient,
+    /// Never.
+    Temporary,
+}
+
+/// How a child is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum Shutdown {
+    /// Killed at once, without `terminate`.
+    BrutalKill,
+    /// Asked to shut down; killed if it has not exited after this long.
+    Timeout(Duration),
+    /// Asked to shut down, waited for as long as it takes (the default for supervisors).
+    Infinity,
+}
+
+/// How a child starts.
+#[derive(Clone, Debug)]
+pub enum ChildStart {
+    /// A worker running a module with encoded args.
+    Module {
+        /// The module (its current version at start time, or an exact version).
+        module: ModuleRef,
+        /// Encoded args for `init`.
+        args: Vec<u8>,
+    },
+    /// A nested supervisor.
+    Supervisor(SupervisorSpec),
+}
+
+/// One child of a supervisor.
+#[derive(Clone, Debug)]
+pub struct ChildSpec {
+    /// Unique among its siblings.
+    pub id: String,
+    /// What to start.
+    pub start: ChildStart,
+    /// When to restart it.
+    pub restart: Restart,
+    /// How to stop it.
+    pub shutdown: Shutdown,
+    /// A registered name for it.
+    pub name: Option<String>,
+    /// Its application (for configuration).
+    pub app: Option<String>,
+}
+
+impl ChildSpec {
+    /// A permanent worker running `module` with `args`, 5 s shutdown timeout.
+    pub fn worker<A: Serialize + ?Sized>(
+        id: &str,
+        module: impl Into<ModuleRef>,
+        args: &A,
+    ) -> ChildSpec {
+        ChildSpec {
+            id: id.to_string(),
+            start: ChildStart::Module {
+                module: module.into(),
+                // Encoding a plain serde value into a Vec cannot fail short of a buggy
+                // Serialize impl; such a child then fails its init with a decode error.
+                args: relup_module::codec::encode(args).unwrap_or_default(),
+            },
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Timeout(Duration::from_secs(5)),
+            name: None,
+            app: None,
+        }
+    }
+
+    /// A permanent nested supervisor, waited for without timeout on shutdown.
+    pub fn supervisor(id: &str, spec: SupervisorSpec) -> ChildSpec {
+        ChildSpec {
+            id: id.to_string(),
+            start: ChildStart::Supervisor(spec),
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Infinity,
+            name: None,
+            app: None,
+        }
+    }
+
+    /// Sets the restart type.
+    pub fn restart(mut self, restart: Restart) -> ChildSpec {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets the shutdown.
+    pub fn shutdown(mut self, shutdown: Shutdown) -> ChildSpec {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Registers the child under `name`.
+    pub fn named(mut self, name: &str) -> ChildSpec {
+        self.name = Some(name.to_string());
+        self
+    }
+
+    /// Puts the child in application `app`.
+    pub fn app(mut self, app: &str) -> ChildSpec {
+        self.app = Some(app.to_string());
+        self
+    }
+
+    fn kind(&self) -> ProcessKind {
+        match self.start {
+            ChildStart::Module { .. } => ProcessKind::Worker,
+            ChildStart::Supervisor(_) => ProcessKind::Supervisor,
+        }
+    }
+}
+
+/// A supervisor's flags and children.
+#[derive(Clone, Debug)]
+pub struct SupervisorSpec {
+    /// Restart strategy.
+    pub strategy: Strategy,
+    /// At most this many restarts ...
+    pub intensity: u32,
+    /// ... within this period; one more and the supervisor gives up and exits.
+    pub period: Duration,
+    /// Children in start order (for simple_one_for_one: exactly one template).
+    pub children: Vec<ChildSpec>,
+}
+
+impl SupervisorSpec {
+    /// A supervisor with OTP's default limits (1 restart in 5 s).
+    pub fn new(strategy: Strategy, children: Vec<ChildSpec>) -> SupervisorSpec {
+        SupervisorSpec {
+            strategy,
+            intensity: 1,
+            period: Duration::from_secs(5),
+            children,
+        }
+    }
+
+    /// Sets the restart intensity: `max` restarts in `period`.
+    pub fn intensity(mut self, max: u32, period: Duration) -> SupervisorSpec {
+        self.intensity = max;
+        self.period = period;
+        self
+    }
+}
+
+/// One child as `which_children` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ChildInfo {
+    /// Its id (the template's id for simple_one_for_one children).
+    pub id: String,
+    /// Its pid, if running.
+    pub pid: Option<Pid>,
+    /// Worker or supervisor.
+    pub kind: ProcessKind,
+    /// The module a worker runs (name).
+    pub module: Option<String>,
+}
+
+/// Child counts as `count_children` reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+pub struct ChildCounts {
+    /// Child specs (dynamic children count one each).
+    pub specs: usize,
+    /// Running children.
+    pub active: usize,
+    /// Children that are supervisors.
+    pub supervisors: usize,
+    /// Children that are workers.
+    pub workers: usize,
+}
+
+enum Request {
+    WhichChildren,
+    CountChildren,
+    StartChild(ChildSpec),
+    StartSimple(Vec<u8>),
+    TerminateChild(String),
+    TerminateSimple(Pid),
+    RestartChild(String),
+    DeleteChild(String),
+    SetFlags { intensity: u32, period: Duration },
+}
+
+enum Reply {
+    Children(Vec<ChildInfo>),
+    Counts(ChildCounts),
+    Started(Pid),
+    Done,
+    Failed(SupervisorError),
+}
+
+struct Child {
+    spec: ChildSpec,
+    pid: Option<Pid>,
+}
+
+pub(crate) struct Supervisor {
+    strategy: Strategy,
+    intensity: u32,
+    period: Duration,
+    children: Vec<Child>,
+    template: Option<ChildSpec>,
+    dynamic: HashMap<Pid, Vec<u8>>,
+    dynamic_order: Vec<Pid>,
+    restarts: VecDeque<Instant>,
+}
+
+fn module_name(start: &ChildStart) -> Option<String> {
+    match start {
+        ChildStart::Module {
+            module: ModuleRef::Name(name),
+            ..
+        } => Some(name.clone()),
+        ChildStart::Module {
+            module: ModuleRef::Loaded(m),
+            ..
+        } => Some(m.name().to_string()),
+        ChildStart::Supervisor(_) => None,
+    }
+}
+
+/// Starts one child linked to the supervisor behind `cx`.
+fn start_child(
+    cx: &ProcCx<'_>,
+    spec: &ChildSpec,
+    args_override: Option<&[u8]>,
+) -> Result<Pid, SpawnError> {
+    let opts = SpawnOptions {
+        name: spec.name.clone(),
+        app: spec.app.clone(),
+        trap_exit: false,
+    };
+    match &spec.start {
+        ChildStart::Module { module, args } => {
+            cx.node
+                .spawn_module(module, args_override.unwrap_or(args), &opts, Some(cx))
+        }
+        ChildStart::Supervisor(sup) => spawn_supervisor(cx.node, sup.clone(), opts, Some(cx)),
+    }
+}
+
+pub(crate) fn spawn_supervisor(
+    node: &Arc<crate::node::NodeInner>,
+    spec: SupervisorSpec,
+    mut opts: SpawnOptions,
+    parent: Option<&ProcCx<'_>>,
+) -> Result<Pid, SpawnError> {
+    opts.trap_exit = true;
+    node.spawn_with(&opts, parent, "supervisor", move |cx| {
+        Supervisor::init(cx, spec).map(|s| Box::new(s) as Box<dyn Behaviour>)
+    })
+}
+
+/// Stops one child: an exit signal, a wait, and a kill when the wait runs out.
+fn stop_child(cx: &ProcCx<'_>, pid: Pid, shutdown: Shutdown) {
+    let Some(process) = cx.node.lookup(pid) else {
+        return;
+    };
+    let me = cx.pid();
+    let (reason, wait) = match shutdown {
+        Shutdown::BrutalKill => (ExitReason::Killed, Some(Duration::from_secs(1))),
+        Shutdown::Timeout(t) => (ExitReason::Shutdown, Some(t)),
+        Shutdown::Infinity => (ExitReason::Shutdown, None),
+    };
+    if cx
+        .node
+        .push_sys_to(&process, SysMsg::Exit { from: me, reason })
+        .is_err()
+    {
+        return;
+    }
+    let exited = cx
+        .node
+        .scheduler
+        .blocking(cx.node, || process.exit.wait(wait));
+    if exited.is_some() {
+        return;
+    }
+    cx.log_warn(&format!(
+        "child {pid} did not shut down in time; killing it"
+    ));
+    let _ = cx.node.push_sys_to(
+        &process,
+        SysMsg::Exit {
+            from: me,
+            reason: ExitReason::Killed,
+        },
+    );
+    let killed = cx.node.scheduler.blocking(cx.node, || {
+        process.exit.wait(Some(Duration::from_millis(200)))
+    });
+    if killed.is_none() {
+        crate::run::force_exit(cx.node, &process, ExitReason::Killed);
+    }
+}
+
+impl Supervisor {
+    fn init(cx: &ProcCx<'_>, spec: SupervisorSpec) -> Result<Supervisor, ExitReason> {
+        let mut sup = Supervisor {
+            strategy: spec.strategy,
+            intensity: spec.intensity,
+            period: spec.period,
+            children: Vec::new(),
+            template: None,
+            dynamic: HashMap::new(),
+            dynamic_order: Vec::new(),
+            restarts: VecDeque::new(),
+        };
+        if spec.strategy == Strategy::SimpleOneForOne {
+            let mut children = spec.children.into_iter();
+            match (children.next(), children.next()) {
+                (Some(template), None) => sup.template = Some(template),
+                _ => {
+                    return Err(ExitReason::Error(
+                        "a simple_one_for_one supervisor needs exactly one child template".into(),
+                    ));
+                }
+            }
+            return Ok(sup);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for spec in &spec.children {
+            if !seen.insert(spec.id.clone()) {
+                return Err(ExitReason::Error(format!(
+                    "duplicate child id {:?}",
+                    spec.id
+                )));
+            }
+        }
+        for spec in spec.children {
+            match start_child(cx, &spec, None) {
+                Ok(pid) => sup.children.push(Child {
+                    spec,
+                    pid: Some(pid),
+                }),
+                Err(error) => {
+                    sup.stop_all(cx);
+                    return Err(ExitReason::Error(format!(
+                        "child {:?} failed to start: {error}",
+                        spec.id
+                    )));
+                }
+            }
+        }
+        Ok(sup)
+    }
+
+    /// Stops every child, in reverse start order.
+    fn stop_all(&mut self, cx: &ProcCx<'_>) {
+        for index in (0..self.children.len()).rev() {
+            self.stop_at(cx, index);
+        }
+        if let Some(template) = &self.template {
+            let shutdown = template.shutdown;
+            for pid in std::mem::take(&mut self.dynamic_order).into_iter().rev() {
+                if self.dynamic.remove(&pid).is_some() {
+                    stop_child(cx, pid, shutdown);
+                }
+            }
+        }
+    }
+
+    fn stop_at(&mut self, cx: &ProcCx<'_>, index: usize) {
+        if let Some(pid) = self.children[index].pid.take() {
+            stop_child(cx, pid, self.children[index].spec.shutdown);
+        }
+    }
+
+    /// Records a restart; false when the intensity is exceeded.
+    fn note_restart(&mut self) -> bool {
+        let now = Instant::now();
+        self.restarts.push_back(now);
+        while let Some(first) = self.restarts.front() {
+            if now.duration_since(*first) > self.period {
+                self.restarts.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.restarts.len() as u64 <= u64::from(self.intensity)
+    }
+
+    fn should_restart(restart: Restart, reason: &ExitReason) -> bool {
+        match restart {
+            Restart::Permanent => true,
+            Restart::Transient => !reason.is_clean(),
+            Restart::Temporary => false,
+        }
+    }
+
+    /// Starts children `range` in order, retrying failures while the intensity allows.
+    fn restart_range(&mut self, cx: &ProcCx<'_>, range: std::ops::Range<usize>) -> Flow {
+        for index in range {
+            if self.children[index].pid.is_some() {
+                continue;
+            }
+            loop {
+                match start_child(cx, &self.children[index].spec, None) {
+                    Ok(pid) => {
+                        self.children[index].pid = Some(pid);
+                        break;
+                    }
+                    Err(error) => {
+                        cx.log_warn(&format!(
+                            "restart of child {:?} failed: {error}",
+                            self.children[index].spec.id
+                        ));
+                        if !self.note_restart() {
+                            return self.give_up(cx);
+                        }
+                    }
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    fn give_up(&mut self, cx: &ProcCx<'_>) -> Flow {
+        cx.node.log(
+            0,
+            Some(cx.process),
+            "reached maximum restart intensity; shutting down",
+        );
+        Flow::Stop(ExitReason::Error(
+            "shutdown: reached_max_restart_intensity".into(),
+        ))
+    }
+
+    fn child_exited(&mut self, cx: &ProcCx<'_>, pid: Pid, reason: ExitReason) -> Flow {
+        if let Some(args) = self.dynamic.remove(&pid) {
+            self.dynamic_order.retain(|p| *p != pid);
+            let Some(template) = self.template.clone() else {
+                return Flow::Continue;
+            };
+            if !Self::should_restart(template.restart, &reason) {
+                return Flow::Continue;
+            }
+            loop {
+                if !self.note_restart() {
+                    return self.give_up(cx);
+                }
+                match start_child(cx, &template, Some(&args)) {
+                    Ok(new_pid) => {
+                        self.dynamic.insert(new_pid, args);
+                        self.dynamic_order.push(new_pid);
+                        return Flow::Continue;
+                    }
+                    Err(error) => cx.log_warn(&format!(
+                        "restart of a {:?} child failed: {error}",
+                        template.id
+                    )),
+                }
+            }
+        }
+        let Some(index) = self.children.iter().position(|c| c.pid == Some(pid)) else {
+            return Flow::Continue;
+        };
+        self.children[index].pid = None;
+        let restart = self.children[index].spec.restart;
+        if !Self::should_restart(restart, &reason) {
+            if restart == Restart::Temporary {
+                self.children.remove(index);
+            }
+            return Flow::Continue;
+        }
+        if !self.note_restart() {
+            return self.give_up(cx);
+        }
+        let id = self.children[index].spec.id.clone();
+        match self.strategy {
+            Strategy::OneForOne | Strategy::SimpleOneForOne => {}
+            Strategy::OneForAll => {
+                for other in (0..self.children.len()).rev() {
+                    self.stop_at(cx, other);
+                }
+            }
+            Strategy::RestForOne => {
+                for other in (index + 1..self.children.len()).rev() {
+                    self.stop_at(cx, other);
+                }
+            }
+        }
+        // Temporary siblings stopped along the way are not restarted: they go.
+        self.children
+            .retain(|c| c.pid.is_some() || c.spec.restart != Restart::Temporary || c.spec.id == id);
+        let index = self
+            .children
+            .iter()
+            .position(|c| c.spec.id == id)
+            .unwrap_or(0);
+        let range = match self.strategy {
+            Strategy::OneForOne | Strategy::SimpleOneForOne => index..index + 1,
+            Strategy::OneForAll => 0..self.children.len(),
+            Strategy::RestForOne => index..self.children.len(),
+        };
+        self.restart_range(cx, range)
+    }
+
+    fn which_children(&self) -> Vec<ChildInfo> {
+        let mut list: Vec<ChildInfo> = self
+            .children
+            .iter()
+            .map(|c| ChildInfo {
+                id: c.spec.id.clone(),
+                pid: c.pid,
+                kind: c.spec.kind(),
+                module: module_name(&c.spec.start),
+            })
+            .collect();
+        if let Some(template) = &self.template {
+            list.extend(self.dynamic_order.iter().map(|pid| ChildInfo {
+                id: template.id.clone(),
+                pid: Some(*pid),
+                kind: template.kind(),
+                module: module_name(&template.start),
+            }));
+        }
+        list
+    }
+
+    fn count_children(&self) -> ChildCounts {
+        let mut counts = ChildCounts::default();
+        let mut add = |kind: ProcessKind, running: bool| {
+            counts.specs += 1;
+            counts.active += usize::from(running);
+            match kind {
+                ProcessKind::Worker => counts.workers += 1,
+                ProcessKind::Supervisor => counts.supervisors += 1,
+            }
+        };
+        for child in &self.children {
+            add(child.spec.kind(), child.pid.is_some());
+        }
+        if let Some(template) = &self.template {
+            for _ in &self.dynamic_order {
+                add(template.kind(), true);
+            }
+        }
+        counts
+    }
+
+    fn index_of(&self, id: &str) -> Result<usize, SupervisorError> {
+        self.children
+            .iter()
+            .position(|c| c.spec.id == id)
+            .ok_or_else(|| SupervisorError::NoChild(id.to_string()))
+    }
+
+    fn request(&mut self, cx: &ProcCx<'_>, request: Request) -> Reply {
+        let simple = self.strategy == Strategy::SimpleOneForOne;
+        let unsupported = |what: &str| {
+            Reply::Failed(SupervisorError::Unsupported(format!(
+                "{what} is not supported by a {:?} supervisor",
+                self.strategy
+            )))
+        };
+        match request {
+            Request::WhichChildren => Reply::Children(self.which_children()),
+            Request::CountChildren => Reply::Counts(self.count_children()),
+            Request::SetFlags { intensity, period } => {
+                self.intensity = intensity;
+                self.period = period;
+                Reply::Done
+            }
+            Request::StartSimple(args) => {
+                let Some(template) = self.template.clone() else {
+                    return unsupported("start_simple_child");
+                };
+                match start_child(cx, &template, Some(&args)) {
+                    Ok(pid) => {
+                        self.dynamic.insert(pid, args);
+                        self.dynamic_order.push(pid);
+                        Reply::Started(pid)
+                    }
+                    Err(error) => Reply::Failed(SupervisorError::Start {
+                        id: template.id.clone(),
+                        error,
+                    }),
+                }
+            }
+            Request::TerminateSimple(pid) => {
+                let Some(template) = &self.template else {
+                    return unsupported("terminating a child by pid");
+                };
+                if self.dynamic.remove(&pid).is_none() {
+                    return Reply::Failed(SupervisorError::NoChild(pid.to_string()));
+                }
+                self.dynamic_order.retain(|p| *p != pid);
+                stop_child(cx, pid, template.shutdown);
+                Reply::Done
+            }
+            _ if simple => unsupported("a static child request"),
+            Request::StartChild(spec) => {
+                if self.children.iter().any(|c| c.spec.id == spec.id) {
+                    return Reply::Failed(SupervisorError::DuplicateChild(spec.id));
+                }
+                match start_child(cx, &spec, None) {
+                    Ok(pid) => {
+                        self.children.push(Child {
+                            spec,
+                            pid: Some(pid),
+                        });
+                        Reply::Started(pid)
+                    }
+                    Err(error) => Reply::Failed(SupervisorError::Start { id: spec.id, error }),
+                }
+            }
+            Request::TerminateChild(id) => match self.index_of(&id) {
+                Ok(index) => {
+                    self.stop_at(cx, index);
+                    Reply::Done
+                }
+                Err(e) => Reply::Failed(e),
+            },
+            Request::RestartChild(id) => match self.index_of(&id) {
+                Ok(index) if self.children[index].pid.is_some() => Reply::Failed(
+                    SupervisorError::Unsupported(format!("child {id:?} is running")),
+                ),
+                Ok(index) => match start_child(cx, &self.children[index].spec, None) {
+                    Ok(pid) => {
+                        self.children[index].pid = Some(pid);
+                        Reply::Started(pid)
+                    }
+                    Err(error) => Reply::Failed(SupervisorError::Start { id, error }),
+                },
+                Err(e) => Reply::Failed(e),
+            },
+            Request::DeleteChild(id) => match self.index_of(&id) {
+                Ok(index) if self.children[index].pid.is_some() => Reply::Failed(
+                    SupervisorError::Unsupported(format!("child {id:?} is running")),
+                ),
+                Ok(index) => {
+                    self.children.remove(index);
+                    Reply::Done
+                }
+                Err(e) => Reply::Failed(e),
+            },
+        }
+    }
+}
+
+impl Behaviour for Supervisor {
+    fn handle_call(
+        &mut self,
+        cx: &ProcCx<'_>,
+        _from: Option<Pid>,
+        payload: Payload,
+    ) -> CallOutcome {
+        let Payload::Internal(boxed) = payload else {
+            return CallOutcome::BadMessage("a supervisor takes supervisor requests only".into());
+        };
+        match boxed.downcast::<Request>() {
+            Ok(request) => {
+                CallOutcome::Reply(Payload::Internal(Box::new(self.request(cx, *request))))
+            }
+            Err(_) => CallOutcome::BadMessage("not a supervisor request".into()),
+        }
+    }
+
+    fn handle_cast(&mut self, _cx: &ProcCx<'_>, _payload: Payload) -> Flow {
+        Flow::Continue
+    }
+
+    fn handle_info(&mut self, cx: &ProcCx<'_>, info: InfoMsg) -> Flow {
+        let InfoMsg::Exit { pid, reason } = info else {
+            return Flow::Continue;
+        };
+        let parent = cx.process.signals.lock().parent;
+        if pid == Pid(0) || Some(pid) == parent {
+            return Flow::Stop(reason);
+        }
+        self.child_exited(cx, pid, reason)
+    }
+
+    fn terminate(&mut self, cx: &ProcCx<'_>, _reason: &ExitReason) {
+        self.stop_all(cx);
+    }
+
+    fn kind(&self) -> ProcessKind {
+        ProcessKind::Supervisor
+    }
+
+    fn module(&self) -> Option<&Arc<LoadedModule>> {
+        None
+    }
+}
+
+impl Node {
+    /// Starts a top-level supervisor (its children start in order before this returns).
+    pub fn start_supervisor(
+        &self,
+        spec: SupervisorSpec,
+        name: Option<&str>,
+    ) -> Result<Pid, SpawnError> {
+        let opts = SpawnOptions {
+            name: name.map(str::to_string),
+            app: None,
+            trap_exit: true,
+        };
+        let pid = spawn_supervisor(&self.inner, spec, opts, None)?;
+        self.add_root(pid);
+        Ok(pid)
+    }
+
+    fn supervisor_call<'t>(
+        &self,
+        sup: impl Into<Target<'t>>,
+        request: Request,
+    ) -> Result<Reply, SupervisorError> {
+        let reply = self.inner.call_payload(
+            &sup.into(),
+            None,
+            Payload::Internal(Box::new(request)),
+            Duration::from_secs(60),
+        )?;
+        match reply {
+            Payload::Internal(boxed) => match boxed.downcast::<Reply>() {
+                Ok(reply) => match *reply {
+                    Reply::Failed(error) => Err(error),
+                    other => Ok(other),
+                },
+                Err(_) => Err(CallError::BadMessage("not a supervisor reply".into()).into()),
+            },
+            Payload::Bytes(_) => Err(CallError::BadMessage("not a supervisor".into()).into()),
+        }
+    }
+
+    /// The children of a supervisor, in start order.
+    pub fn which_children<'t>(
+        &self,
+        sup: impl Into<Target<'t>>,
+    ) -> Result<Vec<ChildInfo>, SupervisorError> {
+        match self.supervisor_call(sup, Request::WhichChildren)? {
+            Reply::Children(list) => Ok(list),
+            _ => Err(CallError::BadMessage("unexpected supervisor reply".into()).into()),
+        }
+    }
+
+    /// Counts of a supervisor's children.
+    pub fn count_children<'t>(
+        &self,
+        sup: impl Into<Target<'t>>,
+    ) -> Result<ChildCounts, SupervisorError> {
+        match self.supervisor_call(sup, Request::CountChildren)? {
+            Reply::Counts(counts) => Ok(counts),
+            _ => Err(CallError::BadMessage("unexpected supervisor reply".into()).into()),
+        }
+    }
+
+    fn started(reply: Reply) -> Result<Pid, SupervisorError> {
+        match reply {
+            Reply::Started(pid) => Ok(pid),
+            _ => Err(CallError::BadMessage("unexpected supervisor reply".into()).into()),
+        }
+    }
+
+    /// Adds and starts a child of a static supervisor.
+    pub fn start_child<'t>(
+        &self,
+        sup: impl Into<Target<'t>>,
+        spec: ChildSpec,
+    ) -> Result<Pid, SupervisorError> {
+        Self::started(self.supervisor_call(sup, Request::StartChild(spec))?)
+    }
+
+    /// Starts a child of a simple_one_for_one supervisor with `args` for its template.
+    pub fn start_simple_child<'t, A: Serialize + ?Sized>(
+        &self,
+        sup: impl Into<Target<'t>>,
+        args: &A,
+    ) -> Result<Pid, SupervisorError> {
+        let args = relup_module::codec::encode(args).map_err(|e| CallError::BadMessage(e.0))?;
+        Self::started(self.supervisor_call(sup, Request::StartSimple(args))?)
+    }
+
+    /// Stops a static child (its spec stays; see `restart_child` and `delete_child`).
+    pub fn terminate_child<'t>(
+        &self,
+        sup: impl Into<Target<'t>>,
+        id: &str,
+    ) -> Result<(), SupervisorError> {
+        self.supervisor_call(sup, Request::TerminateChild(id.to_string()))
+            .map(|_| ())
+    }
+
+    /// Stops a simple_one_for_one child by pid.
+    pub fn terminate_simple_child<'t>(
+        &self,
+        sup: impl Into<Target<'t>>,
+        pid: Pid,
+    ) -> Result<(), SupervisorError> {
+        self.supervisor_call(sup, Request::TerminateSimple(pid))
+            .map(|_| ())
+    }
+
+    /// Starts a stopped static child again.
+    pub fn restart_child<'t>(
+        &self,
+        sup: impl Into<Target<'t>>,
+        id: &str,
+    ) -> Result<Pid, SupervisorError> {
+        Self::started(self.supervisor_call(sup, Request::RestartChild(id.to_string()))?)
+    }
+
+    /// Removes a stopped static child's spec.
+    pub fn delete_child<'t>(
+        &self,
+        sup: impl Into<Target<'t>>,
+        id: &str,
+    ) -> Result<(), SupervisorError> {
+        self.supervisor_call(sup, Request::DeleteChild(id.to_string()))
+            .map(|_| ())
+    }
+
+    /// Changes a supervisor's restart intensity (appup `update_supervisor`).
+    pub fn set_supervisor_flags<'t>(
+        &self,
+        sup: impl Into<Target<'t>>,
+        intensity: u32,
+        period: Duration,
+    ) -> Result<(), SupervisorError> {
+        self.supervisor_call(sup, Request::SetFlags { intensity, period })
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,354 @@
+//! The hooks the upgrade engine drives: suspend a set of processes between two messages,
+//! change their code and state, then commit or roll back, and resume.
+//!
+//! Until commit, each changed process keeps its old instance (old code, old state) staged
+//! beside the new one, so a failure anywhere rolls back to exactly the old state.
+//! Requests travel as system messages, so they overtake ordinary messages but wait for the
+//! message being handled; every process does its own migration on a scheduler thread, so N
+//! processes migrate in parallel across the pool.
+
+use crate::behaviour::ModuleInstance;
+use crate::code_server::LoadedModule;
+use crate::error::{CodeChangeError, SuspendError};
+use crate::node::Node;
+use crate::process::{ControlCx, SysMsg};
+use relup_module::{Direction, Pid};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A code change to apply to the processes running a module.
+#[derive(Clone, Debug)]
+pub struct CodeChange {
+    /// The version to switch to (already loaded and checked).
+    pub module: Arc<LoadedModule>,
+    /// Up (state from an older version) or down (from a newer one).
+    pub direction: Direction,
+    /// Encoded `extra` value from the appup instruction.
+    pub extra: Vec<u8>,
+}
+
+/// What an upgrade of one module did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeReport {
+    /// Processes migrated.
+    pub processes: usize,
+    /// Time from the first suspend to the last resume.
+    pub total: Duration,
+    /// Time spent suspending.
+    pub suspend: Duration,
+    /// Time spent exporting and migrating states.
+    pub migrate: Duration,
+    /// Old versions still in use after the soft purge.
+    pub still_in_use: usize,
+}
+
+/// Why an upgrade of one module failed; every process runs its old code and state again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpgradeError {
+    /// Suspension failed.
+    #[error(transparent)]
+    Suspend(#[from] SuspendError),
+    /// Code change failed (rolled back).
+    #[error(transparent)]
+    CodeChange(#[from] CodeChangeError),
+}
+
+type Ack<T> = crossbeam_channel::Sender<(Pid, T)>;
+
+impl Node {
+    /// Sends a control request to each pid; returns the pids that are gone.
+    fn control_each<T: Send + 'static>(
+        &self,
+        pids: &[Pid],
+        ack: &Ack<T>,
+        make: impl Fn(Pid, Ack<T>) -> Box<dyn FnOnce(&mut ControlCx<'_>) + Send>,
+    ) -> Vec<Pid> {
+        let mut gone = Vec::new();
+        for &pid in pids {
+            if self
+                .inner
+                .send_sys(pid, SysMsg::Control(make(pid, ack.clone())))
+                .is_err()
+            {
+                gone.push(pid);
+            }
+        }
+        gone
+    }
+
+    fn broadcast(
+        &self,
+        pids: &[Pid],
+        make: impl Fn() -> Box<dyn FnOnce(&mut ControlCx<'_>) + Send>,
+    ) {
+        for &pid in pids {
+            let _ = self.inner.send_sys(pid, SysMsg::Control(make()));
+        }
+    }
+
+    /// Suspends every pid once it has finished its current message; their mailboxes keep
+    /// filling. On timeout (or a process that is gone) every one is resumed and the error
+    /// names the ones that did not answer.
+    pub fn suspend(&self, pids: &[Pid], timeout: Duration) -> Result<(), SuspendError> {
+        let (tx, rx) = crossbeam_channel::unbounded::<(Pid, ())>();
+        let mut missing = self.control_each(pids, &tx, |pid, ack| {
+            Box::new(move |cx: &mut ControlCx<'_>| {
+                cx.suspend();
+                let _ = ack.send((pid, ()));
+            })
+        });
+        drop(tx);
+        let deadline = Instant::now() + timeout;
+        let mut answered = std::collections::HashSet::with_capacity(pids.len());
+        let expected = pids.len() - missing.len();
+        while answered.len() < expected {
+            match rx.recv_deadline(deadline) {
+                Ok((pid, ())) => {
+                    answered.insert(pid);
+                }
+                Err(_) => break,
+            }
+        }
+        if answered.len() == expected && missing.is_empty() {
+            return Ok(());
+        }
+        self.resume(pids);
+        let late: Vec<Pid> = pids
+            .iter()
+            .filter(|p| !answered.contains(p) && !missing.contains(p))
+            .copied()
+            .collect();
+        missing.extend(late);
+        Err(SuspendError::Timeout {
+            pids: missing,
+            timeout_ms: timeout.as_millis() as u64,
+        })
+    }
+
+    /// Lets suspended processes take ordinary messages again (queued ones first).
+    pub fn resume(&self, pids: &[Pid]) {
+        self.broadcast(pids, || Box::new(|cx: &mut ControlCx<'_>| cx.resume()));
+    }
+
+    /// Migrates each suspended pid to `change.module`: the old instance exports its state,
+    /// the new module's `code_change` builds the new state. The old instance stays staged
+    /// until [`Node::commit_code_change`] or [`Node::rollback_code_change`]. On any failure
+    /// every pid is rolled back and the error names the first failing process.
+    pub fn change_code(
+        &self,
+        pids: &[Pid],
+        change: &CodeChange,
+        timeout: Duration,
+    ) -> Result<(), CodeChangeError> {
+        let (tx, rx) = crossbeam_channel::unbounded::<(Pid, Result<(), CodeChangeError>)>();
+        let change = Arc::new(change.clone());
+        let gone = self.control_each(pids, &tx, |pid, ack| {
+            let change = change.clone();
+            Box::new(move |cx: &mut ControlCx<'_>| {
+                let _ = ack.send((pid, migrate(pid, cx, &change)));
+            })
+        });
+        drop(tx);
+        if let Some(pid) = gone.first() {
+            self.rollback_code_change(pids);
+            return Err(CodeChangeError::NotEligible {
+                pid: *pid,
+                reason: "the process is gone".into(),
+            });
+        }
+        let deadline = Instant::now() + timeout;
+        let mut answered = std::collections::HashSet::with_capacity(pids.len());
+        let mut first_error = None;
+        while answered.len() < pids.len() {
+            match rx.recv_deadline(deadline) {
+                Ok((pid, result)) => {
+                    answered.insert(pid);
+                    if let Err(e) = result
+                        && first_error.is_none()
+                    {
+                        first_error = Some(e);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if answered.len() < pids.len() && first_error.is_none() {
+            let late: Vec<Pid> = pids
+                .iter()
+                .filter(|p| !answered.contains(p))
+                .copied()
+                .collect();
+            first_error = Some(CodeChangeError::Timeout {
+                pids: late,
+                timeout_ms: timeout.as_millis() as u64,
+            });
+        }
+        match first_error {
+            None => Ok(()),
+            Some(error) => {
+                self.rollback_code_change(pids);
+                Err(error)
+            }
+        }
+    }
+
+    /// Drops the staged old instances: the change is final.
+    pub fn commit_code_change(&self, pids: &[Pid]) {
+        self.broadcast(pids, || {
+            Box::new(|cx: &mut ControlCx<'_>| cx.code.staged_old = None)
+        });
+    }
+
+    /// Puts the staged old instances back (old code, old state); the new ones are dropped.
+    pub fn rollback_code_change(&self, pids: &[Pid]) {
+        self.broadcast(pids, || {
+            Box::new(|cx: &mut ControlCx<'_>| {
+                if let Some(old) = cx.code.staged_old.take() {
+                    cx.code.behaviour = Some(old);
+                }
+            })
+        });
+    }
+
+    /// Runs a control request on one process and waits for its answer.
+    fn ask<T: Send + 'static>(
+        &self,
+        pid: Pid,
+        timeout: Duration,
+        body: impl FnOnce(&mut ControlCx<'_>) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let request = SysMsg::Control(Box::new(move |cx: &mut ControlCx<'_>| {
+            let _ = tx.send(body(cx));
+        }));
+        self.inner.send_sys(pid, request).ok()?;
+        rx.recv_timeout(timeout).ok()
+    }
+
+    /// Runs a process's module health check between two of its messages.
+    pub fn health_check(&self, pid: Pid, timeout: Duration) -> Result<(), String> {
+        self.ask(pid, timeout, |cx| {
+            match cx.code.behaviour.as_mut().and_then(|b| b.as_module()) {
+                Some(instance) => instance.health(),
+                None => Ok(()),
+            }
+        })
+        .unwrap_or_else(|| Err(format!("{pid} did not answer the health check in time")))
+    }
+
+    /// A copy of a process's state as its module exports it (for dry-run migrations and
+    /// snapshots); the process pauses for one export only.
+    pub fn export_state(
+        &self,
+        pid: Pid,
+        timeout: Duration,
+    ) -> Result<(Arc<LoadedModule>, Vec<u8>), String> {
+        self.ask(pid, timeout, |cx| {
+            match cx.code.behaviour.as_mut().and_then(|b| b.as_module()) {
+                Some(instance) => instance
+                    .export_state()
+                    .map(|s| (instance.loaded().clone(), s)),
+                None => Err("the process runs no module".to_string()),
+            }
+        })
+        .unwrap_or_else(|| Err(format!("{pid} did not answer in time")))
+    }
+
+    /// Delivers a configuration change to a process's `config_change` callback.
+    pub fn config_change(&self, pid: Pid, change: &relup_module::ConfigChange) -> bool {
+        let Ok(bytes) = relup_module::codec::encode(change) else {
+            return false;
+        };
+        let node = self.inner.clone();
+        let request = SysMsg::Control(Box::new(move |cx: &mut ControlCx<'_>| {
+            let Some(instance) = cx.code.behaviour.as_mut().and_then(|b| b.as_module()) else {
+                return;
+            };
+            let pcx = crate::host::ProcCx {
+                node: &node,
+                process: cx.process,
+            };
+            if let crate::behaviour::Flow::Stop(reason) = instance.config_change(&pcx, &bytes) {
+                // A failed config_change crashes the process like any callback.
+                let _ = cx.process.push_sys(SysMsg::Exit {
+                    from: cx.process.pid,
+                    reason,
+                });
+            }
+        }));
+        self.inner.send_sys(pid, request).is_ok()
+    }
+
+    /// Upgrades (or downgrades) every process running `change.module`'s name: suspend,
+    /// migrate, make the version current, commit, resume, soft-purge. On failure nothing is
+    /// changed and every process resumes on its old code.
+    pub fn upgrade_module(
+        &self,
+        change: &CodeChange,
+        timeout: Duration,
+    ) -> Result<UpgradeReport, UpgradeError> {
+        let start = Instant::now();
+        let pids = self.processes_running(change.module.name());
+        self.suspend(&pids, timeout)?;
+        let suspended = Instant::now();
+        if let Err(error) = self.change_code(&pids, change, timeout) {
+            self.resume(&pids);
+            return Err(error.into());
+        }
+        let migrated = Instant::now();
+        self.code().make_current(&change.module);
+        self.commit_code_change(&pids);
+        self.resume(&pids);
+        let total = start.elapsed();
+        let still_in_use = self.code().soft_purge(change.module.name());
+        Ok(UpgradeReport {
+            processes: pids.len(),
+            total,
+            suspend: suspended - start,
+            migrate: migrated - suspended,
+            still_in_use,
+        })
+    }
+}
+
+fn migrate(pid: Pid, cx: &mut ControlCx<'_>, change: &CodeChange) -> Result<(), CodeChangeError> {
+    let not_eligible = |reason: &str| CodeChangeError::NotEligible {
+        pid,
+        reason: reason.to_string(),
+    };
+    if !cx.process.mailbox.lock().suspended {
+        return Err(not_eligible("it is not suspended"));
+    }
+    if cx.code.staged_old.is_some() {
+        return Err(not_eligible("a previous code change is not committed"));
+    }
+    let Some(instance) = cx.code.behaviour.as_mut().and_then(|b| b.as_module()) else {
+        return Err(not_eligible("it runs no module"));
+    };
+    let module_name = change.module.name().to_string();
+    if instance.loaded().name() != module_name {
+        return Err(not_eligible(&format!(
+            "it runs {}, not {module_name}",
+            instance.loaded().name()
+        )));
+    }
+    let from_vsn = instance.loaded().version().to_string();
+    let failed = |reason: String| CodeChangeError::Failed {
+        pid,
+        module: module_name.clone(),
+        reason,
+    };
+    let state = instance
+        .export_state()
+        .map_err(|e| failed(format!("export_state: {e}")))?;
+    let new = ModuleInstance::code_change(
+        change.module.clone(),
+        &from_vsn,
+        change.direction,
+        &state,
+        &change.extra,
+    )
+    .map_err(failed)?;
+    cx.code.staged_old = cx.code.behaviour.replace(Box::new(new));
+    Ok(())
+}
