@@ -245,3 +245,50 @@ proptest! {
         }
     }
 }
+
+/// Seeds for the mutation test: the fuzz corpus files, read at run time.
+fn seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.retain(|s| s.len() < 4096);
+    out
+}
+
+fn mutate(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+    let mut v = seed.to_vec();
+    for &(at, kind, byte) in edits {
+        let at = if v.is_empty() { 0 } else { at % (v.len() + 1) };
+        match kind % 3 {
+            0 => v.insert(at, byte),
+            1 if at < v.len() => {
+                v.remove(at);
+            }
+            _ if at < v.len() => v[at] = byte,
+            _ => v.push(byte),
+        }
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A cheap stand-in for fuzzing on stable: mutated corpus files never make a parser panic.
+    #[test]
+    fn mutated_inputs_never_panic(pick in any::<usize>(), edits in prop::collection::vec((any::<usize>(), any::<u8>(), prop::sample::select(b"[]{}=\",.\n #0aZ_-\\".to_vec())), 1..8)) {
+        for (target, f) in [("appup", relup_appup::fuzz::appup as fn(&[u8])), ("release", relup_appup::fuzz::release)] {
+            let s = seeds(target);
+            if s.is_empty() { continue; }
+            let seed = &s[pick % s.len()];
+            f(&mutate(seed, &edits));
+        }
+    }
+}
