@@ -486,6 +486,23 @@ impl NodeInner {
     }
 }
 
+/// Waits for one process's exit (see [`Node::watch`]).
+pub struct ExitWatch {
+    process: Arc<Process>,
+}
+
+impl ExitWatch {
+    /// Waits up to `timeout` (forever with `None`); the exit reason, or None if still running.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<ExitReason> {
+        self.process.exit.wait(timeout)
+    }
+
+    /// The exit reason if the process has exited.
+    pub fn reason(&self) -> Option<ExitReason> {
+        self.process.exit.get()
+    }
+}
+
 /// A running node: the handle a service (or the `relup` daemon) holds.
 ///
 /// Cloning gives another handle to the same node.
@@ -668,6 +685,12 @@ impl Node {
             Some(process) => process.exit.wait(timeout),
             None => Some(ExitReason::Error("noproc".into())),
         }
+    }
+
+    /// A handle to wait for a process's exit and read its reason, even after it is gone.
+    /// None if the process does not exist (any more).
+    pub fn watch(&self, pid: Pid) -> Option<ExitWatch> {
+        self.inner.lookup(pid).map(|process| ExitWatch { process })
     }
 
     /// The pid registered under `name`.
