@@ -407,9 +407,8 @@ impl NodeInner {
             mb.dead = true;
             (std::mem::take(&mut mb.user), std::mem::take(&mut mb.sys))
         };
-        if !process.exit.set(reason.clone()) {
-            return;
-        }
+        // The name and the table entry go before anyone waiting on the exit wakes up, so
+        // that a supervisor restarting the process can register the name again at once.
         let pid = process.pid;
         self.shard(pid).write().remove(&pid.0);
         if let Some(name) = process.name.lock().take() {
@@ -417,6 +416,9 @@ impl NodeInner {
             if registry.get(&name) == Some(&pid) {
                 registry.remove(&name);
             }
+        }
+        if !process.exit.set(reason.clone()) {
+            return;
         }
         let signals = std::mem::take(&mut *process.signals.lock());
         for linked in signals.links {
@@ -665,17 +667,17 @@ impl Node {
         }
     }
 
-    /// Sends an exit signal to a process, as from the node (`Killed` cannot be trapped).
+    /// Sends an exit signal to a process, as from the node. `Killed` is the untrappable
+    /// kill: the process exits at once, without `terminate`.
     pub fn exit(&self, pid: Pid, reason: ExitReason) -> bool {
-        self.inner
-            .send_sys(
-                pid,
-                SysMsg::Exit {
-                    from: Pid(0),
-                    reason,
-                },
-            )
-            .is_ok()
+        let signal = match reason {
+            ExitReason::Killed => SysMsg::Kill,
+            reason => SysMsg::Exit {
+                from: Pid(0),
+                reason,
+            },
+        };
+        self.inner.send_sys(pid, signal).is_ok()
     }
 
     /// Waits up to `timeout` (forever with `None`) for a process to exit; returns its reason,
@@ -798,13 +800,7 @@ impl Node {
         self.inner.stopped.store(true, Ordering::SeqCst);
         for pid in self.inner.all_pids() {
             if let Some(process) = self.inner.lookup(pid) {
-                let _ = self.inner.push_sys_to(
-                    &process,
-                    SysMsg::Exit {
-                        from: Pid(0),
-                        reason: ExitReason::Killed,
-                    },
-                );
+                let _ = self.inner.push_sys_to(&process, SysMsg::Kill);
                 if process
                     .exit
                     .wait(Some(Duration::from_millis(100)))

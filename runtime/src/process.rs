@@ -80,11 +80,13 @@ pub(crate) enum Envelope {
 
 /// A system message: handled before ordinary messages, even while suspended.
 pub(crate) enum SysMsg {
-    /// An exit signal (from a link, or an explicit exit/kill).
+    /// An exit signal (from a link, or an explicit exit); trappable.
     Exit {
         from: Pid,
         reason: ExitReason,
     },
+    /// The untrappable kill: the process exits with reason `killed`, without terminate.
+    Kill,
     Link(Pid),
     Unlink(Pid),
     Monitor {

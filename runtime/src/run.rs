@@ -100,13 +100,11 @@ pub(crate) fn force_exit(node: &Arc<NodeInner>, process: &Arc<Process>, reason: 
 
 fn handle_sys(cx: &ProcCx<'_>, code: &mut CodeSlot, msg: SysMsg) -> Option<Exit> {
     match msg {
+        SysMsg::Kill => Some(Exit {
+            reason: ExitReason::Killed,
+            run_terminate: false,
+        }),
         SysMsg::Exit { from, reason } => {
-            if reason == ExitReason::Killed {
-                return Some(Exit {
-                    reason,
-                    run_terminate: false,
-                });
-            }
             let trap = {
                 let mut signals = cx.process.signals.lock();
                 signals.links.remove(&from);

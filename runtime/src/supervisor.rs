@@ -297,16 +297,16 @@ fn stop_child(cx: &ProcCx<'_>, pid: Pid, shutdown: Shutdown) {
         return;
     };
     let me = cx.pid();
-    let (reason, wait) = match shutdown {
-        Shutdown::BrutalKill => (ExitReason::Killed, Some(Duration::from_secs(1))),
-        Shutdown::Timeout(t) => (ExitReason::Shutdown, Some(t)),
-        Shutdown::Infinity => (ExitReason::Shutdown, None),
+    let shutdown_signal = || SysMsg::Exit {
+        from: me,
+        reason: ExitReason::Shutdown,
     };
-    if cx
-        .node
-        .push_sys_to(&process, SysMsg::Exit { from: me, reason })
-        .is_err()
-    {
+    let (signal, wait) = match shutdown {
+        Shutdown::BrutalKill => (SysMsg::Kill, Some(Duration::from_secs(1))),
+        Shutdown::Timeout(t) => (shutdown_signal(), Some(t)),
+        Shutdown::Infinity => (shutdown_signal(), None),
+    };
+    if cx.node.push_sys_to(&process, signal).is_err() {
         return;
     }
     let exited = cx
@@ -319,13 +319,7 @@ fn stop_child(cx: &ProcCx<'_>, pid: Pid, shutdown: Shutdown) {
     cx.log_warn(&format!(
         "child {pid} did not shut down in time; killing it"
     ));
-    let _ = cx.node.push_sys_to(
-        &process,
-        SysMsg::Exit {
-            from: me,
-            reason: ExitReason::Killed,
-        },
-    );
+    let _ = cx.node.push_sys_to(&process, SysMsg::Kill);
     let killed = cx.node.scheduler.blocking(cx.node, || {
         process.exit.wait(Some(Duration::from_millis(200)))
     });
