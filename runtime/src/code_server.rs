@@ -72,6 +72,12 @@ impl LoadedModule {
         self.serial
     }
 
+    /// Address of the module's descriptor in memory: two loads of one file have different
+    /// addresses, because each opened its own image (diagnostics and tests).
+    pub fn image_address(&self) -> usize {
+        self.descriptor as *const ModuleDescriptor as usize
+    }
+
     pub(crate) fn descriptor(&self) -> &'static ModuleDescriptor {
         self.descriptor
     }
