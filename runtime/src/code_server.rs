@@ -14,7 +14,7 @@ use relup_module::abi::ModuleDescriptor;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Where a loaded module's code lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,7 @@ pub struct LoadedModule {
     descriptor: &'static ModuleDescriptor,
     origin: Origin,
     serial: u64,
+    runners: AtomicI64,
 }
 
 impl std::fmt::Debug for LoadedModule {
@@ -76,6 +77,15 @@ impl LoadedModule {
     /// addresses, because each opened its own image (diagnostics and tests).
     pub fn image_address(&self) -> usize {
         self.descriptor as *const ModuleDescriptor as usize
+    }
+
+    /// Number of processes running this version now.
+    pub fn runners(&self) -> u64 {
+        self.runners.load(Ordering::SeqCst).max(0) as u64
+    }
+
+    pub(crate) fn add_runner(&self, delta: i64) {
+        self.runners.fetch_add(delta, Ordering::SeqCst);
     }
 
     pub(crate) fn descriptor(&self) -> &'static ModuleDescriptor {
@@ -182,6 +192,7 @@ impl CodeServer {
                 size: opened.size,
             },
             serial,
+            runners: AtomicI64::new(0),
         }))
     }
 
@@ -215,6 +226,7 @@ impl CodeServer {
             descriptor,
             origin: Origin::Native,
             serial: self.serial.fetch_add(1, Ordering::Relaxed),
+            runners: AtomicI64::new(0),
         });
         self.make_current(&module);
         Ok(module)
@@ -244,8 +256,7 @@ impl CodeServer {
         let Some(versions) = table.get_mut(name) else {
             return 0;
         };
-        // The table's own reference is the only one left when no process runs a version.
-        versions.old.retain(|m| Arc::strong_count(m) > 1);
+        versions.old.retain(|m| m.runners() > 0);
         versions.old.len()
     }
 

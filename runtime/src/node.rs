@@ -348,6 +348,7 @@ impl NodeInner {
         };
         match init(&cx) {
             Ok(behaviour) => {
+                process.set_running(Some(behaviour.as_ref()));
                 code.behaviour = Some(behaviour);
                 drop(code);
                 let runnable = {
@@ -420,6 +421,7 @@ impl NodeInner {
         if !process.exit.set(reason.clone()) {
             return;
         }
+        process.set_running(None);
         let signals = std::mem::take(&mut *process.signals.lock());
         for linked in signals.links {
             let _ = self.send_sys(
@@ -715,22 +717,23 @@ impl Node {
         self.inner.count()
     }
 
-    /// A snapshot of one process. Waits for the process's current batch of messages.
+    /// A snapshot of one process (it does not wait for a busy process).
     pub fn process_info(&self, pid: Pid) -> Option<ProcessInfo> {
         let process = self.inner.lookup(pid)?;
         let (mailbox_len, suspended) = {
             let mb = process.mailbox.lock();
             (mb.user.len(), mb.suspended)
         };
-        let code = process.code.lock();
-        let behaviour = code.behaviour.as_ref()?;
-        let module = behaviour.module();
+        let (kind, module) = {
+            let running = process.running.lock();
+            (running.kind?, running.module.clone())
+        };
         Some(ProcessInfo {
             pid,
             name: process.name.lock().clone(),
-            kind: behaviour.kind(),
-            module: module.map(|m| m.name().to_string()),
-            version: module.map(|m| m.version().to_string()),
+            kind,
+            module: module.as_ref().map(|m| m.name().to_string()),
+            version: module.as_ref().map(|m| m.version().to_string()),
             mailbox_len,
             suspended,
             app: process.app.as_deref().map(str::to_string),
@@ -744,11 +747,10 @@ impl Node {
             .into_iter()
             .filter(|pid| {
                 self.inner.lookup(*pid).is_some_and(|p| {
-                    p.code
+                    p.running
                         .lock()
-                        .behaviour
+                        .module
                         .as_ref()
-                        .and_then(|b| b.module())
                         .is_some_and(|m| m.name() == module)
                 })
             })

@@ -146,6 +146,13 @@ pub(crate) struct CodeSlot {
     pub(crate) staged_old: Option<Box<dyn Behaviour>>,
 }
 
+/// What a process runs, mirrored from its code slot whenever that changes.
+#[derive(Default)]
+pub(crate) struct Running {
+    pub(crate) kind: Option<crate::behaviour::ProcessKind>,
+    pub(crate) module: Option<Arc<crate::code_server::LoadedModule>>,
+}
+
 /// Set once when the process has exited; waited on by supervisors and callers.
 #[derive(Default)]
 pub(crate) struct ExitLatch {
@@ -197,6 +204,8 @@ pub(crate) struct Process {
     pub(crate) code: Mutex<CodeSlot>,
     pub(crate) exit: ExitLatch,
     pub(crate) name: Mutex<Option<String>>,
+    /// What the process runs, readable without waiting for a busy process's code lock.
+    pub(crate) running: Mutex<Running>,
     /// The application the process belongs to (for its configuration), if any.
     pub(crate) app: Option<Arc<str>>,
 }
@@ -224,6 +233,7 @@ impl Process {
             code: Mutex::new(CodeSlot::default()),
             exit: ExitLatch::default(),
             name: Mutex::new(None),
+            running: Mutex::new(Running::default()),
             app,
         }
     }
@@ -253,6 +263,19 @@ impl Process {
             Ok(Pushed::Schedule)
         } else {
             Ok(Pushed::Queued)
+        }
+    }
+
+    /// Mirrors what `behaviour` runs into `running` (None once the process has exited).
+    pub(crate) fn set_running(&self, behaviour: Option<&dyn Behaviour>) {
+        let mut running = self.running.lock();
+        running.kind = behaviour.map(|b| b.kind());
+        let module = behaviour.and_then(|b| b.module().cloned());
+        if let Some(new) = &module {
+            new.add_runner(1);
+        }
+        if let Some(old) = std::mem::replace(&mut running.module, module) {
+            old.add_runner(-1);
         }
     }
 

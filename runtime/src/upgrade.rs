@@ -199,12 +199,45 @@ impl Node {
         });
     }
 
+    /// Commits the change and resumes each process in one step, then waits (up to
+    /// `timeout`) until every process has dropped its old instance, so that a soft purge
+    /// right after sees the old version unused. Returns the pids that did not answer.
+    pub fn commit_and_resume(&self, pids: &[Pid], timeout: Duration) -> Vec<Pid> {
+        let (tx, rx) = crossbeam_channel::unbounded::<(Pid, ())>();
+        let mut late = self.control_each(pids, &tx, |pid, ack| {
+            Box::new(move |cx: &mut ControlCx<'_>| {
+                cx.code.staged_old = None;
+                cx.resume();
+                let _ = ack.send((pid, ()));
+            })
+        });
+        drop(tx);
+        let deadline = Instant::now() + timeout;
+        let mut answered = std::collections::HashSet::with_capacity(pids.len());
+        while answered.len() + late.len() < pids.len() {
+            match rx.recv_deadline(deadline) {
+                Ok((pid, ())) => {
+                    answered.insert(pid);
+                }
+                Err(_) => break,
+            }
+        }
+        late.extend(
+            pids.iter()
+                .filter(|p| !answered.contains(p) && !late.contains(p))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        late
+    }
+
     /// Puts the staged old instances back (old code, old state); the new ones are dropped.
     pub fn rollback_code_change(&self, pids: &[Pid]) {
         self.broadcast(pids, || {
             Box::new(|cx: &mut ControlCx<'_>| {
                 if let Some(old) = cx.code.staged_old.take() {
                     cx.code.behaviour = Some(old);
+                    cx.process.set_running(cx.code.behaviour.as_deref());
                 }
             })
         });
@@ -297,8 +330,7 @@ impl Node {
         }
         let migrated = Instant::now();
         self.code().make_current(&change.module);
-        self.commit_code_change(&pids);
-        self.resume(&pids);
+        self.commit_and_resume(&pids, timeout);
         let total = start.elapsed();
         let still_in_use = self.code().soft_purge(change.module.name());
         Ok(UpgradeReport {
@@ -350,5 +382,6 @@ fn migrate(pid: Pid, cx: &mut ControlCx<'_>, change: &CodeChange) -> Result<(), 
     )
     .map_err(failed)?;
     cx.code.staged_old = cx.code.behaviour.replace(Box::new(new));
+    cx.process.set_running(cx.code.behaviour.as_deref());
     Ok(())
 }

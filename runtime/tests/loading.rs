@@ -13,14 +13,20 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(5);
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("loading-{}-{name}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("loading-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("lib.so")
 }
 
 fn describe(node: &relup_runtime::Node, pid: relup_runtime::Pid) -> (String, i64, i64) {
     match node.call::<_, Reply>(pid, &Call::Describe, T).unwrap() {
-        Reply::Description { version, count, bonus, .. } => (version, count, bonus),
+        Reply::Description {
+            version,
+            count,
+            bonus,
+            ..
+        } => (version, count, bonus),
         other => panic!("{other:?}"),
     }
 }
@@ -28,7 +34,10 @@ fn describe(node: &relup_runtime::Node, pid: relup_runtime::Pid) -> (String, i64
 #[test]
 fn not_a_relup_module() {
     let (node, _) = node(2);
-    let err = node.code().load(&fixtures().not_a_module, &Expect::default()).unwrap_err();
+    let err = node
+        .code()
+        .load(&fixtures().not_a_module, &Expect::default())
+        .unwrap_err();
     assert!(matches!(err, LoadError::NotAModule { .. }), "{err}");
     assert!(err.to_string().contains("relup_module_descriptor"), "{err}");
     node.shutdown(T);
@@ -37,9 +46,14 @@ fn not_a_relup_module() {
 #[test]
 fn abi_version_it_does_not_speak() {
     let (node, _) = node(2);
-    let err = node.code().load(&fixtures().bad_abi, &Expect::default()).unwrap_err();
+    let err = node
+        .code()
+        .load(&fixtures().bad_abi, &Expect::default())
+        .unwrap_err();
     match &err {
-        LoadError::AbiVersion { found, supported, .. } => {
+        LoadError::AbiVersion {
+            found, supported, ..
+        } => {
             assert_eq!(*found, 999);
             assert_eq!(*supported, relup_module::abi::ABI_VERSION);
         }
@@ -70,7 +84,9 @@ fn corrupt_library() {
     let (node, _) = node(2);
     // Not ELF at all.
     let path = scratch("garbage");
-    let garbage: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(&path, &garbage).unwrap();
     let err = node.code().load(&path, &Expect::default()).unwrap_err();
     assert!(err.to_string().contains("not an ELF file"), "{err}");
@@ -82,9 +98,15 @@ fn corrupt_library() {
     let path = scratch("zeroed");
     std::fs::write(&path, &bytes).unwrap();
     let err = node.code().load(&path, &Expect::default()).unwrap_err();
-    assert!(matches!(err, LoadError::Open { .. } | LoadError::NotALibrary { .. }), "{err}");
+    assert!(
+        matches!(err, LoadError::Open { .. } | LoadError::NotALibrary { .. }),
+        "{err}"
+    );
     // A file that does not exist.
-    let err = node.code().load(Path::new("/nonexistent/lib.so"), &Expect::default()).unwrap_err();
+    let err = node
+        .code()
+        .load(Path::new("/nonexistent/lib.so"), &Expect::default())
+        .unwrap_err();
     assert!(matches!(err, LoadError::Io { .. }), "{err}");
     node.shutdown(T);
 }
@@ -94,7 +116,11 @@ fn wrong_architecture() {
     let (node, _) = node(2);
     let mut bytes = std::fs::read(&fixtures().counter_v1).unwrap();
     // e_machine (offset 18): claim AArch64 on x86_64, or x86_64 elsewhere.
-    let other: u16 = if cfg!(target_arch = "x86_64") { 183 } else { 62 };
+    let other: u16 = if cfg!(target_arch = "x86_64") {
+        183
+    } else {
+        62
+    };
     bytes[18..20].copy_from_slice(&other.to_le_bytes());
     let path = scratch("arch");
     std::fs::write(&path, &bytes).unwrap();
@@ -112,11 +138,23 @@ fn wrong_architecture() {
 #[test]
 fn name_and_version_are_checked() {
     let (node, _) = node(2);
-    let expect = Expect { name: Some("ticker".into()), version: None };
-    let err = node.code().load(&fixtures().counter_v1, &expect).unwrap_err();
+    let expect = Expect {
+        name: Some("ticker".into()),
+        version: None,
+    };
+    let err = node
+        .code()
+        .load(&fixtures().counter_v1, &expect)
+        .unwrap_err();
     assert!(matches!(err, LoadError::NameMismatch { .. }), "{err}");
-    let expect = Expect { name: Some("counter".into()), version: Some(semver::Version::new(2, 0, 0)) };
-    let err = node.code().load(&fixtures().counter_v1, &expect).unwrap_err();
+    let expect = Expect {
+        name: Some("counter".into()),
+        version: Some(semver::Version::new(2, 0, 0)),
+    };
+    let err = node
+        .code()
+        .load(&fixtures().counter_v1, &expect)
+        .unwrap_err();
     assert!(err.to_string().contains("expected version 2.0.0"), "{err}");
     let ok = node.code().load(&fixtures().counter_v2, &expect).unwrap();
     assert_eq!(ok.version(), &semver::Version::new(2, 0, 0));
@@ -126,12 +164,45 @@ fn name_and_version_are_checked() {
 #[test]
 fn two_versions_side_by_side() {
     let (node, _) = node(2);
-    let v1 = node.code().load_current(&fixtures().counter_v1, &Expect::default()).unwrap();
-    let old = node.spawn("counter", &Args { start: 1, ..Args::default() }, SpawnOptions::default()).unwrap();
-    let v2 = node.code().load_current(&fixtures().counter_v2, &Expect::default()).unwrap();
-    let new = node.spawn("counter", &Args { start: 2, ..Args::default() }, SpawnOptions::default()).unwrap();
+    let v1 = node
+        .code()
+        .load_current(&fixtures().counter_v1, &Expect::default())
+        .unwrap();
+    let old = node
+        .spawn(
+            "counter",
+            &Args {
+                start: 1,
+                ..Args::default()
+            },
+            SpawnOptions::default(),
+        )
+        .unwrap();
+    let v2 = node
+        .code()
+        .load_current(&fixtures().counter_v2, &Expect::default())
+        .unwrap();
+    let new = node
+        .spawn(
+            "counter",
+            &Args {
+                start: 2,
+                ..Args::default()
+            },
+            SpawnOptions::default(),
+        )
+        .unwrap();
     // An explicit version can still be started.
-    let pinned = node.spawn(v1.clone(), &Args { start: 3, ..Args::default() }, SpawnOptions::default()).unwrap();
+    let pinned = node
+        .spawn(
+            v1.clone(),
+            &Args {
+                start: 3,
+                ..Args::default()
+            },
+            SpawnOptions::default(),
+        )
+        .unwrap();
     assert_eq!(describe(&node, old).0, "1.0.0");
     assert_eq!(describe(&node, new).0, "2.0.0");
     assert_eq!(describe(&node, pinned).0, "1.0.0");
@@ -146,28 +217,63 @@ fn two_versions_side_by_side() {
         node.exit(pid, relup_runtime::ExitReason::Shutdown);
         watch.wait(Some(T)).unwrap();
     }
-    assert_eq!(node.code().soft_purge("counter"), 0, "no process runs 1.0.0 any more");
+    assert_eq!(
+        node.code().soft_purge("counter"),
+        0,
+        "no process runs 1.0.0 any more"
+    );
     assert!(node.code().modules()[0].old.is_empty());
     let stats = node.code().stats();
     assert_eq!(stats.images_mapped, 2);
-    assert_eq!(stats.images_retired, 1, "the purged image stays mapped and is counted");
+    assert_eq!(
+        stats.images_retired, 1,
+        "the purged image stays mapped and is counted"
+    );
     node.shutdown(T);
 }
 
 #[test]
 fn the_same_file_loaded_twice_gives_two_distinct_images() {
     let (node, _) = node(2);
-    let a = node.code().load(&fixtures().counter_v1, &Expect::default()).unwrap();
-    let b = node.code().load(&fixtures().counter_v1, &Expect::default()).unwrap();
+    let a = node
+        .code()
+        .load(&fixtures().counter_v1, &Expect::default())
+        .unwrap();
+    let b = node
+        .code()
+        .load(&fixtures().counter_v1, &Expect::default())
+        .unwrap();
     assert_ne!(a.serial(), b.serial());
     let copy = |m: &relup_runtime::LoadedModule| match m.origin() {
         Origin::Library { copy, .. } => copy.clone(),
         Origin::Native => panic!("not a library"),
     };
     assert_ne!(copy(&a), copy(&b), "each load opens its own copy");
-    assert_ne!(a.image_address(), b.image_address(), "two images, not one cached handle");
-    let pa = node.spawn(a.clone(), &Args { start: 10, ..Args::default() }, SpawnOptions::default()).unwrap();
-    let pb = node.spawn(b.clone(), &Args { start: 20, ..Args::default() }, SpawnOptions::default()).unwrap();
+    assert_ne!(
+        a.image_address(),
+        b.image_address(),
+        "two images, not one cached handle"
+    );
+    let pa = node
+        .spawn(
+            a.clone(),
+            &Args {
+                start: 10,
+                ..Args::default()
+            },
+            SpawnOptions::default(),
+        )
+        .unwrap();
+    let pb = node
+        .spawn(
+            b.clone(),
+            &Args {
+                start: 20,
+                ..Args::default()
+            },
+            SpawnOptions::default(),
+        )
+        .unwrap();
     assert_eq!(describe(&node, pa).1, 10);
     assert_eq!(describe(&node, pb).1, 20);
     node.shutdown(T);
