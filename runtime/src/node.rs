@@ -19,6 +19,9 @@ use std::time::Duration;
 
 const SHARDS: usize = 64;
 
+/// One slice of the process table, by pid.
+type Shard = RwLock<HashMap<u64, Arc<Process>>>;
+
 /// A log line from the node or a process.
 #[derive(Debug, Clone)]
 pub struct LogLine<'a> {
@@ -128,7 +131,7 @@ pub(crate) struct NodeInner {
     pub(crate) scheduler: Scheduler,
     pub(crate) timers: Timers,
     pub(crate) code: CodeServer,
-    shards: Box<[RwLock<HashMap<u64, Arc<Process>>>]>,
+    shards: Box<[Shard]>,
     registry: RwLock<HashMap<String, Pid>>,
     next_pid: AtomicU64,
     next_ref: AtomicU64,
@@ -157,7 +160,7 @@ fn default_logger() -> Logger {
 }
 
 impl NodeInner {
-    fn shard(&self, pid: Pid) -> &RwLock<HashMap<u64, Arc<Process>>> {
+    fn shard(&self, pid: Pid) -> &Shard {
         &self.shards[(pid.0 as usize) % SHARDS]
     }
 

@@ -1,70 +1,12 @@
-//! Shared test support: builds the fixture module libraries (real cdylibs from this
-//! workspace) once per test binary, and starts nodes with a quiet, recording logger.
+//! Shared test support: the fixture module libraries (real cdylibs from this workspace,
+//! built by relup-testkit), and nodes with a quiet, recording logger.
 
 #![allow(dead_code)]
 
 use relup_runtime::{LogLine, Node, NodeConfig};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
-/// Paths of the built fixture libraries.
-pub struct Fixtures {
-    pub counter_v1: PathBuf,
-    pub counter_v2: PathBuf,
-    pub not_a_module: PathBuf,
-    pub bad_abi: PathBuf,
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("runtime/ has a parent")
-        .to_path_buf()
-}
-
-/// Builds the fixture crates (into their own target directory, so the build never waits on
-/// the lock of the `cargo test` that runs us) and returns the library paths.
-pub fn fixtures() -> &'static Fixtures {
-    static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
-    FIXTURES.get_or_init(|| {
-        let root = workspace_root();
-        let target = root.join("target").join("fixtures");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(&root)
-            .args(["build", "--quiet"])
-            .args([
-                "-p",
-                "relup-fixture-counter-v1",
-                "-p",
-                "relup-fixture-counter-v2",
-            ])
-            .args([
-                "-p",
-                "relup-fixture-not-a-module",
-                "-p",
-                "relup-fixture-bad-abi",
-            ])
-            .arg("--target-dir")
-            .arg(&target)
-            .env_remove("RUSTFLAGS")
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the fixture modules failed");
-        let lib = |name: &str| {
-            target
-                .join("debug")
-                .join(format!("librelup_fixture_{name}.so"))
-        };
-        Fixtures {
-            counter_v1: lib("counter_v1"),
-            counter_v2: lib("counter_v2"),
-            not_a_module: lib("not_a_module"),
-            bad_abi: lib("bad_abi"),
-        }
-    })
-}
+pub use relup_testkit::fixtures;
 
 /// Log lines a node wrote.
 #[derive(Clone, Default)]
