@@ -18,6 +18,7 @@ mod host;
 mod loader;
 mod node;
 mod process;
+pub mod release;
 mod run;
 mod scheduler;
 mod supervisor;
