@@ -104,6 +104,8 @@ pub enum ConfigValue {
     Str(String),
     /// A list of values.
     List(Vec<ConfigValue>),
+    /// A table of values by key.
+    Table(std::collections::BTreeMap<String, ConfigValue>),
 }
 
 /// A configuration change delivered to `config_change`, like OTP's `config_change/3`.

@@ -144,6 +144,32 @@ impl ModuleInstance {
         }
     }
 
+    /// Calls an exported function of `module` (appup `apply`) outside any process: the host
+    /// context is a detached process that is in no table, so it can send and call others.
+    pub(crate) fn apply(
+        module: &LoadedModule,
+        cx: &ProcCx<'_>,
+        function: &str,
+        args: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let api = host::api(cx);
+        let mut out = Vec::new();
+        // SAFETY: valid pointers for the call; the descriptor was validated at load.
+        let status = unsafe {
+            (module.descriptor().apply)(
+                &api,
+                Slice::new(function.as_bytes()),
+                Slice::new(args),
+                &Sink::for_vec(&mut out),
+            )
+        };
+        if status == STATUS_OK {
+            Ok(out)
+        } else {
+            Err(text(&out))
+        }
+    }
+
     /// The state, encoded, for migration or inspection.
     pub(crate) fn export_state(&mut self) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();

@@ -15,6 +15,7 @@ mod behaviour;
 mod code_server;
 mod error;
 mod host;
+pub mod install;
 mod loader;
 mod node;
 mod process;

@@ -760,6 +760,22 @@ impl Node {
             .collect()
     }
 
+    /// Calls an exported function of a module version (appup `apply`) with encoded args;
+    /// returns the encoded result. It runs on the calling thread, as a detached process.
+    pub fn apply(
+        &self,
+        module: &LoadedModule,
+        function: &str,
+        args: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let detached = Arc::new(Process::new(Pid(0), None));
+        let cx = ProcCx {
+            node: &self.inner,
+            process: &detached,
+        };
+        ModuleInstance::apply(module, &cx, function, args)
+    }
+
     /// Sets a configuration key of an application.
     pub fn set_env(&self, app: &str, key: &str, value: ConfigValue) {
         self.inner

@@ -211,6 +211,7 @@ pub struct ChildCounts {
 
 enum Request {
     WhichChildren,
+    Flags,
     CountChildren,
     StartChild(ChildSpec),
     StartSimple(Vec<u8>),
@@ -218,11 +219,16 @@ enum Request {
     TerminateSimple(Pid),
     RestartChild(String),
     DeleteChild(String),
-    SetFlags { intensity: u32, period: Duration },
+    SetFlags {
+        strategy: Strategy,
+        intensity: u32,
+        period: Duration,
+    },
 }
 
 enum Reply {
     Children(Vec<ChildInfo>),
+    Flags(Strategy, u32, Duration),
     Counts(ChildCounts),
     Started(Pid),
     Done,
@@ -590,8 +596,21 @@ impl Supervisor {
         };
         match request {
             Request::WhichChildren => Reply::Children(self.which_children()),
+            Request::Flags => Reply::Flags(self.strategy, self.intensity, self.period),
             Request::CountChildren => Reply::Counts(self.count_children()),
-            Request::SetFlags { intensity, period } => {
+            Request::SetFlags {
+                strategy,
+                intensity,
+                period,
+            } => {
+                let dynamic = |s: Strategy| s == Strategy::SimpleOneForOne;
+                if dynamic(strategy) != dynamic(self.strategy) {
+                    return Reply::Failed(SupervisorError::Unsupported(format!(
+                        "cannot change a {:?} supervisor into a {strategy:?} one",
+                        self.strategy
+                    )));
+                }
+                self.strategy = strategy;
                 self.intensity = intensity;
                 self.period = period;
                 Reply::Done
@@ -846,14 +865,31 @@ impl Node {
             .map(|_| ())
     }
 
-    /// Changes a supervisor's restart intensity (appup `update_supervisor`).
+    /// Changes a supervisor's strategy and restart intensity (appup `update_supervisor`).
+    /// A static supervisor cannot become simple_one_for_one or back.
     pub fn set_supervisor_flags<'t>(
         &self,
         sup: impl Into<Target<'t>>,
+        strategy: Strategy,
         intensity: u32,
         period: Duration,
     ) -> Result<(), SupervisorError> {
-        self.supervisor_call(sup, Request::SetFlags { intensity, period })
-            .map(|_| ())
+        let request = Request::SetFlags {
+            strategy,
+            intensity,
+            period,
+        };
+        self.supervisor_call(sup, request).map(|_| ())
+    }
+
+    /// The strategy and restart limits of a supervisor.
+    pub fn supervisor_flags<'t>(
+        &self,
+        sup: impl Into<Target<'t>>,
+    ) -> Result<(Strategy, u32, Duration), SupervisorError> {
+        match self.supervisor_call(sup, Request::Flags)? {
+            Reply::Flags(strategy, intensity, period) => Ok((strategy, intensity, period)),
+            _ => Err(CallError::BadMessage("unexpected supervisor reply".into()).into()),
+        }
     }
 }

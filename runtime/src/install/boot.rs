@@ -1,0 +1,157 @@
+//! Booting a release on a node: load its modules (sha256 checked), set its config defaults,
+//! and start each application's supervision tree in order.
+
+use super::convert::{config_value, supervisor_spec};
+use super::error::InstallError;
+use crate::code_server::{Expect, LoadedModule};
+use crate::node::Node;
+use relup_appup::Release;
+use relup_module::{ExitReason, Pid};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A release running on a node: its manifest, directory and each application's top
+/// supervisor.
+#[derive(Debug, Clone)]
+pub struct BootedRelease {
+    /// The manifest.
+    pub release: Release,
+    /// Its directory (`<root>/releases/<vsn>`).
+    pub dir: PathBuf,
+    /// Each application's top supervisor, by application name.
+    pub apps: BTreeMap<String, Pid>,
+}
+
+/// The registered name of an application's top supervisor.
+pub(crate) fn app_supervisor_name(app: &str) -> String {
+    format!("{app}_sup")
+}
+
+/// sha256 of a file, as 64 lowercase hex digits.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Loads a module library of a release after checking its sha256 against the manifest.
+pub(crate) fn load_checked(
+    node: &Node,
+    dir: &Path,
+    module: &relup_appup::Module,
+    step: &str,
+) -> Result<Arc<LoadedModule>, InstallError> {
+    let fail = |reason: String| InstallError::Load {
+        step: step.to_string(),
+        module: module.name.clone(),
+        reason,
+    };
+    let path = dir.join(&module.file);
+    let digest =
+        sha256_file(&path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    if digest != module.sha256 {
+        return Err(fail(format!(
+            "{} has sha256 {digest}, the manifest says {}",
+            path.display(),
+            module.sha256
+        )));
+    }
+    let expect = Expect {
+        name: Some(module.name.clone()),
+        version: Some(module.version.clone()),
+    };
+    node.code()
+        .load(&path, &expect)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Boots `release` from `dir` on `node`. On failure, whatever was started is stopped again.
+pub fn boot_release(
+    node: &Node,
+    release: &Release,
+    dir: &Path,
+) -> Result<BootedRelease, InstallError> {
+    let mut loaded: HashMap<String, Arc<LoadedModule>> = HashMap::new();
+    for app in &release.applications {
+        for module in &app.modules {
+            let module_ref = load_checked(node, dir, module, "boot: load")?;
+            loaded.insert(module.name.clone(), module_ref);
+        }
+    }
+    for module in loaded.values() {
+        node.code().make_current(module);
+    }
+    for app in &release.applications {
+        for key in &app.config {
+            if node.env(&app.name, &key.key).is_none() {
+                node.set_env(&app.name, &key.key, config_value(&key.default));
+            }
+        }
+    }
+    let mut booted = BootedRelease {
+        release: release.clone(),
+        dir: dir.to_path_buf(),
+        apps: BTreeMap::new(),
+    };
+    for app in &release.applications {
+        let Some(sup) = &app.supervisor else { continue };
+        let spec = supervisor_spec(&app.name, sup, &loaded);
+        match node.start_supervisor(spec, Some(&app_supervisor_name(&app.name))) {
+            Ok(pid) => {
+                booted.apps.insert(app.name.clone(), pid);
+            }
+            Err(e) => {
+                stop_release(node, &booted, Duration::from_secs(30));
+                return Err(InstallError::Step {
+                    step: format!("boot: start application {}", app.name),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(booted)
+}
+
+/// Stops one application's supervision tree; true if it exited within `timeout`.
+pub(crate) fn stop_application(node: &Node, sup: Pid, timeout: Duration) -> bool {
+    let Some(watch) = node.watch(sup) else {
+        return true;
+    };
+    node.exit(sup, ExitReason::Shutdown);
+    if watch.wait(Some(timeout)).is_some() {
+        return true;
+    }
+    node.exit(sup, ExitReason::Killed);
+    watch.wait(Some(Duration::from_secs(1))).is_some()
+}
+
+/// Stops every application of a booted release, in reverse start order.
+pub fn stop_release(node: &Node, booted: &BootedRelease, timeout: Duration) {
+    let order: Vec<&String> = booted
+        .release
+        .applications
+        .iter()
+        .map(|a| &a.name)
+        .collect();
+    for app in order.into_iter().rev() {
+        if let Some(pid) = booted.apps.get(app) {
+            stop_application(node, *pid, timeout);
+        }
+    }
+}

@@ -1,0 +1,646 @@
+//! Evaluating one hop of a plan on a running node, with rollback.
+//!
+//! Order of business: every library is loaded and checked before the point of no return;
+//! after it, each change is recorded in an undo log. Suspended processes stay suspended until
+//! the hop commits, so that a failure at any later step (a code_change, a child start, an
+//! apply) rolls back to exactly the old code and the old states, with nothing any new code
+//! did in between. On commit, each process drops its old instance and resumes; queued
+//! messages then reach the new code.
+
+use super::boot::{BootedRelease, app_supervisor_name, load_checked, stop_application};
+use super::convert::{child_spec, encode_value, supervisor_flags, supervisor_spec};
+use super::error::InstallError;
+use super::journal::Journal;
+use crate::code_server::LoadedModule;
+use crate::error::CodeChangeError;
+use crate::node::Node;
+use crate::supervisor::{ChildSpec, Strategy};
+use crate::upgrade::CodeChange;
+use relup_appup::{self as appup, Hop, Release, Step};
+use relup_module::{Direction, ExitReason, Pid};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Timeouts of an install.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// How long a process may take to finish its current message when suspended (an
+    /// instruction's own `timeout_ms` wins).
+    pub suspend_timeout: Duration,
+    /// How long the code_change of all processes of one module may take.
+    pub code_change_timeout: Duration,
+    /// How long an application or child gets to shut down.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for InstallOptions {
+    fn default() -> Self {
+        InstallOptions {
+            suspend_timeout: Duration::from_secs(10),
+            code_change_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One step done (or failed), as reported to whoever drives the install.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// The hop, e.g. `0.1.0 -> 0.2.0`.
+    pub hop: String,
+    /// The step, as the plan prints it.
+    pub step: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// How long it took, in microseconds.
+    pub micros: u64,
+    /// What it did or why it failed.
+    pub detail: String,
+}
+
+/// What a completed hop did.
+#[derive(Debug, Clone)]
+pub struct HopOutcome {
+    /// The release now running.
+    pub booted: BootedRelease,
+    /// The plan ends with restart_node: the node must restart into the new release.
+    pub restart_required: bool,
+    /// Processes whose state was migrated.
+    pub migrated: usize,
+    /// Time from the first suspend to the resume (the longest pause a process saw).
+    pub pause: Duration,
+}
+
+enum Undo {
+    MakeCurrent {
+        previous: Option<Arc<LoadedModule>>,
+    },
+    Flags {
+        sup: Pid,
+        flags: (Strategy, u32, Duration),
+    },
+    StartedChild {
+        sup: Pid,
+        id: String,
+    },
+    StoppedChild {
+        sup: Pid,
+        spec: Box<ChildSpec>,
+    },
+    StartedApp {
+        app: String,
+    },
+    StoppedApp {
+        app: String,
+    },
+}
+
+enum Deferred {
+    Purge { module: String, brutal: bool },
+    Remove { module: String },
+}
+
+struct Hopper<'a> {
+    node: &'a Node,
+    current: &'a BootedRelease,
+    booted: BootedRelease,
+    target: &'a Release,
+    target_dir: &'a Path,
+    opts: &'a InstallOptions,
+    loaded: HashMap<String, Arc<LoadedModule>>,
+    suspended: Vec<Pid>,
+    suspended_by_module: HashMap<String, Vec<Pid>>,
+    staged: Vec<Pid>,
+    undo: Vec<Undo>,
+    deferred: Vec<Deferred>,
+    restart_required: bool,
+    first_suspend: Option<Instant>,
+}
+
+/// Where a hop goes: its steps, and the release (manifest and directory) it ends in.
+#[derive(Debug, Clone, Copy)]
+pub struct HopTarget<'a> {
+    /// The hop from the plan.
+    pub hop: &'a Hop,
+    /// The manifest of the release the hop ends in.
+    pub release: &'a Release,
+    /// That release's directory (its libraries are loaded from there).
+    pub dir: &'a Path,
+}
+
+/// Runs one hop. On error the node runs `current` exactly as before (old code, old states,
+/// all resumed) and the error names the failing step.
+pub fn run_hop(
+    node: &Node,
+    current: &BootedRelease,
+    target: HopTarget<'_>,
+    opts: &InstallOptions,
+    journal: &Journal,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<HopOutcome, InstallError> {
+    let HopTarget {
+        hop,
+        release: target,
+        dir: target_dir,
+    } = target;
+    let label = format!("{} -> {}", hop.from, hop.to);
+    if current.release.version != hop.from {
+        return Err(InstallError::Mismatch(format!(
+            "the hop {label} starts from {}, the node runs {}",
+            hop.from, current.release.version
+        )));
+    }
+    let mut hopper = Hopper {
+        node,
+        current,
+        booted: BootedRelease {
+            release: target.clone(),
+            dir: target_dir.to_path_buf(),
+            apps: current.apps.clone(),
+        },
+        target,
+        target_dir,
+        opts,
+        loaded: HashMap::new(),
+        suspended: Vec::new(),
+        suspended_by_module: HashMap::new(),
+        staged: Vec::new(),
+        undo: Vec::new(),
+        deferred: Vec::new(),
+        restart_required: false,
+        first_suspend: None,
+    };
+    let record = |progress: &mut dyn FnMut(&Progress),
+                  step: String,
+                  ok: bool,
+                  started: Instant,
+                  detail: String| {
+        let p = Progress {
+            hop: label.clone(),
+            step,
+            ok,
+            micros: started.elapsed().as_micros() as u64,
+            detail,
+        };
+        let _ = journal.record(&format!(
+            "hop={} step=\"{}\" {} {}us {}",
+            p.hop,
+            p.step,
+            if p.ok { "ok" } else { "FAILED" },
+            p.micros,
+            p.detail
+        ));
+        progress(&p);
+    };
+    for step in &hop.steps {
+        let started = Instant::now();
+        match hopper.step(step) {
+            Ok(detail) => record(progress, step.to_string(), true, started, detail),
+            Err(error) => {
+                record(
+                    progress,
+                    step.to_string(),
+                    false,
+                    started,
+                    error.to_string(),
+                );
+                let started = Instant::now();
+                let undone = hopper.rollback();
+                record(
+                    progress,
+                    "rollback".into(),
+                    true,
+                    started,
+                    format!(
+                        "{undone} change(s) undone; the node runs {} again",
+                        current.release.version
+                    ),
+                );
+                return Err(error);
+            }
+        }
+    }
+    let started = Instant::now();
+    let (migrated, pause) = hopper.commit();
+    record(
+        progress,
+        "commit".into(),
+        true,
+        started,
+        format!(
+            "{migrated} process(es) migrated, longest pause {} us",
+            pause.as_micros()
+        ),
+    );
+    Ok(HopOutcome {
+        booted: hopper.booted,
+        restart_required: hopper.restart_required,
+        migrated,
+        pause,
+    })
+}
+
+impl Hopper<'_> {
+    fn fail(step: &Step, reason: impl Into<String>) -> InstallError {
+        InstallError::Step {
+            step: step.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The pid of a supervisor by manifest path (`app` or `app/child/...`).
+    fn supervisor(&self, step: &Step, path: &str) -> Result<Pid, InstallError> {
+        let mut parts = path.split('/');
+        let app = parts.next().unwrap_or_default();
+        let mut pid = *self
+            .booted
+            .apps
+            .get(app)
+            .ok_or_else(|| Self::fail(step, format!("application {app} is not running")))?;
+        for id in parts {
+            let children = self
+                .node
+                .which_children(pid)
+                .map_err(|e| Self::fail(step, format!("supervisor {path}: {e}")))?;
+            pid = children
+                .iter()
+                .find(|c| c.id == id)
+                .and_then(|c| c.pid)
+                .ok_or_else(|| {
+                    Self::fail(
+                        step,
+                        format!("no running child {id:?} on the way to {path}"),
+                    )
+                })?;
+        }
+        Ok(pid)
+    }
+
+    fn app_of(path: &str) -> &str {
+        path.split('/').next().unwrap_or_default()
+    }
+
+    fn step(&mut self, step: &Step) -> Result<String, InstallError> {
+        match step {
+            Step::Hop { .. } | Step::PointOfNoReturn => Ok(String::new()),
+            Step::LoadObjectCode {
+                application,
+                module,
+                ..
+            } => {
+                let manifest = self
+                    .target
+                    .application(application)
+                    .and_then(|a| a.modules.iter().find(|m| &m.name == module))
+                    .ok_or_else(|| {
+                        Self::fail(
+                            step,
+                            format!("module {module} is not in the target release"),
+                        )
+                    })?;
+                let loaded = load_checked(self.node, self.target_dir, manifest, &step.to_string())?;
+                let detail = format!("{} {} checked", loaded.name(), loaded.version());
+                self.loaded.insert(module.clone(), loaded);
+                Ok(detail)
+            }
+            Step::Suspend { module, timeout_ms } => {
+                let pids: Vec<Pid> = self
+                    .node
+                    .processes_running(module)
+                    .into_iter()
+                    .filter(|p| !self.suspended.contains(p))
+                    .collect();
+                let timeout = timeout_ms.map_or(self.opts.suspend_timeout, Duration::from_millis);
+                self.first_suspend.get_or_insert_with(Instant::now);
+                self.node
+                    .suspend(&pids, timeout)
+                    .map_err(|e| InstallError::Suspend {
+                        step: step.to_string(),
+                        module: module.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let detail = format!("{} process(es)", pids.len());
+                self.suspended.extend(&pids);
+                self.suspended_by_module
+                    .entry(module.clone())
+                    .or_default()
+                    .extend(pids);
+                Ok(detail)
+            }
+            Step::Load { module, .. } => {
+                let loaded = self.loaded.get(module).cloned().ok_or_else(|| {
+                    Self::fail(
+                        step,
+                        format!("{module} was not loaded before the point of no return"),
+                    )
+                })?;
+                let previous = self.node.code().current(module);
+                self.node.code().make_current(&loaded);
+                self.undo.push(Undo::MakeCurrent { previous });
+                Ok(format!("{module} {} is current", loaded.version()))
+            }
+            Step::CodeChange {
+                module,
+                change,
+                extra,
+            } => {
+                let loaded = self.loaded.get(module).cloned().ok_or_else(|| {
+                    Self::fail(
+                        step,
+                        format!("{module} was not loaded before the point of no return"),
+                    )
+                })?;
+                let pids = self
+                    .suspended_by_module
+                    .get(module)
+                    .cloned()
+                    .unwrap_or_default();
+                let direction = match change {
+                    appup::CodeChange::Up { .. } => Direction::Up,
+                    appup::CodeChange::Down { .. } => Direction::Down,
+                };
+                let request = CodeChange {
+                    module: loaded,
+                    direction,
+                    extra: encode_value(extra),
+                };
+                match self
+                    .node
+                    .change_code(&pids, &request, self.opts.code_change_timeout)
+                {
+                    Ok(()) => {
+                        self.staged.extend(&pids);
+                        Ok(format!("{} state(s) migrated", pids.len()))
+                    }
+                    Err(CodeChangeError::Failed { pid, reason, .. }) => {
+                        Err(InstallError::CodeChange {
+                            step: step.to_string(),
+                            module: module.clone(),
+                            pid,
+                            reason,
+                        })
+                    }
+                    Err(e) => Err(Self::fail(step, e.to_string())),
+                }
+            }
+            // Resumes wait for the commit, so that a later failure can still restore the
+            // old states untouched.
+            Step::Resume { .. } => Ok("at commit".into()),
+            Step::Remove { module } => {
+                self.deferred.push(Deferred::Remove {
+                    module: module.clone(),
+                });
+                Ok("at commit".into())
+            }
+            Step::Purge { module, mode } => {
+                self.deferred.push(Deferred::Purge {
+                    module: module.clone(),
+                    brutal: *mode == appup::Purge::Brutal,
+                });
+                Ok("at commit".into())
+            }
+            Step::UpdateSupervisor { supervisor, .. } => {
+                let sup = self.supervisor(step, supervisor)?;
+                let wanted = self.target.supervisor(supervisor).ok_or_else(|| {
+                    Self::fail(
+                        step,
+                        format!("supervisor {supervisor} is not in the target release"),
+                    )
+                })?;
+                let before = self
+                    .node
+                    .supervisor_flags(sup)
+                    .map_err(|e| Self::fail(step, e.to_string()))?;
+                let (strategy, intensity, period) = supervisor_flags(wanted);
+                self.node
+                    .set_supervisor_flags(sup, strategy, intensity, period)
+                    .map_err(|e| Self::fail(step, e.to_string()))?;
+                self.undo.push(Undo::Flags { sup, flags: before });
+                Ok(format!("{strategy:?}, {intensity} in {period:?}"))
+            }
+            Step::StartChild { supervisor, child } => {
+                let sup = self.supervisor(step, supervisor)?;
+                let spec = child_spec(Self::app_of(supervisor), child, &HashMap::new());
+                let pid = self
+                    .node
+                    .start_child(sup, spec)
+                    .map_err(|e| Self::fail(step, e.to_string()))?;
+                self.undo.push(Undo::StartedChild {
+                    sup,
+                    id: child.id.clone(),
+                });
+                Ok(format!("started as {pid}"))
+            }
+            Step::StopChild { supervisor, child } => {
+                let sup = self.supervisor(step, supervisor)?;
+                let old = self
+                    .current
+                    .release
+                    .supervisor(supervisor)
+                    .and_then(|s| s.children.iter().find(|c| &c.id == child))
+                    .map(|c| child_spec(Self::app_of(supervisor), c, &HashMap::new()));
+                self.node
+                    .terminate_child(sup, child)
+                    .map_err(|e| Self::fail(step, e.to_string()))?;
+                self.node
+                    .delete_child(sup, child)
+                    .map_err(|e| Self::fail(step, e.to_string()))?;
+                if let Some(spec) = old {
+                    self.undo.push(Undo::StoppedChild {
+                        sup,
+                        spec: Box::new(spec),
+                    });
+                }
+                Ok("stopped".into())
+            }
+            Step::RestartChild { supervisor, child } => {
+                let sup = self.supervisor(step, supervisor)?;
+                let old = self
+                    .current
+                    .release
+                    .supervisor(supervisor)
+                    .and_then(|s| s.children.iter().find(|c| c.id == child.id))
+                    .map(|c| child_spec(Self::app_of(supervisor), c, &HashMap::new()));
+                self.node
+                    .terminate_child(sup, &child.id)
+                    .map_err(|e| Self::fail(step, e.to_string()))?;
+                self.node
+                    .delete_child(sup, &child.id)
+                    .map_err(|e| Self::fail(step, e.to_string()))?;
+                if let Some(spec) = old {
+                    self.undo.push(Undo::StoppedChild {
+                        sup,
+                        spec: Box::new(spec),
+                    });
+                }
+                let spec = child_spec(Self::app_of(supervisor), child, &HashMap::new());
+                let pid = self
+                    .node
+                    .start_child(sup, spec)
+                    .map_err(|e| Self::fail(step, e.to_string()))?;
+                self.undo.push(Undo::StartedChild {
+                    sup,
+                    id: child.id.clone(),
+                });
+                Ok(format!("restarted as {pid}"))
+            }
+            Step::StartApplication {
+                application,
+                start_type,
+            } => {
+                if *start_type == appup::StartType::Load {
+                    return Ok("loaded, not started".into());
+                }
+                let app = self.target.application(application).ok_or_else(|| {
+                    Self::fail(
+                        step,
+                        format!("application {application} is not in the target release"),
+                    )
+                })?;
+                let Some(sup) = &app.supervisor else {
+                    return Ok("no supervision tree".into());
+                };
+                let spec = supervisor_spec(application, sup, &self.loaded);
+                let pid = self
+                    .node
+                    .start_supervisor(spec, Some(&app_supervisor_name(application)))
+                    .map_err(|e| Self::fail(step, e.to_string()))?;
+                self.booted.apps.insert(application.clone(), pid);
+                self.undo.push(Undo::StartedApp {
+                    app: application.clone(),
+                });
+                Ok(format!("started as {pid}"))
+            }
+            Step::StopApplication { application } => {
+                let Some(pid) = self.booted.apps.remove(application) else {
+                    return Ok("not running".into());
+                };
+                if !stop_application(self.node, pid, self.opts.shutdown_timeout) {
+                    return Err(Self::fail(
+                        step,
+                        format!("application {application} did not stop"),
+                    ));
+                }
+                self.undo.push(Undo::StoppedApp {
+                    app: application.clone(),
+                });
+                Ok("stopped".into())
+            }
+            Step::Apply {
+                module,
+                function,
+                args,
+            } => {
+                let loaded = self
+                    .loaded
+                    .get(module)
+                    .cloned()
+                    .or_else(|| self.node.code().current(module))
+                    .ok_or_else(|| Self::fail(step, format!("module {module} is not loaded")))?;
+                let args = encode_value(&toml::Value::Array(args.clone()));
+                self.node
+                    .apply(&loaded, function, &args)
+                    .map_err(|e| Self::fail(step, format!("{module}:{function} failed: {e}")))?;
+                Ok(format!("{module}:{function} returned"))
+            }
+            Step::RestartNode => {
+                self.restart_required = true;
+                Ok("the node restarts into the new release".into())
+            }
+        }
+    }
+
+    /// Undoes everything after the point of no return, newest first; resumes every process.
+    fn rollback(&mut self) -> usize {
+        let mut undone = 0;
+        self.node.rollback_code_change(&self.staged);
+        undone += self.staged.len();
+        while let Some(undo) = self.undo.pop() {
+            undone += 1;
+            match undo {
+                Undo::MakeCurrent { previous } => {
+                    if let Some(previous) = previous {
+                        self.node.code().make_current(&previous);
+                    }
+                }
+                Undo::Flags { sup, flags } => {
+                    let _ = self
+                        .node
+                        .set_supervisor_flags(sup, flags.0, flags.1, flags.2);
+                }
+                Undo::StartedChild { sup, id } => {
+                    let _ = self.node.terminate_child(sup, &id);
+                    let _ = self.node.delete_child(sup, &id);
+                }
+                Undo::StoppedChild { sup, spec } => {
+                    let _ = self.node.start_child(sup, *spec);
+                }
+                Undo::StartedApp { app } => {
+                    if let Some(pid) = self.booted.apps.remove(&app) {
+                        stop_application(self.node, pid, self.opts.shutdown_timeout);
+                    }
+                }
+                Undo::StoppedApp { app } => {
+                    let manifest = self.current.release.application(&app);
+                    if let Some(sup) = manifest.and_then(|a| a.supervisor.as_ref()) {
+                        let spec = supervisor_spec(&app, sup, &HashMap::new());
+                        let _ = self
+                            .node
+                            .start_supervisor(spec, Some(&app_supervisor_name(&app)));
+                    }
+                }
+            }
+        }
+        self.node.resume(&self.suspended);
+        for module in self.loaded.keys() {
+            self.node.code().soft_purge(module);
+        }
+        undone
+    }
+
+    /// Makes the hop final: old instances dropped, processes resumed, deferred removals and
+    /// purges done. Returns the processes migrated and the longest pause.
+    fn commit(&mut self) -> (usize, Duration) {
+        let late = self
+            .node
+            .commit_and_resume(&self.staged, self.opts.code_change_timeout);
+        if !late.is_empty() {
+            self.node.resume(&late);
+        }
+        let staged: HashSet<Pid> = self.staged.iter().copied().collect();
+        let others: Vec<Pid> = self
+            .suspended
+            .iter()
+            .filter(|p| !staged.contains(p))
+            .copied()
+            .collect();
+        self.node.resume(&others);
+        let pause = self.first_suspend.map_or(Duration::ZERO, |t| t.elapsed());
+        for deferred in std::mem::take(&mut self.deferred) {
+            match deferred {
+                Deferred::Remove { module } => {
+                    self.node.code().delete(&module);
+                }
+                Deferred::Purge { module, brutal } => {
+                    if brutal {
+                        let current = self
+                            .node
+                            .code()
+                            .current(&module)
+                            .map(|m| m.version().to_string());
+                        for pid in self.node.processes_running(&module) {
+                            let version = self.node.process_info(pid).and_then(|i| i.version);
+                            if version != current {
+                                self.node.exit(pid, ExitReason::Killed);
+                            }
+                        }
+                    }
+                    self.node.code().soft_purge(&module);
+                }
+            }
+        }
+        (self.staged.len(), pause)
+    }
+}

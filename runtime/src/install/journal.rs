@@ -1,0 +1,112 @@
+//! The upgrade journal: one line per step of every install, appended and synced.
+
+use parking_lot::Mutex;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// An append-only log file; each line is written and synced before the step it records
+/// is considered done.
+pub struct Journal {
+    path: PathBuf,
+    file: Mutex<Option<File>>,
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds (`2026-11-21T23:55:01.123Z`).
+pub fn rfc3339(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = since.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+impl Journal {
+    /// A journal appending to `path` (created with its directory when first written).
+    pub fn new(path: &Path) -> Journal {
+        Journal {
+            path: path.to_path_buf(),
+            file: Mutex::new(None),
+        }
+    }
+
+    /// A journal that records nothing (for callers without a release root).
+    pub fn disabled() -> Journal {
+        Journal {
+            path: PathBuf::new(),
+            file: Mutex::new(None),
+        }
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line (a timestamp is prepended) and syncs it. Journal I/O errors are
+    /// returned so that an install can refuse to go on without its record.
+    pub fn record(&self, line: &str) -> std::io::Result<()> {
+        if self.path.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let mut guard = self.file.lock();
+        if guard.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            *guard = Some(file);
+        }
+        let Some(file) = guard.as_mut() else {
+            return Ok(());
+        };
+        let clean: String = line
+            .chars()
+            .map(|c| if c == '\n' { ' ' } else { c })
+            .collect();
+        writeln!(file, "{} {clean}", rfc3339(SystemTime::now()))?;
+        file.sync_data()
+    }
+
+    /// Reads the whole journal (empty when it does not exist yet).
+    pub fn read(&self) -> std::io::Result<String> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_304_983_123);
+        assert_eq!(rfc3339(t), "2026-11-21T23:49:43.123Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,18 @@
+//! Installing releases on a running node: boot a release's applications, and evaluate an
+//! upgrade or downgrade plan (from relup-appup) hop by hop with rollback.
+//!
+//! The promise: a hop either completes or leaves exactly the old release running — old code,
+//! old states, every process resumed — and the error names the step, the module and the
+//! process. Until a hop commits, the old code stays loaded and the old states stay alive.
+
+mod boot;
+mod convert;
+mod error;
+mod evaluate;
+mod journal;
+
+pub use boot::{BootedRelease, boot_release, stop_release};
+pub use convert::{child_spec, config_value, encode_value, supervisor_spec};
+pub use error::InstallError;
+pub use evaluate::{HopOutcome, HopTarget, InstallOptions, Progress, run_hop};
+pub use journal::{Journal, rfc3339};
