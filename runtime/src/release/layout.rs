@@ -1,0 +1,193 @@
+//! The release root's directory layout (DESIGN.md §4) and its path helpers.
+//!
+//! ```text
+//! <root>/bin/<name>                 launcher script
+//! <root>/releases/RELEASES          every known release and its status
+//! <root>/releases/<vsn>/            release.toml, appup/*.toml, lib/*.so, config.toml
+//! <root>/releases/<vsn>/<name>-<vsn>.tar.gz
+//! <root>/config/config.toml         live config (+ .new and .rej)
+//! <root>/log/upgrade.log            journal
+//! <root>/run/control.sock           control socket (run/ is mode 0700)
+//! ```
+
+use semver::Version;
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// A release root on disk: the directory `relup --root` manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRoot {
+    /// The root directory.
+    pub path: PathBuf,
+}
+
+impl ReleaseRoot {
+    /// A handle on `path` without touching the disk.
+    pub fn new(path: impl Into<PathBuf>) -> ReleaseRoot {
+        ReleaseRoot { path: path.into() }
+    }
+
+    /// Creates the root (if missing) and every standard subdirectory that is missing
+    /// (`bin`, `releases`, `config`, `log`, and `run` with mode 0700).
+    pub fn create(path: impl Into<PathBuf>) -> io::Result<ReleaseRoot> {
+        let root = ReleaseRoot::new(path);
+        fs::create_dir_all(&root.path)
+            .map_err(|e| ctx(e, format!("creating release root {}", root.path.display())))?;
+        root.ensure_dirs()?;
+        Ok(root)
+    }
+
+    /// Opens an existing root: fails if the directory does not exist, then creates any
+    /// missing standard subdirectory (as [`ReleaseRoot::create`]).
+    pub fn open(path: impl Into<PathBuf>) -> io::Result<ReleaseRoot> {
+        let root = ReleaseRoot::new(path);
+        let meta = fs::metadata(&root.path)
+            .map_err(|e| ctx(e, format!("opening release root {}", root.path.display())))?;
+        if !meta.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!(
+                    "release root {} is not a directory; expected a directory",
+                    root.path.display()
+                ),
+            ));
+        }
+        root.ensure_dirs()?;
+        Ok(root)
+    }
+
+    fn ensure_dirs(&self) -> io::Result<()> {
+        for dir in [
+            self.bin_dir(),
+            self.releases_dir(),
+            self.config_dir(),
+            self.log_dir(),
+        ] {
+            fs::create_dir_all(&dir).map_err(|e| ctx(e, format!("creating {}", dir.display())))?;
+        }
+        let run = self.run_dir();
+        match DirBuilder::new().mode(0o700).create(&run) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::set_permissions(&run, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| ctx(e, format!("setting mode 0700 on {}", run.display())))?;
+            }
+            Err(e) => return Err(ctx(e, format!("creating {}", run.display()))),
+        }
+        Ok(())
+    }
+
+    /// `<root>/bin`.
+    pub fn bin_dir(&self) -> PathBuf {
+        self.path.join("bin")
+    }
+
+    /// `<root>/bin/<name>`: the launcher script.
+    pub fn launcher(&self, name: &str) -> PathBuf {
+        self.bin_dir().join(name)
+    }
+
+    /// `<root>/releases`.
+    pub fn releases_dir(&self) -> PathBuf {
+        self.path.join("releases")
+    }
+
+    /// `<root>/releases/RELEASES`.
+    pub fn releases_file(&self) -> PathBuf {
+        self.releases_dir().join("RELEASES")
+    }
+
+    /// `<root>/releases/<vsn>`.
+    pub fn release_dir(&self, vsn: &Version) -> PathBuf {
+        self.releases_dir().join(vsn.to_string())
+    }
+
+    /// `<root>/releases/<vsn>/release.toml`.
+    pub fn release_manifest(&self, vsn: &Version) -> PathBuf {
+        self.release_dir(vsn).join("release.toml")
+    }
+
+    /// `<root>/releases/<vsn>/appup`.
+    pub fn appup_dir(&self, vsn: &Version) -> PathBuf {
+        self.release_dir(vsn).join("appup")
+    }
+
+    /// `<root>/releases/<vsn>/config.toml`: the release's default config.
+    pub fn release_config(&self, vsn: &Version) -> PathBuf {
+        self.release_dir(vsn).join("config.toml")
+    }
+
+    /// `<root>/releases/<vsn>/<name>-<vsn>.tar.gz`: where a tarball is dropped to be
+    /// unpacked on upgrade.
+    pub fn release_tarball(&self, name: &str, vsn: &Version) -> PathBuf {
+        self.release_dir(vsn).join(tarball_name(name, vsn))
+    }
+
+    /// `<root>/config`.
+    pub fn config_dir(&self) -> PathBuf {
+        self.path.join("config")
+    }
+
+    /// `<root>/config/config.toml`: the live config.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir().join("config.toml")
+    }
+
+    /// `<root>/config/config.toml.new`: pending changes, one `app:module:key:value` a line.
+    pub fn config_new(&self) -> PathBuf {
+        self.config_dir().join("config.toml.new")
+    }
+
+    /// `<root>/config/config.toml.rej`: rejected changes with their reasons.
+    pub fn config_rej(&self) -> PathBuf {
+        self.config_dir().join("config.toml.rej")
+    }
+
+    /// `<root>/log`.
+    pub fn log_dir(&self) -> PathBuf {
+        self.path.join("log")
+    }
+
+    /// `<root>/log/upgrade.log`: the journal.
+    pub fn upgrade_log(&self) -> PathBuf {
+        self.log_dir().join("upgrade.log")
+    }
+
+    /// `<root>/run` (mode 0700).
+    pub fn run_dir(&self) -> PathBuf {
+        self.path.join("run")
+    }
+
+    /// `<root>/run/control.sock`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.run_dir().join("control.sock")
+    }
+}
+
+/// `<name>-<vsn>.tar.gz`.
+pub fn tarball_name(name: &str, vsn: &Version) -> String {
+    format!("{name}-{vsn}.tar.gz")
+}
+
+/// The launcher script. With `root`, it runs `relup --root <root>`; without, it finds the
+/// root as the parent of the directory holding the script (`<root>/bin/<name>`).
+pub fn launcher_script(root: Option<&Path>) -> String {
+    match root {
+        Some(root) => format!(
+            "#!/bin/sh\nexec relup --root {} \"$@\"\n",
+            shell_quote(&root.to_string_lossy())
+        ),
+        None => "#!/bin/sh\nROOT=\"$(cd \"$(dirname \"$0\")/..\" && pwd)\" || exit 1\nexec relup --root \"$ROOT\" \"$@\"\n".to_string(),
+    }
+}
+
+/// Single-quotes `s` for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn ctx(e: io::Error, what: String) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
