@@ -14,6 +14,7 @@
 mod behaviour;
 mod code_server;
 mod error;
+pub mod handler;
 mod host;
 pub mod install;
 mod loader;

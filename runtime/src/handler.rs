@@ -1,0 +1,336 @@
+//! The release handler: OTP's release_handler for relup. It owns the node's running release
+//! and the release root, and offers the operator verbs: which releases, plan, unpack,
+//! install (upgrade or downgrade, multi-hop), make permanent, remove, status and the journal.
+//!
+//! One install runs at a time. `RELEASES` is updated atomically after each completed hop, so
+//! a failure in a later hop leaves the node, and the file, on the last completed release.
+
+use crate::install::{
+    BootedRelease, HopTarget, InstallError, InstallOptions, Journal, Progress, boot_release,
+    run_hop, stop_release,
+};
+use crate::node::Node;
+use crate::release::{
+    KnownError, ReleaseRoot, Releases, ReleasesError, StatusError, UnpackError, UnpackedRelease,
+    known_releases, now_unix, unpack, unpack_in_place,
+};
+use parking_lot::Mutex;
+use relup_appup::{Plan, PlanError, ReleaseStatus};
+use semver::Version;
+use std::path::Path;
+use std::time::Duration;
+
+/// Why a handler operation failed. Every variant leaves the node running.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// `RELEASES` could not be read or written.
+    #[error(transparent)]
+    Releases(#[from] ReleasesError),
+    /// A status change is not allowed (unknown version, removing the permanent release, ...).
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    /// A release on disk could not be read.
+    #[error(transparent)]
+    Known(#[from] KnownError),
+    /// Removing a release failed.
+    #[error(transparent)]
+    Remove(#[from] crate::release::RemoveError),
+    /// Unpacking failed; nothing was recorded.
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    /// No plan exists (the message lists what does exist).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The root has no permanent release to boot.
+    #[error("{0} has no permanent release to boot; deploy one first")]
+    NothingToBoot(String),
+    /// Booting failed.
+    #[error("boot of {version} failed: {error}")]
+    Boot {
+        /// The release.
+        version: Version,
+        /// Why.
+        error: InstallError,
+    },
+    /// An install failed; the node runs `running`.
+    #[error("{error}; the node runs {running}")]
+    Install {
+        /// The release the node runs now.
+        running: Version,
+        /// Why it failed.
+        error: InstallError,
+    },
+    /// Another install is running.
+    #[error("an upgrade is in progress")]
+    Busy,
+    /// The version is unknown.
+    #[error("release {version} is not known; known releases: {known}")]
+    Unknown {
+        /// The version asked for.
+        version: Version,
+        /// What is known.
+        known: String,
+    },
+    /// The target is already running.
+    #[error("release {0} is already running")]
+    AlreadyRunning(Version),
+}
+
+/// What an install did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct InstallReport {
+    /// The release before.
+    pub from: Version,
+    /// The release now running.
+    pub to: Version,
+    /// The chain of versions passed through.
+    pub chain: Vec<Version>,
+    /// Processes migrated, summed over the hops.
+    pub migrated: usize,
+    /// The longest pause a process saw, in microseconds.
+    pub max_pause_micros: u64,
+    /// Whether the new release is permanent now.
+    pub permanent: bool,
+    /// Whether the plan asked for a node restart.
+    pub restart_required: bool,
+}
+
+/// A node's release handler.
+pub struct ReleaseHandler {
+    node: Node,
+    root: ReleaseRoot,
+    booted: Mutex<BootedRelease>,
+    journal: Journal,
+    installing: Mutex<()>,
+}
+
+impl ReleaseHandler {
+    /// Boots the root's permanent release on `node` (an installed but not permanent release
+    /// is not booted again, as in OTP: it goes back to unpacked).
+    pub fn start(node: Node, root: ReleaseRoot) -> Result<ReleaseHandler, HandlerError> {
+        let mut releases = Releases::load(&root)?;
+        let permanent = releases
+            .permanent()
+            .map(|e| e.version.clone())
+            .ok_or_else(|| HandlerError::NothingToBoot(root.path.display().to_string()))?;
+        let known = known_releases(&root)?;
+        let release = known
+            .iter()
+            .find(|k| k.release.version == permanent)
+            .map(|k| k.release.clone())
+            .ok_or_else(|| HandlerError::Unknown {
+                version: permanent.clone(),
+                known: releases.known_list(),
+            })?;
+        let journal = Journal::new(&root.upgrade_log());
+        let _ = journal.record(&format!("boot {} {}", release.name, release.version));
+        let booted = boot_release(&node, &release, &root.release_dir(&permanent)).map_err(|error| {
+            HandlerError::Boot {
+                version: permanent.clone(),
+                error,
+            }
+        })?;
+        if releases.running().map(|e| &e.version) != Some(&permanent) {
+            releases.set_current(&permanent, now_unix())?;
+            releases.save(&root)?;
+        }
+        Ok(ReleaseHandler {
+            node,
+            root,
+            booted: Mutex::new(booted),
+            journal,
+            installing: Mutex::new(()),
+        })
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The release root.
+    pub fn root(&self) -> &ReleaseRoot {
+        &self.root
+    }
+
+    /// The release running now.
+    pub fn running(&self) -> BootedRelease {
+        self.booted.lock().clone()
+    }
+
+    /// Every known release with its status.
+    pub fn releases(&self) -> Result<Releases, HandlerError> {
+        Ok(Releases::load(&self.root)?)
+    }
+
+    /// The journal's text.
+    pub fn log(&self) -> std::io::Result<String> {
+        self.journal.read()
+    }
+
+    /// Unpacks a tarball into the root (verified; recorded as unpacked).
+    pub fn unpack(&self, tarball: &Path) -> Result<UnpackedRelease, HandlerError> {
+        let unpacked = unpack(&self.root, tarball)?;
+        let _ = self
+            .journal
+            .record(&format!("unpack {} from {}", unpacked.release.version, tarball.display()));
+        Ok(unpacked)
+    }
+
+    /// Unpacks `<root>/releases/<vsn>/<name>-<vsn>.tar.gz` when the version is not known yet
+    /// but its tarball was dropped in place. Returns whether it unpacked.
+    fn ensure_known(&self, target: &Version) -> Result<bool, HandlerError> {
+        let releases = Releases::load(&self.root)?;
+        if releases.get(target).is_some() {
+            return Ok(false);
+        }
+        let name = self.booted.lock().release.name.clone();
+        if self.root.release_tarball(&name, target).is_file() {
+            unpack_in_place(&self.root, target)?;
+            let _ = self.journal.record(&format!("unpack {target} in place"));
+            return Ok(true);
+        }
+        Err(HandlerError::Unknown {
+            version: target.clone(),
+            known: releases.known_list(),
+        })
+    }
+
+    /// The plan from the running release to `target`, without changing anything.
+    pub fn plan(&self, target: &Version) -> Result<Plan, HandlerError> {
+        let known = self.known_with_statuses()?;
+        let current = self.booted.lock().release.clone();
+        let target_release = known
+            .iter()
+            .find(|k| &k.release.version == target)
+            .map(|k| k.release.clone())
+            .ok_or_else(|| HandlerError::Unknown {
+                version: target.clone(),
+                known: Releases::load(&self.root)
+                    .map(|r| r.known_list())
+                    .unwrap_or_default(),
+            })?;
+        Ok(relup_appup::plan(&current, &target_release, &known)?)
+    }
+
+    fn known_with_statuses(&self) -> Result<Vec<relup_appup::KnownRelease>, HandlerError> {
+        Ok(known_releases(&self.root)?)
+    }
+
+    /// Installs `target` (upgrade or downgrade, through a chain when needed), then makes it
+    /// permanent if `permanent`. Progress goes to `progress` step by step.
+    pub fn install(
+        &self,
+        target: &Version,
+        opts: &InstallOptions,
+        permanent: bool,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<InstallReport, HandlerError> {
+        let _one_at_a_time = self.installing.try_lock().ok_or(HandlerError::Busy)?;
+        let from = self.booted.lock().release.version.clone();
+        if &from == target {
+            return Err(HandlerError::AlreadyRunning(target.clone()));
+        }
+        if self.ensure_known(target)? {
+            progress(&note(&format!("unpacked {target} from its tarball in releases/{target}/")));
+        }
+        let plan = self.plan(target)?;
+        if plan.is_multi_hop() {
+            let chain: Vec<String> = plan.chain.iter().map(|v| v.to_string()).collect();
+            progress(&note(&format!(
+                "no direct path from {from} to {target}: {} hops through {}",
+                plan.hops.len(),
+                chain.join(" -> ")
+            )));
+        }
+        let _ = self.journal.record(&format!("install {from} -> {target} chain {:?}", plan.chain));
+        let known = self.known_with_statuses()?;
+        let mut report = InstallReport {
+            from: from.clone(),
+            to: from.clone(),
+            chain: plan.chain.clone(),
+            migrated: 0,
+            max_pause_micros: 0,
+            permanent: false,
+            restart_required: false,
+        };
+        for hop in &plan.hops {
+            let Some(release) = known.iter().find(|k| k.release.version == hop.to) else {
+                return Err(HandlerError::Unknown {
+                    version: hop.to.clone(),
+                    known: Releases::load(&self.root)?.known_list(),
+                });
+            };
+            let dir = self.root.release_dir(&hop.to);
+            let current = self.booted.lock().clone();
+            let target = HopTarget {
+                hop,
+                release: &release.release,
+                dir: &dir,
+            };
+            match run_hop(&self.node, &current, target, opts, &self.journal, progress) {
+                Ok(outcome) => {
+                    *self.booted.lock() = outcome.booted;
+                    let mut releases = Releases::load(&self.root)?;
+                    releases.set_current(&hop.to, now_unix())?;
+                    releases.save(&self.root)?;
+                    report.to = hop.to.clone();
+                    report.migrated += outcome.migrated;
+                    report.max_pause_micros =
+                        report.max_pause_micros.max(outcome.pause.as_micros() as u64);
+                    if outcome.restart_required {
+                        report.restart_required = true;
+                        break;
+                    }
+                }
+                Err(error) => {
+                    let running = self.booted.lock().release.version.clone();
+                    let _ = self.journal.record(&format!("install failed, running {running}: {error}"));
+                    return Err(HandlerError::Install { running, error });
+                }
+            }
+        }
+        if permanent && !report.restart_required {
+            self.make_permanent(&report.to)?;
+            report.permanent = true;
+        }
+        let _ = self.journal.record(&format!("install done, running {}", report.to));
+        Ok(report)
+    }
+
+    /// Makes the running release permanent (booted on the next start).
+    pub fn make_permanent(&self, vsn: &Version) -> Result<(), HandlerError> {
+        let mut releases = Releases::load(&self.root)?;
+        if releases.status(vsn) == Some(ReleaseStatus::Permanent) {
+            return Ok(());
+        }
+        releases.make_permanent(vsn, now_unix())?;
+        releases.save(&self.root)?;
+        let _ = self.journal.record(&format!("permanent {vsn}"));
+        Ok(())
+    }
+
+    /// Removes a release that is neither permanent nor running.
+    pub fn remove(&self, vsn: &Version) -> Result<(), HandlerError> {
+        crate::release::remove(&self.root, vsn)?;
+        let _ = self.journal.record(&format!("remove {vsn}"));
+        Ok(())
+    }
+
+    /// Stops the running release's applications.
+    pub fn stop(&self, timeout: Duration) {
+        let booted = self.booted.lock().clone();
+        stop_release(&self.node, &booted, timeout);
+        let _ = self.journal.record(&format!("stop {}", booted.release.version));
+    }
+}
+
+fn note(text: &str) -> Progress {
+    Progress {
+        hop: String::new(),
+        step: "note".into(),
+        ok: true,
+        micros: 0,
+        detail: text.to_string(),
+    }
+}
