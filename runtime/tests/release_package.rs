@@ -401,6 +401,7 @@ impl Setup {
         let dirs = names(&self.root.releases_dir());
         let err = unpack_with(&self.root, t, limits).unwrap_err();
         let msg = err.to_string();
+        eprintln!("refused: {msg}");
         assert!(
             msg.contains(&*t.to_string_lossy()),
             "{msg} should name the tarball"
@@ -581,4 +582,45 @@ fn other_name_and_known_version_are_refused() {
 
     // Still works after all those refusals.
     unpack(&s.root, &s.good).unwrap();
+}
+
+#[test]
+fn pack_takes_a_top_level_appup_and_refreshes_sha256_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = release_dir(tmp.path(), "ticker", "0.2.0");
+    fs::rename(src.join("appup/ticker.toml"), src.join("appup.toml")).unwrap();
+    fs::remove_dir(src.join("appup")).unwrap();
+    fs::remove_file(src.join("config.toml")).unwrap();
+    let text = fs::read_to_string(src.join("release.toml")).unwrap();
+    fs::write(
+        src.join("release.toml"),
+        text.replace(ZERO, &"ab".repeat(32)),
+    )
+    .unwrap();
+    assert!(pack(&src, &tmp.path().join("out")).is_err());
+    let t = relup_runtime::release::pack_with(
+        &src,
+        &tmp.path().join("out"),
+        relup_runtime::release::PackOptions {
+            refresh_sha256: true,
+        },
+    )
+    .unwrap();
+    let paths: Vec<String> = entries(&t).into_iter().map(|(p, _, _)| p).collect();
+    assert_eq!(
+        paths,
+        [
+            "MANIFEST",
+            "appup/ticker.toml",
+            "bin/ticker",
+            "lib/libticker_server.so",
+            "release.toml"
+        ]
+    );
+    // Unpacks into a fresh root (no config.toml: none is copied).
+    let root_path = tmp.path().join("root");
+    deploy(&t, &root_path).unwrap();
+    let root = ReleaseRoot::open(&root_path).unwrap();
+    assert!(!root.config_file().exists());
+    assert_eq!(known_releases(&root).unwrap()[0].appups.len(), 1);
 }

@@ -585,5 +585,20 @@ fn extract(
             .collect();
         files.insert(name, (sha, size));
     }
+    // Make the extracted tree durable before it is renamed into place.
+    let mut dirs_to_sync: BTreeSet<PathBuf> = BTreeSet::new();
+    dirs_to_sync.insert(tmp.to_path_buf());
+    for name in files.keys().chain(dirs.iter()) {
+        let mut p = tmp.join(name);
+        while let Some(parent) = p.parent().map(Path::to_path_buf) {
+            if !parent.starts_with(tmp) || !dirs_to_sync.insert(parent.clone()) {
+                break;
+            }
+            p = parent;
+        }
+    }
+    for d in dirs.iter().map(|d| tmp.join(d)).chain(dirs_to_sync) {
+        sync_dir(&d).map_err(|source| UnpackError::Io { path: d, source })?;
+    }
     Ok(files)
 }
