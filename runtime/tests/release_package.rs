@@ -624,3 +624,64 @@ fn pack_takes_a_top_level_appup_and_refreshes_sha256_on_request() {
     assert!(!root.config_file().exists());
     assert_eq!(known_releases(&root).unwrap()[0].appups.len(), 1);
 }
+
+#[test]
+fn launchers_run_relup_with_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t1 = tarball(tmp.path(), "ticker", "0.1.0");
+    let root_path = tmp.path().join("my root's dir");
+    deploy(&t1, &root_path).unwrap();
+    let root = ReleaseRoot::open(&root_path).unwrap();
+    // A fake `relup` on PATH that prints its arguments one a line.
+    let fake = tmp.path().join("fakebin");
+    fs::create_dir(&fake).unwrap();
+    fs::write(
+        fake.join("relup"),
+        "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n",
+    )
+    .unwrap();
+    fs::set_permissions(fake.join("relup"), fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", fake.display());
+    let abs = fs::canonicalize(&root_path).unwrap();
+    let expected = format!("--root\n{}\nstatus\nx y\n", abs.display());
+    // The installed launcher names the root literally.
+    let out = std::process::Command::new(root.launcher("ticker"))
+        .args(["status", "x y"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    // The packaged launcher finds the root from where it is installed (<root>/bin/<name>).
+    let packaged = root.release_dir(&v("0.1.0")).join("bin/ticker");
+    let copy = root.bin_dir().join("ticker2");
+    fs::copy(&packaged, &copy).unwrap();
+    let out = std::process::Command::new(&copy)
+        .args(["status", "x y"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}
+
+#[test]
+fn tarballs_with_dot_slash_and_directory_entries_are_accepted() {
+    let s = setup();
+    let mut raws: Vec<Raw> = Vec::new();
+    for dir in ["./", "./lib/", "./appup/", "./bin/"] {
+        raws.push(Raw {
+            path: dir.into(),
+            kind: tar::EntryType::Directory,
+            data: vec![],
+            link: None,
+        });
+    }
+    for mut r in raws_of(&s.good) {
+        r.path = format!("./{}", r.path);
+        raws.push(r);
+    }
+    let t = s.dir.join("gnu.tar.gz");
+    write_raw(&t, &raws);
+    let u = unpack(&s.root, &t).unwrap();
+    assert_eq!(u.release.version, v("0.2.0"));
+    assert!(u.dir.join("lib/libticker_server.so").is_file());
+}

@@ -470,6 +470,9 @@ fn extract(
         } else {
             name
         };
+        if kind.is_dir() && (name.is_empty() || name == ".") && !raw.starts_with('/') {
+            continue; // the archive's own top directory
+        }
         if raw.starts_with('/') {
             return Err(refuse("absolute path", "a relative path"));
         }
