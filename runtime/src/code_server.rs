@@ -103,7 +103,7 @@ pub struct Expect {
 }
 
 /// The versions of one module, for status displays.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModuleVersions {
     /// The module name.
     pub name: String,
@@ -114,7 +114,7 @@ pub struct ModuleVersions {
 }
 
 /// Counters of code the node has mapped and cannot unmap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CodeStats {
     /// Libraries opened since the node started (each stays mapped).
     pub images_mapped: u64,

@@ -124,12 +124,13 @@ impl ReleaseHandler {
             })?;
         let journal = Journal::new(&root.upgrade_log());
         let _ = journal.record(&format!("boot {} {}", release.name, release.version));
-        let booted = boot_release(&node, &release, &root.release_dir(&permanent)).map_err(|error| {
-            HandlerError::Boot {
-                version: permanent.clone(),
-                error,
-            }
-        })?;
+        let booted =
+            boot_release(&node, &release, &root.release_dir(&permanent)).map_err(|error| {
+                HandlerError::Boot {
+                    version: permanent.clone(),
+                    error,
+                }
+            })?;
         if releases.running().map(|e| &e.version) != Some(&permanent) {
             releases.set_current(&permanent, now_unix())?;
             releases.save(&root)?;
@@ -171,9 +172,11 @@ impl ReleaseHandler {
     /// Unpacks a tarball into the root (verified; recorded as unpacked).
     pub fn unpack(&self, tarball: &Path) -> Result<UnpackedRelease, HandlerError> {
         let unpacked = unpack(&self.root, tarball)?;
-        let _ = self
-            .journal
-            .record(&format!("unpack {} from {}", unpacked.release.version, tarball.display()));
+        let _ = self.journal.record(&format!(
+            "unpack {} from {}",
+            unpacked.release.version,
+            tarball.display()
+        ));
         Ok(unpacked)
     }
 
@@ -232,7 +235,9 @@ impl ReleaseHandler {
             return Err(HandlerError::AlreadyRunning(target.clone()));
         }
         if self.ensure_known(target)? {
-            progress(&note(&format!("unpacked {target} from its tarball in releases/{target}/")));
+            progress(&note(&format!(
+                "unpacked {target} from its tarball in releases/{target}/"
+            )));
         }
         let plan = self.plan(target)?;
         if plan.is_multi_hop() {
@@ -243,7 +248,10 @@ impl ReleaseHandler {
                 chain.join(" -> ")
             )));
         }
-        let _ = self.journal.record(&format!("install {from} -> {target} chain {:?}", plan.chain));
+        let _ = self.journal.record(&format!(
+            "install {from} -> {target} chain {:?}",
+            plan.chain
+        ));
         let known = self.known_with_statuses()?;
         let mut report = InstallReport {
             from: from.clone(),
@@ -276,8 +284,9 @@ impl ReleaseHandler {
                     releases.save(&self.root)?;
                     report.to = hop.to.clone();
                     report.migrated += outcome.migrated;
-                    report.max_pause_micros =
-                        report.max_pause_micros.max(outcome.pause.as_micros() as u64);
+                    report.max_pause_micros = report
+                        .max_pause_micros
+                        .max(outcome.pause.as_micros() as u64);
                     if outcome.restart_required {
                         report.restart_required = true;
                         break;
@@ -285,7 +294,9 @@ impl ReleaseHandler {
                 }
                 Err(error) => {
                     let running = self.booted.lock().release.version.clone();
-                    let _ = self.journal.record(&format!("install failed, running {running}: {error}"));
+                    let _ = self
+                        .journal
+                        .record(&format!("install failed, running {running}: {error}"));
                     return Err(HandlerError::Install { running, error });
                 }
             }
@@ -294,7 +305,9 @@ impl ReleaseHandler {
             self.make_permanent(&report.to)?;
             report.permanent = true;
         }
-        let _ = self.journal.record(&format!("install done, running {}", report.to));
+        let _ = self
+            .journal
+            .record(&format!("install done, running {}", report.to));
         Ok(report)
     }
 
@@ -321,7 +334,9 @@ impl ReleaseHandler {
     pub fn stop(&self, timeout: Duration) {
         let booted = self.booted.lock().clone();
         stop_release(&self.node, &booted, timeout);
-        let _ = self.journal.record(&format!("stop {}", booted.release.version));
+        let _ = self
+            .journal
+            .record(&format!("stop {}", booted.release.version));
     }
 }
 

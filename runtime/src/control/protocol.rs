@@ -1,0 +1,83 @@
+//! Requests and events of the control protocol.
+
+use crate::install::Progress;
+use serde::{Deserialize, Serialize};
+
+/// Largest request line the node reads; a longer one gets an error response.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// A request from `relup` to the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Release, supervision tree, processes, module versions.
+    Status,
+    /// Every release with its status.
+    Releases,
+    /// The plan to a version, no change made.
+    Plan {
+        /// Target version.
+        version: String,
+    },
+    /// Install a version (upgrade or downgrade), then make it permanent unless told not to.
+    Install {
+        /// Target version.
+        version: String,
+        /// Make it permanent when installed.
+        #[serde(default = "yes")]
+        permanent: bool,
+    },
+    /// Make the running release permanent.
+    Permanent {
+        /// The version (must be the running one).
+        version: String,
+    },
+    /// Remove a release that is neither permanent nor running.
+    Remove {
+        /// The version.
+        version: String,
+    },
+    /// Unpack a tarball (path on the node's machine).
+    Unpack {
+        /// The tarball.
+        tarball: String,
+    },
+    /// The upgrade journal.
+    Log,
+    /// Stop the node.
+    Stop,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One line of a response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A step of an install.
+    Progress(Progress),
+    /// A remark (e.g. "unpacked 0.2.0 from its tarball").
+    Note {
+        /// The text.
+        text: String,
+    },
+    /// Success; the request's result.
+    Done {
+        /// The result (shape depends on the request).
+        result: serde_json::Value,
+    },
+    /// Failure; the node keeps running.
+    Error {
+        /// One line saying why.
+        message: String,
+    },
+}
+
+impl Event {
+    /// Whether this event ends the response.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Event::Done { .. } | Event::Error { .. })
+    }
+}

@@ -1,0 +1,321 @@
+//! The node side of the control socket.
+
+use super::protocol::{Event, MAX_REQUEST, Request};
+use super::status::status_report;
+use crate::handler::ReleaseHandler;
+use crate::install::InstallOptions;
+use crossbeam_channel::{Receiver, Sender};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a client may take to send its request line (slow clients are cut off).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the control socket could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another node answers on this socket.
+    #[error("a node is already running on {0}")]
+    AlreadyRunning(PathBuf),
+    /// The socket could not be created.
+    #[error("cannot listen on {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running control socket server.
+pub struct ControlServer {
+    path: PathBuf,
+    closing: Arc<AtomicBool>,
+    stop_tx: Sender<String>,
+    stop_rx: Receiver<String>,
+    accept: Option<JoinHandle<()>>,
+}
+
+/// The uid of the peer of a Unix socket.
+fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED fills a ucred of the given length on a valid socket fd.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
+}
+
+fn my_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+fn send(stream: &mut UnixStream, event: &Event) -> bool {
+    let Ok(mut line) = serde_json::to_string(event) else {
+        return false;
+    };
+    line.push('\n');
+    stream
+        .write_all(line.as_bytes())
+        .and_then(|()| stream.flush())
+        .is_ok()
+}
+
+/// Reads one request line of at most [`MAX_REQUEST`] bytes.
+fn read_request(stream: &UnixStream) -> Result<Request, String> {
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(stream.take(MAX_REQUEST as u64 + 1));
+    match reader.read_until(b'\n', &mut line) {
+        Ok(0) => return Err("empty request".into()),
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Err(format!(
+                "no complete request within {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ));
+        }
+        Err(e) => return Err(format!("cannot read the request: {e}")),
+    }
+    if line.len() > MAX_REQUEST {
+        return Err(format!("request longer than {MAX_REQUEST} bytes"));
+    }
+    if line.last() != Some(&b'\n') {
+        return Err("request is not terminated by a newline".into());
+    }
+    serde_json::from_slice(&line).map_err(|e| {
+        format!("malformed request: {e}; expected one JSON object such as {{\"cmd\":\"status\"}}")
+    })
+}
+
+fn parse_version(text: &str) -> Result<semver::Version, String> {
+    semver::Version::parse(text).map_err(|e| format!("{text:?} is not a version: {e}"))
+}
+
+fn done<T: serde::Serialize>(value: &T) -> Event {
+    match serde_json::to_value(value) {
+        Ok(result) => Event::Done { result },
+        Err(e) => Event::Error {
+            message: format!("cannot encode the result: {e}"),
+        },
+    }
+}
+
+/// Answers one request; returns true if the node should stop.
+fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -> bool {
+    let result = match request {
+        Request::Status => done(&status_report(handler)),
+        Request::Releases => match handler.releases() {
+            Ok(releases) => done(&releases.releases),
+            Err(e) => Event::Error {
+                message: e.to_string(),
+            },
+        },
+        Request::Plan { version } => match parse_version(&version)
+            .map_err(|e| e.to_string())
+            .and_then(|v| handler.plan(&v).map_err(|e| e.to_string()))
+        {
+            Ok(plan) => done(&serde_json::json!({ "text": plan.to_string(), "plan": plan })),
+            Err(message) => Event::Error { message },
+        },
+        Request::Install { version, permanent } => match parse_version(&version) {
+            Err(message) => Event::Error { message },
+            Ok(version) => {
+                let mut progress = |p: &crate::install::Progress| {
+                    // A client that went away does not stop the install.
+                    let event = if p.step == "note" {
+                        Event::Note {
+                            text: p.detail.clone(),
+                        }
+                    } else {
+                        Event::Progress(p.clone())
+                    };
+                    let _ = send(stream, &event);
+                };
+                match handler.install(
+                    &version,
+                    &InstallOptions::default(),
+                    permanent,
+                    &mut progress,
+                ) {
+                    Ok(report) => done(&report),
+                    Err(e) => Event::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
+        },
+        Request::Permanent { version } => match parse_version(&version)
+            .and_then(|v| handler.make_permanent(&v).map_err(|e| e.to_string()))
+        {
+            Ok(()) => done(&serde_json::json!({ "permanent": version })),
+            Err(message) => Event::Error { message },
+        },
+        Request::Remove { version } => match parse_version(&version)
+            .and_then(|v| handler.remove(&v).map_err(|e| e.to_string()))
+        {
+            Ok(()) => done(&serde_json::json!({ "removed": version })),
+            Err(message) => Event::Error { message },
+        },
+        Request::Unpack { tarball } => match handler.unpack(Path::new(&tarball)) {
+            Ok(unpacked) => done(&serde_json::json!({
+                "version": unpacked.release.version.to_string(),
+                "dir": unpacked.dir,
+            })),
+            Err(e) => Event::Error {
+                message: e.to_string(),
+            },
+        },
+        Request::Log => match handler.log() {
+            Ok(text) => done(&serde_json::json!({ "log": text })),
+            Err(e) => Event::Error {
+                message: format!("cannot read the journal: {e}"),
+            },
+        },
+        Request::Stop => {
+            let _ = send(stream, &done(&serde_json::json!({ "stopping": true })));
+            return true;
+        }
+    };
+    let _ = send(stream, &result);
+    false
+}
+
+fn serve_connection(handler: &ReleaseHandler, mut stream: UnixStream, stop: &Sender<String>) {
+    let me = my_uid();
+    match peer_uid(&stream) {
+        Some(uid) if uid == me || uid == 0 => {}
+        Some(uid) => {
+            let message = format!("refused: client uid {uid} is not the node's uid {me}");
+            let _ = send(&mut stream, &Event::Error { message });
+            return;
+        }
+        None => {
+            let _ = send(
+                &mut stream,
+                &Event::Error {
+                    message: "refused: cannot read the client's credentials".into(),
+                },
+            );
+            return;
+        }
+    }
+    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+    let request = match read_request(&stream) {
+        Ok(request) => request,
+        Err(message) => {
+            let _ = send(&mut stream, &Event::Error { message });
+            return;
+        }
+    };
+    if answer(handler, &mut stream, request) {
+        let _ = stop.send("stop requested over the control socket".into());
+    }
+}
+
+impl ControlServer {
+    /// Listens on `path` (mode 0600) and serves `handler`, one thread per connection.
+    /// A stale socket file (no node answers) is replaced.
+    pub fn bind(handler: Arc<ReleaseHandler>, path: &Path) -> Result<ControlServer, ServeError> {
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(ServeError::AlreadyRunning(path.to_path_buf()));
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        let io = |source| ServeError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        let closing = Arc::new(AtomicBool::new(false));
+        let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
+        let accept = {
+            let (closing, stop_tx) = (closing.clone(), stop_tx.clone());
+            std::thread::Builder::new()
+                .name("relup-control".into())
+                .spawn(move || {
+                    for stream in listener.incoming() {
+                        if closing.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let Ok(stream) = stream else { continue };
+                        let (handler, stop_tx) = (handler.clone(), stop_tx.clone());
+                        let _ = std::thread::Builder::new()
+                            .name("relup-client".into())
+                            .spawn(move || serve_connection(&handler, stream, &stop_tx));
+                    }
+                })
+                .map_err(io)?
+        };
+        Ok(ControlServer {
+            path: path.to_path_buf(),
+            closing,
+            stop_tx,
+            stop_rx,
+            accept: Some(accept),
+        })
+    }
+
+    /// A sender that asks the node to stop (for signal handlers), with a reason.
+    pub fn stopper(&self) -> Sender<String> {
+        self.stop_tx.clone()
+    }
+
+    /// Blocks until a stop is requested; returns the reason.
+    pub fn wait_for_stop(&self) -> String {
+        self.stop_rx
+            .recv()
+            .unwrap_or_else(|_| "control server gone".into())
+    }
+
+    /// Stops accepting connections and removes the socket file.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = UnixStream::connect(&self.path);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        if self.accept.is_some() {
+            self.shutdown();
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! What `relup status` shows: the running release, its supervision tree with each process's
+//! module version and mailbox length, module versions and code counters.
+
+use crate::behaviour::ProcessKind;
+use crate::code_server::{CodeStats, ModuleVersions};
+use crate::handler::ReleaseHandler;
+use crate::node::Node;
+use relup_module::Pid;
+use serde::{Deserialize, Serialize};
+
+/// One line of the supervision tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeEntry {
+    /// Nesting depth (0 for an application's top supervisor).
+    pub depth: usize,
+    /// Child id (the application name for a top supervisor).
+    pub id: String,
+    /// Its pid, if running.
+    pub pid: Option<Pid>,
+    /// Worker or supervisor.
+    pub kind: ProcessKind,
+    /// Registered name.
+    pub name: Option<String>,
+    /// Module and version it runs.
+    pub module: Option<String>,
+    /// Module version.
+    pub version: Option<String>,
+    /// Ordinary messages waiting.
+    pub mailbox_len: usize,
+}
+
+/// The node's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Release name.
+    pub name: String,
+    /// Running release version.
+    pub version: String,
+    /// Every known release and its status, e.g. `0.1.0 (permanent)`.
+    pub releases: Vec<(String, String)>,
+    /// The supervision trees of the running applications.
+    pub tree: Vec<TreeEntry>,
+    /// Every module's current and old versions.
+    pub modules: Vec<ModuleVersions>,
+    /// Number of processes.
+    pub processes: usize,
+    /// Mapped code counters.
+    pub code: CodeStats,
+}
+
+fn walk(node: &Node, id: String, pid: Pid, depth: usize, out: &mut Vec<TreeEntry>) {
+    let info = node.process_info(pid);
+    let kind = info.as_ref().map_or(ProcessKind::Worker, |i| i.kind);
+    out.push(TreeEntry {
+        depth,
+        id,
+        pid: Some(pid),
+        kind,
+        name: info.as_ref().and_then(|i| i.name.clone()),
+        module: info.as_ref().and_then(|i| i.module.clone()),
+        version: info.as_ref().and_then(|i| i.version.clone()),
+        mailbox_len: info.as_ref().map_or(0, |i| i.mailbox_len),
+    });
+    if kind != ProcessKind::Supervisor {
+        return;
+    }
+    for child in node.which_children(pid).unwrap_or_default() {
+        match child.pid {
+            Some(child_pid) => walk(node, child.id, child_pid, depth + 1, out),
+            None => out.push(TreeEntry {
+                depth: depth + 1,
+                id: child.id,
+                pid: None,
+                kind: child.kind,
+                name: None,
+                module: child.module,
+                version: None,
+                mailbox_len: 0,
+            }),
+        }
+    }
+}
+
+/// Collects the status of the handler's node.
+pub fn status_report(handler: &ReleaseHandler) -> StatusReport {
+    let booted = handler.running();
+    let node = handler.node();
+    let mut tree = Vec::new();
+    for (app, pid) in &booted.apps {
+        walk(node, app.clone(), *pid, 0, &mut tree);
+    }
+    let releases = handler
+        .releases()
+        .map(|r| {
+            r.releases
+                .iter()
+                .map(|e| (e.version.to_string(), e.status.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    StatusReport {
+        name: booted.release.name.clone(),
+        version: booted.release.version.to_string(),
+        releases,
+        tree,
+        modules: node.code().modules(),
+        processes: node.process_count(),
+        code: node.code().stats(),
+    }
+}

@@ -1,0 +1,202 @@
+//! Commands that work on files, without a node: build and pack a release, deploy one, and
+//! generate an appup.
+
+use super::Failure;
+use relup_appup::Release;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The cdylib files cargo built for the crate at `dir` (release profile).
+fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
+    let manifest = dir.join("Cargo.toml");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| Failure(format!("cannot run cargo: {e}")))?;
+    if !output.status.success() {
+        return Err(Failure(format!(
+            "cargo build of {} failed",
+            manifest.display()
+        )));
+    }
+    let mut libs = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message.get("reason").and_then(|r| r.as_str()) != Some("compiler-artifact") {
+            continue;
+        }
+        let manifest_path = message
+            .get("manifest_path")
+            .and_then(|m| m.as_str())
+            .map(PathBuf::from);
+        let ours = manifest_path
+            .zip(std::fs::canonicalize(&manifest).ok())
+            .is_some_and(|(a, b)| std::fs::canonicalize(a).is_ok_and(|a| a == b));
+        let cdylib = message
+            .pointer("/target/kind")
+            .and_then(|k| k.as_array())
+            .is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"));
+        if !(ours && cdylib) {
+            continue;
+        }
+        for file in message
+            .get("filenames")
+            .and_then(|f| f.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(file) = file.as_str().filter(|f| f.ends_with(".so")) {
+                libs.push(PathBuf::from(file));
+            }
+        }
+    }
+    Ok(libs)
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), Failure> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Failure(format!("{}: {e}", dir.display())))?;
+    }
+    std::fs::copy(from, to).map_err(|e| {
+        Failure(format!(
+            "copying {} to {}: {e}",
+            from.display(),
+            to.display()
+        ))
+    })?;
+    Ok(())
+}
+
+/// `relup release <dir>`: builds the crate's cdylib(s), stages release.toml, the appups, the
+/// config and the libraries at the paths release.toml names, and packs the tarball.
+pub fn release(dir: &Path, out: Option<&Path>, json: bool) -> Result<(), Failure> {
+    let manifest_path = dir.join("release.toml");
+    let text = std::fs::read_to_string(&manifest_path)
+        .map_err(|e| Failure(format!("{}: {e}", manifest_path.display())))?;
+    let release = Release::parse(&text, &manifest_path.display().to_string())?;
+    let libs = if dir.join("Cargo.toml").is_file() {
+        build_cdylibs(dir)?
+    } else {
+        Vec::new()
+    };
+    let staging = std::env::temp_dir().join(format!(
+        "relup-release-{}-{}",
+        std::process::id(),
+        release.version
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)?;
+    std::fs::write(staging.join("release.toml"), &text)?;
+    for name in ["appup.toml", "config.toml"] {
+        if dir.join(name).is_file() {
+            copy(&dir.join(name), &staging.join(name))?;
+        }
+    }
+    if dir.join("appup").is_dir() {
+        for entry in std::fs::read_dir(dir.join("appup"))? {
+            let entry = entry?;
+            copy(
+                &entry.path(),
+                &staging.join("appup").join(entry.file_name()),
+            )?;
+        }
+    }
+    let modules: Vec<&relup_appup::Module> = release
+        .applications
+        .iter()
+        .flat_map(|a| a.modules.iter())
+        .collect();
+    for module in &modules {
+        let wanted = Path::new(&module.file)
+            .file_name()
+            .map(|f| f.to_os_string());
+        let built = libs
+            .iter()
+            .find(|lib| lib.file_name().map(|f| f.to_os_string()) == wanted)
+            .or_else(|| (libs.len() == 1 && modules.len() == 1).then(|| &libs[0]));
+        let source = match built {
+            Some(lib) => lib.clone(),
+            None if dir.join(&module.file).is_file() => dir.join(&module.file),
+            None => {
+                return Err(Failure(format!(
+                    "no library for module {} ({}): cargo built {:?}",
+                    module.name, module.file, libs
+                )));
+            }
+        };
+        copy(&source, &staging.join(&module.file))?;
+    }
+    let out_dir = out.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let options = relup_runtime::release::PackOptions {
+        refresh_sha256: true,
+    };
+    let tarball = relup_runtime::release::pack_with(&staging, &out_dir, options);
+    let _ = std::fs::remove_dir_all(&staging);
+    let tarball = tarball?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "tarball": tarball, "name": release.name, "version": release.version.to_string() })
+        );
+    } else {
+        println!(
+            "packed {} {} into {}",
+            release.name,
+            release.version,
+            tarball.display()
+        );
+    }
+    Ok(())
+}
+
+/// `relup deploy <tarball> <root>`.
+pub fn deploy(tarball: &Path, root: &Path, json: bool) -> Result<(), Failure> {
+    let unpacked = relup_runtime::release::deploy(tarball, root)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "deployed": unpacked.release.version.to_string(), "root": root })
+        );
+    } else {
+        println!(
+            "deployed {} {} into {} (permanent); start it with `relup start --root {}`",
+            unpacked.release.name,
+            unpacked.release.version,
+            root.display(),
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// `relup appup generate <old> <new>`: prints the generated appup(s).
+pub fn generate(old: &Path, new: &Path) -> Result<(), Failure> {
+    let read = |dir: &Path| -> Result<Release, Failure> {
+        let path = dir.join("release.toml");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+        Ok(Release::parse(&text, &path.display().to_string())?)
+    };
+    let (old, new) = (read(old)?, read(new)?);
+    let appups = relup_appup::generate(&old, &new);
+    if appups.is_empty() {
+        return Err(Failure(format!(
+            "no application changed version between {} and {}",
+            old.version, new.version
+        )));
+    }
+    for appup in appups {
+        print!("{}", appup.to_toml());
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! The command-line interface: argument definitions and dispatch.
+
+mod build;
+mod daemon;
+mod output;
+mod remote;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Erlang/OTP-style hot code upgrades for long-lived Rust services.
+#[derive(Parser, Debug)]
+#[command(name = "relup", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The release root (default: $RELUP_ROOT).
+    #[arg(long, global = true, env = "RELUP_ROOT")]
+    root: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The commands (DESIGN.md §4).
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build a release's cdylibs and pack <name>-<vsn>.tar.gz.
+    Release {
+        /// The release directory (Cargo.toml of the module crate, release.toml, appup.toml).
+        dir: PathBuf,
+        /// Where to write the tarball (default: the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Unpack a first release into an empty root and make it permanent.
+    Deploy {
+        /// The release tarball.
+        tarball: PathBuf,
+        /// The root to create.
+        root: PathBuf,
+    },
+    /// Boot the permanent release (in the background, or as a console with --foreground).
+    Start {
+        /// Run in the foreground until stopped (Ctrl-C or `relup stop`).
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Stop the node.
+    Stop,
+    /// The running release, supervision tree, processes and module versions.
+    Status,
+    /// Every release with its status.
+    Releases,
+    /// Unpack a release tarball into the root (verified, recorded as unpacked).
+    Unpack {
+        /// The tarball.
+        tarball: PathBuf,
+    },
+    /// The plan from the running release to <version>; nothing is changed.
+    Plan {
+        /// Target version.
+        version: String,
+    },
+    /// Install a newer release (through a chain when needed) and make it permanent.
+    Upgrade {
+        /// Target version.
+        version: String,
+        /// Leave the new release current but not permanent (a restart boots the old one).
+        #[arg(long)]
+        no_permanent: bool,
+    },
+    /// Install an older release and make it permanent.
+    Downgrade {
+        /// Target version.
+        version: String,
+        /// Leave it current but not permanent.
+        #[arg(long)]
+        no_permanent: bool,
+    },
+    /// Make the running release permanent.
+    Permanent {
+        /// The version (the running one).
+        version: String,
+    },
+    /// Remove a release (never the permanent or the running one).
+    Remove {
+        /// The version.
+        version: String,
+    },
+    /// The upgrade journal.
+    Log,
+    /// Appup tools.
+    Appup {
+        #[command(subcommand)]
+        command: AppupCommand,
+    },
+}
+
+/// `relup appup ...`
+#[derive(Subcommand, Debug)]
+enum AppupCommand {
+    /// Write an appup from two release manifests' differences (to standard output).
+    Generate {
+        /// The older release directory (with release.toml).
+        old: PathBuf,
+        /// The newer release directory.
+        new: PathBuf,
+    },
+}
+
+/// A failure to report: one line on stderr, exit code 1.
+pub struct Failure(pub String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure(error.to_string())
+    }
+}
+
+fn root(cli: &Cli) -> Result<PathBuf, Failure> {
+    cli.root
+        .clone()
+        .ok_or_else(|| Failure("no release root: pass --root <dir> or set RELUP_ROOT".into()))
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let json = cli.json;
+    match &cli.command {
+        Command::Release { dir, out } => build::release(dir, out.as_deref(), json),
+        Command::Deploy { tarball, root } => build::deploy(tarball, root, json),
+        Command::Start { foreground } => daemon::start(&root(&cli)?, *foreground, json),
+        Command::Stop => daemon::stop(&root(&cli)?, json),
+        Command::Status => remote::status(&root(&cli)?, json),
+        Command::Releases => remote::releases(&root(&cli)?, json),
+        Command::Unpack { tarball } => remote::unpack(&root(&cli)?, tarball, json),
+        Command::Plan { version } => remote::plan(&root(&cli)?, version, json),
+        Command::Upgrade {
+            version,
+            no_permanent,
+        } => remote::install(
+            &root(&cli)?,
+            version,
+            remote::Direction::Up,
+            !no_permanent,
+            json,
+        ),
+        Command::Downgrade {
+            version,
+            no_permanent,
+        } => remote::install(
+            &root(&cli)?,
+            version,
+            remote::Direction::Down,
+            !no_permanent,
+            json,
+        ),
+        Command::Permanent { version } => remote::permanent(&root(&cli)?, version, json),
+        Command::Remove { version } => remote::remove(&root(&cli)?, version, json),
+        Command::Log => remote::log(&root(&cli)?, json),
+        Command::Appup {
+            command: AppupCommand::Generate { old, new },
+        } => build::generate(old, new),
+    }
+}
+
+/// Parses the arguments, runs the command, and turns a failure into exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("relup: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

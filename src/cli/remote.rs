@@ -1,0 +1,275 @@
+//! Commands that talk to a running node over its control socket.
+
+use super::Failure;
+use super::output::{print_json, progress_line};
+use relup_runtime::control::{Client, Event, Request, StatusReport};
+use relup_runtime::release::ReleaseRoot;
+use std::path::Path;
+
+/// Which way an install is meant to go (checked against the running version).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// To a newer version.
+    Up,
+    /// To an older version.
+    Down,
+}
+
+/// Sends a request; prints streamed events unless `json`; returns the final result.
+fn ask(root: &Path, request: &Request, json: bool) -> Result<serde_json::Value, Failure> {
+    let socket = ReleaseRoot::new(root).control_socket();
+    let client = Client::connect(&socket)?;
+    let mut on_event = |event: &Event| match event {
+        Event::Progress(p) if !json => println!("{}", progress_line(p)),
+        Event::Note { text } if !json => println!("{text}"),
+        other if json => {
+            if let Ok(value) = serde_json::to_value(other) {
+                print_json(&value);
+            }
+        }
+        _ => {}
+    };
+    match client.request(request, &mut on_event)? {
+        Event::Done { result } => Ok(result),
+        Event::Error { message } => Err(Failure(message)),
+        other => Err(Failure(format!("unexpected final event {other:?}"))),
+    }
+}
+
+fn status_report(root: &Path) -> Result<StatusReport, Failure> {
+    let value = ask(root, &Request::Status, true)?;
+    serde_json::from_value(value)
+        .map_err(|e| Failure(format!("malformed status from the node: {e}")))
+}
+
+/// `relup status`.
+pub fn status(root: &Path, json: bool) -> Result<(), Failure> {
+    if json {
+        print_json(&ask(root, &Request::Status, true)?);
+        return Ok(());
+    }
+    let report = status_report(root)?;
+    println!("release {} {}", report.name, report.version);
+    println!(
+        "releases: {}",
+        report
+            .releases
+            .iter()
+            .map(|(v, s)| format!("{v} ({s})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("supervision tree:");
+    for entry in &report.tree {
+        let indent = "  ".repeat(entry.depth + 1);
+        let pid = entry
+            .pid
+            .map_or("not running".to_string(), |p| p.to_string());
+        let code = match (&entry.module, &entry.version) {
+            (Some(m), Some(v)) => format!(" {m} {v}"),
+            (Some(m), None) => format!(" {m}"),
+            _ => String::new(),
+        };
+        let name = entry
+            .name
+            .as_deref()
+            .map_or(String::new(), |n| format!(" registered as {n}"));
+        println!(
+            "{indent}{} {:?} {pid}{code}{name} mailbox {}",
+            entry.id, entry.kind, entry.mailbox_len
+        );
+    }
+    println!("modules:");
+    for module in &report.modules {
+        let current = module
+            .current
+            .as_ref()
+            .map_or("-".to_string(), |v| v.to_string());
+        let old: Vec<String> = module.old.iter().map(|v| v.to_string()).collect();
+        let old = if old.is_empty() {
+            String::new()
+        } else {
+            format!(" (old: {})", old.join(", "))
+        };
+        println!("  {} {current}{old}", module.name);
+    }
+    println!(
+        "processes: {}; libraries mapped: {} ({} bytes, {} retired)",
+        report.processes,
+        report.code.images_mapped,
+        report.code.bytes_mapped,
+        report.code.images_retired
+    );
+    Ok(())
+}
+
+/// `relup releases`.
+pub fn releases(root: &Path, json: bool) -> Result<(), Failure> {
+    let value = ask(root, &Request::Releases, json)?;
+    if json {
+        print_json(&value);
+        return Ok(());
+    }
+    for entry in value.as_array().into_iter().flatten() {
+        println!(
+            "{} {}",
+            entry.get("version").and_then(|v| v.as_str()).unwrap_or("?"),
+            entry.get("status").and_then(|v| v.as_str()).unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+/// `relup unpack`.
+pub fn unpack(root: &Path, tarball: &Path, json: bool) -> Result<(), Failure> {
+    let absolute =
+        std::path::absolute(tarball).map_err(|e| Failure(format!("{}: {e}", tarball.display())))?;
+    let request = Request::Unpack {
+        tarball: absolute.to_string_lossy().into_owned(),
+    };
+    let value = ask(root, &request, json)?;
+    if json {
+        print_json(&value);
+    } else {
+        println!(
+            "unpacked {}",
+            value.get("version").and_then(|v| v.as_str()).unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+/// `relup plan`.
+pub fn plan(root: &Path, version: &str, json: bool) -> Result<(), Failure> {
+    let value = ask(
+        root,
+        &Request::Plan {
+            version: version.to_string(),
+        },
+        json,
+    )?;
+    if json {
+        print_json(&value);
+    } else {
+        print!(
+            "{}",
+            value
+                .get("text")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `relup upgrade` / `relup downgrade`.
+pub fn install(
+    root: &Path,
+    version: &str,
+    direction: Direction,
+    permanent: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let target = semver::Version::parse(version)
+        .map_err(|e| Failure(format!("{version:?} is not a version: {e}")))?;
+    let running = status_report(root)?;
+    let current = semver::Version::parse(&running.version)?;
+    match direction {
+        Direction::Up if target < current => {
+            return Err(Failure(format!(
+                "{target} is older than the running {current}; use `relup downgrade {target}`"
+            )));
+        }
+        Direction::Down if target > current => {
+            return Err(Failure(format!(
+                "{target} is newer than the running {current}; use `relup upgrade {target}`"
+            )));
+        }
+        _ => {}
+    }
+    if !json {
+        let verb = if direction == Direction::Up {
+            "upgrading"
+        } else {
+            "downgrading"
+        };
+        println!("{verb} {} {current} -> {target}", running.name);
+    }
+    let request = Request::Install {
+        version: version.to_string(),
+        permanent,
+    };
+    let value = ask(root, &request, json)?;
+    if json {
+        print_json(&value);
+        return Ok(());
+    }
+    let to = value.get("to").and_then(|v| v.as_str()).unwrap_or("?");
+    let migrated = value.get("migrated").and_then(|v| v.as_u64()).unwrap_or(0);
+    let pause = value
+        .get("max_pause_micros")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    let state = if value.get("permanent").and_then(|v| v.as_bool()) == Some(true) {
+        "permanent"
+    } else {
+        "current, not permanent"
+    };
+    println!(
+        "{} {to} is running ({state}); {migrated} process(es) migrated, longest pause {:.3} ms",
+        running.name,
+        pause as f64 / 1000.0
+    );
+    Ok(())
+}
+
+/// `relup permanent`.
+pub fn permanent(root: &Path, version: &str, json: bool) -> Result<(), Failure> {
+    let value = ask(
+        root,
+        &Request::Permanent {
+            version: version.to_string(),
+        },
+        json,
+    )?;
+    if json {
+        print_json(&value);
+    } else {
+        println!("{version} is permanent");
+    }
+    Ok(())
+}
+
+/// `relup remove`.
+pub fn remove(root: &Path, version: &str, json: bool) -> Result<(), Failure> {
+    let value = ask(
+        root,
+        &Request::Remove {
+            version: version.to_string(),
+        },
+        json,
+    )?;
+    if json {
+        print_json(&value);
+    } else {
+        println!("removed {version}");
+    }
+    Ok(())
+}
+
+/// `relup log`.
+pub fn log(root: &Path, json: bool) -> Result<(), Failure> {
+    let value = ask(root, &Request::Log, json)?;
+    if json {
+        print_json(&value);
+    } else {
+        print!(
+            "{}",
+            value
+                .get("log")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
