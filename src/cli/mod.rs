@@ -61,12 +61,14 @@ enum Command {
     /// The plan from the running release to <version>; nothing is changed.
     Plan {
         /// Target version.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        vsn: String,
     },
     /// Install a newer release (through a chain when needed) and make it permanent.
     Upgrade {
         /// Target version.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        vsn: String,
         /// Leave the new release current but not permanent (a restart boots the old one).
         #[arg(long)]
         no_permanent: bool,
@@ -74,7 +76,8 @@ enum Command {
     /// Install an older release and make it permanent.
     Downgrade {
         /// Target version.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        vsn: String,
         /// Leave it current but not permanent.
         #[arg(long)]
         no_permanent: bool,
@@ -82,12 +85,14 @@ enum Command {
     /// Make the running release permanent.
     Permanent {
         /// The version (the running one).
-        version: String,
+        #[arg(value_name = "VERSION")]
+        vsn: String,
     },
     /// Remove a release (never the permanent or the running one).
     Remove {
         /// The version.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        vsn: String,
     },
     /// The upgrade journal.
     Log,
@@ -135,29 +140,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status => remote::status(&root(&cli)?, json),
         Command::Releases => remote::releases(&root(&cli)?, json),
         Command::Unpack { tarball } => remote::unpack(&root(&cli)?, tarball, json),
-        Command::Plan { version } => remote::plan(&root(&cli)?, version, json),
-        Command::Upgrade {
-            version,
-            no_permanent,
-        } => remote::install(
+        Command::Plan { vsn } => remote::plan(&root(&cli)?, vsn, json),
+        Command::Upgrade { vsn, no_permanent } => remote::install(
             &root(&cli)?,
-            version,
+            vsn,
             remote::Direction::Up,
             !no_permanent,
             json,
         ),
-        Command::Downgrade {
-            version,
-            no_permanent,
-        } => remote::install(
+        Command::Downgrade { vsn, no_permanent } => remote::install(
             &root(&cli)?,
-            version,
+            vsn,
             remote::Direction::Down,
             !no_permanent,
             json,
         ),
-        Command::Permanent { version } => remote::permanent(&root(&cli)?, version, json),
-        Command::Remove { version } => remote::remove(&root(&cli)?, version, json),
+        Command::Permanent { vsn } => remote::permanent(&root(&cli)?, vsn, json),
+        Command::Remove { vsn } => remote::remove(&root(&cli)?, vsn, json),
         Command::Log => remote::log(&root(&cli)?, json),
         Command::Appup {
             command: AppupCommand::Generate { old, new },
