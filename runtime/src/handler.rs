@@ -71,6 +71,17 @@ pub enum HandlerError {
         /// What is known.
         known: String,
     },
+    /// Only the tarball of the version is in its directory.
+    #[error(
+        "release {version} is not unpacked yet: its tarball is in releases/{version}/ \
+         (`relup upgrade {version}` unpacks it first, or run `relup unpack`); known releases: {known}"
+    )]
+    NotUnpacked {
+        /// The version.
+        version: Version,
+        /// What is known.
+        known: String,
+    },
     /// The target is already running.
     #[error("release {0} is already running")]
     AlreadyRunning(Version),
@@ -207,11 +218,21 @@ impl ReleaseHandler {
             .iter()
             .find(|k| &k.release.version == target)
             .map(|k| k.release.clone())
-            .ok_or_else(|| HandlerError::Unknown {
-                version: target.clone(),
-                known: Releases::load(&self.root)
+            .ok_or_else(|| {
+                let known = Releases::load(&self.root)
                     .map(|r| r.known_list())
-                    .unwrap_or_default(),
+                    .unwrap_or_default();
+                if self.root.release_tarball(&current.name, target).is_file() {
+                    HandlerError::NotUnpacked {
+                        version: target.clone(),
+                        known,
+                    }
+                } else {
+                    HandlerError::Unknown {
+                        version: target.clone(),
+                        known,
+                    }
+                }
             })?;
         Ok(relup_appup::plan(&current, &target_release, &known)?)
     }

@@ -180,6 +180,20 @@ impl Server for Counter {
         Ok(state)
     }
 
+    fn apply(function: &str, args: &[u8], _ctx: &mut Context<'_>) -> Result<Vec<u8>, String> {
+        match function {
+            // `sleep [ms]`: holds an install up (tests of concurrent installs).
+            "sleep" => {
+                let args: Vec<u64> =
+                    relup_module::codec::decode(args).map_err(|e| e.to_string())?;
+                std::thread::sleep(Duration::from_millis(args.first().copied().unwrap_or(0)));
+                Ok(Vec::new())
+            }
+            "fail" => Err("apply was told to fail".into()),
+            other => Err(format!("no exported function {other}")),
+        }
+    }
+
     fn health(&self) -> Result<(), String> {
         if self.count < 0 {
             Err(format!("count is negative: {}", self.count))

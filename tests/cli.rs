@@ -1,0 +1,358 @@
+//! The real `relup` binary against a real node in a temporary release root: every command's
+//! success path and its main errors.
+
+use relup_testkit::fixtures;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const RELUP: &str = env!("CARGO_BIN_EXE_relup");
+
+/// A temporary root with releases 0.1.0 and 0.2.0 of `demo` packed, 0.1.0 deployed. The node
+/// is stopped (or killed) when the value is dropped.
+struct Demo {
+    base: PathBuf,
+    root: PathBuf,
+}
+
+fn relup(args: &[&str]) -> Output {
+    Command::new(RELUP)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("relup runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[track_caller]
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "expected success:\n{}",
+        text(&output)
+    );
+    text(&output)
+}
+
+#[track_caller]
+fn fails(output: Output, needle: &str) -> String {
+    let all = text(&output);
+    assert!(!output.status.success(), "expected failure:\n{all}");
+    assert!(all.contains(needle), "expected {needle:?} in:\n{all}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("relup: "),
+        "one-line reason on stderr: {stderr}"
+    );
+    all
+}
+
+fn release_dir(
+    base: &Path,
+    version: &str,
+    lib: &Path,
+    module_vsn: &str,
+    appup: Option<&str>,
+) -> PathBuf {
+    let dir = base.join(format!("src-{version}"));
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::copy(lib, dir.join("lib/libcounter.so")).unwrap();
+    std::fs::write(
+        dir.join("release.toml"),
+        format!(
+            r#"name = "demo"
+version = "{version}"
+
+[[applications]]
+name = "app"
+version = "{version}"
+
+[[applications.modules]]
+name = "counter"
+file = "lib/libcounter.so"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+version = "{module_vsn}"
+
+[applications.supervisor]
+strategy = "one_for_one"
+
+[[applications.supervisor.children]]
+id = "c1"
+module = "counter"
+args = {{ start = 7, register_as = "c1" }}
+"#
+        ),
+    )
+    .unwrap();
+    if let Some(appup) = appup {
+        std::fs::write(dir.join("appup.toml"), appup).unwrap();
+    }
+    dir
+}
+
+impl Demo {
+    /// `up_extra`: extra instructions in 0.2.0's up section.
+    fn new(name: &str, up_extra: &str) -> Demo {
+        Demo::new_in(Path::new(env!("CARGO_TARGET_TMPDIR")), name, up_extra)
+    }
+
+    /// As `new`, under `parent`.
+    fn new_in(parent: &Path, name: &str, up_extra: &str) -> Demo {
+        let base = parent.join(format!("relup-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let f = fixtures();
+        let appup = format!(
+            r#"application = "app"
+version = "0.2.0"
+
+[[up]]
+from = "0.1.0"
+instructions = [ {{ update = "counter" }}{up_extra} ]
+
+[[down]]
+to = "0.1.0"
+instructions = [ {{ update = "counter" }} ]
+"#
+        );
+        let r1 = release_dir(&base, "0.1.0", &f.counter_v1, "1.0.0", None);
+        let r2 = release_dir(&base, "0.2.0", &f.counter_v2, "2.0.0", Some(&appup));
+        let out = base.join("out");
+        for dir in [&r1, &r2] {
+            ok(relup(&[
+                "release",
+                dir.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ]));
+        }
+        let root = base.join("root");
+        let deployed = ok(relup(&[
+            "deploy",
+            out.join("demo-0.1.0.tar.gz").to_str().unwrap(),
+            root.to_str().unwrap(),
+        ]));
+        assert!(deployed.contains("deployed demo 0.1.0"), "{deployed}");
+        Demo { base, root }
+    }
+
+    fn tarball(&self, version: &str) -> PathBuf {
+        self.base.join("out").join(format!("demo-{version}.tar.gz"))
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--root", self.root.to_str().unwrap()];
+        all.extend_from_slice(args);
+        relup(&all)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.root.join("run/control.sock")
+    }
+
+    fn raw(&self, bytes: &[u8]) -> String {
+        let mut stream = UnixStream::connect(self.socket()).unwrap();
+        stream.write_all(bytes).unwrap();
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        line
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _cleanup = RemoveOnDrop(self.base.clone());
+        if self.socket().exists() {
+            let _ = self.run(&["stop"]);
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.root.join("run/node.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: sending SIGKILL to the node this test started.
+                unsafe { libc_kill(pid) };
+            }
+        }
+    }
+}
+
+/// Removes a test's directory (after the node is stopped).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+unsafe fn libc_kill(pid: i32) {
+    unsafe extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: plain syscall wrapper; a stale pid is harmless for a test root's node.
+    unsafe {
+        kill(pid, 9);
+    }
+}
+
+#[test]
+fn deploy_start_upgrade_downgrade_stop() {
+    let demo = Demo::new("cycle", "");
+    let started = ok(demo.run(&["start"]));
+    assert!(started.contains("node started"), "{started}");
+    fails(demo.run(&["start"]), "already running");
+
+    let status = ok(demo.run(&["status"]));
+    assert!(status.contains("release demo 0.1.0"), "{status}");
+    assert!(
+        status.contains("c1 Worker") && status.contains("counter 1.0.0"),
+        "{status}"
+    );
+
+    // Drop 0.2.0's tarball in place: `upgrade` unpacks it first and says so.
+    let dir = demo.root.join("releases/0.2.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(demo.tarball("0.2.0"), dir.join("demo-0.2.0.tar.gz")).unwrap();
+    fails(
+        demo.run(&["plan", "0.2.0"]),
+        "release 0.2.0 is not unpacked yet",
+    );
+    let up = ok(demo.run(&["upgrade", "0.2.0"]));
+    assert!(up.contains("unpacked 0.2.0 from its tarball"), "{up}");
+    assert!(
+        up.contains("code_change counter up from 1.0.0") && up.contains("1 state(s) migrated"),
+        "{up}"
+    );
+    assert!(up.contains("demo 0.2.0 is running (permanent)"), "{up}");
+    let status = ok(demo.run(&["status"]));
+    assert!(status.contains("counter 2.0.0"), "{status}");
+    let releases = ok(demo.run(&["releases"]));
+    assert!(
+        releases.contains("0.1.0 old") && releases.contains("0.2.0 permanent"),
+        "{releases}"
+    );
+
+    fails(
+        demo.run(&["upgrade", "0.1.0"]),
+        "use `relup downgrade 0.1.0`",
+    );
+    let plan = ok(demo.run(&["plan", "0.1.0"]));
+    assert!(plan.contains("code_change counter down to 1.0.0"), "{plan}");
+    let down = ok(demo.run(&["downgrade", "0.1.0"]));
+    assert!(down.contains("code_change counter down to 1.0.0"), "{down}");
+    let json = ok(demo.run(&["status", "--json"]));
+    let value: serde_json::Value =
+        serde_json::from_str(json.trim()).expect("status --json is JSON");
+    assert_eq!(value["version"], "0.1.0");
+
+    let log = ok(demo.run(&["log"]));
+    assert!(log.contains("step=\"commit\" ok"), "{log}");
+    fails(demo.run(&["remove", "0.1.0"]), "never the permanent");
+    ok(demo.run(&["remove", "0.2.0"]));
+    assert!(!demo.root.join("releases/0.2.0").exists());
+
+    let stopped = ok(demo.run(&["stop"]));
+    assert!(stopped.contains("node stopped"), "{stopped}");
+    fails(demo.run(&["status"]), "the node is not running");
+}
+
+#[test]
+fn errors_are_clear_and_the_node_keeps_running() {
+    let demo = Demo::new("errors", "");
+    fails(demo.run(&["status"]), "the node is not running");
+    ok(demo.run(&["start"]));
+    fails(
+        demo.run(&["upgrade", "0.9.0"]),
+        "release 0.9.0 is not known; known releases: 0.1.0 (permanent)",
+    );
+    fails(
+        demo.run(&["upgrade", "banana"]),
+        "\"banana\" is not a version",
+    );
+    let garbage = demo.base.join("garbage.tar.gz");
+    std::fs::write(&garbage, b"this is not a tarball").unwrap();
+    fails(
+        demo.run(&["unpack", garbage.to_str().unwrap()]),
+        "garbage.tar.gz",
+    );
+    // Malformed, oversize and unknown requests get an error response.
+    assert!(demo.raw(b"{not json\n").contains("malformed request"));
+    assert!(
+        demo.raw(b"{\"cmd\":\"explode\"}\n")
+            .contains("malformed request")
+    );
+    let big = vec![b'x'; 70 * 1024];
+    assert!(demo.raw(&big).contains("longer than"));
+    // The node still answers.
+    let status = ok(demo.run(&["status"]));
+    assert!(status.contains("release demo 0.1.0"), "{status}");
+    fails(relup(&["status"]), "no release root");
+}
+
+#[test]
+fn a_second_concurrent_upgrade_is_refused() {
+    // 0.2.0's upgrade holds for 1.5 s in an apply step.
+    let demo = Demo::new(
+        "busy",
+        r#", { apply = "counter", function = "sleep", args = [1500] }"#,
+    );
+    ok(demo.run(&["start"]));
+    ok(demo.run(&["unpack", demo.tarball("0.2.0").to_str().unwrap()]));
+    let first = {
+        let root = demo.root.clone();
+        std::thread::spawn(move || relup(&["--root", root.to_str().unwrap(), "upgrade", "0.2.0"]))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    fails(demo.run(&["upgrade", "0.2.0"]), "an upgrade is in progress");
+    let first = ok(first.join().unwrap());
+    assert!(first.contains("demo 0.2.0 is running"), "{first}");
+}
+
+#[test]
+fn a_client_of_another_user_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe {
+        unsafe extern "C" {
+            fn geteuid() -> u32;
+        }
+        geteuid()
+    };
+    // Under the system temp directory, which every user may traverse.
+    let demo = Demo::new_in(&std::env::temp_dir(), "uid", "");
+    ok(demo.run(&["start"]));
+    let mode = std::fs::metadata(demo.socket()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        mode.permissions().mode() & 0o777,
+        0o600,
+        "the socket is private"
+    );
+    if euid != 0 {
+        // Without root we cannot act as another user; the mode check above is what stands.
+        return;
+    }
+    let as_nobody = || {
+        Command::new(RELUP)
+            .args(["--root", demo.root.to_str().unwrap(), "status"])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    // The 0600 socket keeps another user out at connect time ...
+    fails(as_nobody(), "the node is not running");
+    // ... and with the mode opened up, the node's peer check refuses the uid.
+    std::fs::set_permissions(demo.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    for dir in [&demo.base, &demo.root, &demo.root.join("run")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fails(as_nobody(), "refused: client uid 65534");
+}
