@@ -106,6 +106,15 @@ pub struct SpawnOptions {
     pub trap_exit: bool,
 }
 
+/// Where a configuration value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum EnvOrigin {
+    /// A release's declared default.
+    Default,
+    /// Set by the operator (config file or `relup config set`).
+    Operator,
+}
+
 /// A snapshot of one process, for status displays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ProcessInfo {
@@ -135,7 +144,7 @@ pub(crate) struct NodeInner {
     registry: RwLock<HashMap<String, Pid>>,
     next_pid: AtomicU64,
     next_ref: AtomicU64,
-    env: RwLock<HashMap<String, HashMap<String, ConfigValue>>>,
+    env: RwLock<HashMap<String, HashMap<String, (ConfigValue, EnvOrigin)>>>,
     logger: Logger,
     roots: Mutex<Vec<Pid>>,
     timer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -218,7 +227,7 @@ impl NodeInner {
             .read()
             .get(app)
             .and_then(|keys| keys.get(key))
-            .cloned()
+            .map(|(value, _)| value.clone())
     }
 
     /// Pushes an ordinary message; false if the process is gone.
@@ -776,19 +785,74 @@ impl Node {
         ModuleInstance::apply(module, &cx, function, args)
     }
 
-    /// Sets a configuration key of an application.
+    /// Sets a configuration key of an application, as the operator (it then survives
+    /// upgrades and downgrades whose releases change the key's default).
     pub fn set_env(&self, app: &str, key: &str, value: ConfigValue) {
+        self.put_env(app, key, value, EnvOrigin::Operator);
+    }
+
+    /// Sets a configuration key to a release's default (replaced by the next release's
+    /// default unless the operator sets it).
+    pub fn set_env_default(&self, app: &str, key: &str, value: ConfigValue) {
+        self.put_env(app, key, value, EnvOrigin::Default);
+    }
+
+    fn put_env(&self, app: &str, key: &str, value: ConfigValue, origin: EnvOrigin) {
         self.inner
             .env
             .write()
             .entry(app.to_string())
             .or_default()
-            .insert(key.to_string(), value);
+            .insert(key.to_string(), (value, origin));
+    }
+
+    /// Removes a configuration key; returns its value.
+    pub fn unset_env(&self, app: &str, key: &str) -> Option<ConfigValue> {
+        self.inner
+            .env
+            .write()
+            .get_mut(app)
+            .and_then(|keys| keys.remove(key))
+            .map(|(value, _)| value)
     }
 
     /// Reads a configuration key of an application.
     pub fn env(&self, app: &str, key: &str) -> Option<ConfigValue> {
         self.inner.env(app, key)
+    }
+
+    /// Reads a configuration key with where its value came from.
+    pub fn env_with_origin(&self, app: &str, key: &str) -> Option<(ConfigValue, EnvOrigin)> {
+        self.inner
+            .env
+            .read()
+            .get(app)
+            .and_then(|keys| keys.get(key))
+            .cloned()
+    }
+
+    /// Every key of an application, sorted.
+    pub fn env_keys(&self, app: &str) -> Vec<String> {
+        let env = self.inner.env.read();
+        let mut keys: Vec<String> = env
+            .get(app)
+            .map(|k| k.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    /// Pids of the processes of an application.
+    pub fn processes_of_app(&self, app: &str) -> Vec<Pid> {
+        self.inner
+            .all_pids()
+            .into_iter()
+            .filter(|pid| {
+                self.inner
+                    .lookup(*pid)
+                    .is_some_and(|p| p.app.as_deref() == Some(app))
+            })
+            .collect()
     }
 
     /// Number of active timers.

@@ -66,7 +66,20 @@ args = {{ start = 1, register_as = "c1" }}
 id = "c2"
 module = "counter"
 args = {{ start = 2, register_as = "c2" }}
+
+[[applications.config]]
+module = "counter"
+key = "ticker"
+type = "integer"
+default = {default}
+
+[[applications.config]]
+module = "counter"
+key = "limit"
+type = "integer"
+default = {default}
 "#,
+        default = module_vsn.split('.').next().unwrap_or("0"),
         sha = sha256(&target)
     );
     std::fs::write(dir.join("release.toml"), manifest).unwrap();
@@ -344,6 +357,44 @@ fn multi_hop_failure_in_the_second_hop_stays_on_the_intermediate_release() {
         "the first hop stays done"
     );
     assert_eq!(w.describe("c1"), ("2.0.0".into(), 1, 100));
+    w.node.shutdown(T);
+}
+
+#[test]
+fn new_defaults_apply_to_keys_the_operator_did_not_set() {
+    let w = World::new("defaults", "", "");
+    let booted = w.boot();
+    let env = |key: &str| match w
+        .node
+        .call::<_, Reply>("c1", &Call::Env(key.into()), T)
+        .unwrap()
+    {
+        Reply::Value(v) => v,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(env("ticker").as_deref(), Some("Int(1)"), "0.1.0's default");
+    w.node
+        .set_env("app", "limit", relup_runtime::ConfigValue::Int(42));
+    let (booted, error, _) = w.install(booted, "0.2.0");
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(
+        env("ticker").as_deref(),
+        Some("Int(2)"),
+        "0.2.0's default replaces 0.1.0's"
+    );
+    assert_eq!(
+        env("limit").as_deref(),
+        Some("Int(42)"),
+        "the operator's value survives"
+    );
+    let (_, error, _) = w.install(booted, "0.1.0");
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(
+        env("ticker").as_deref(),
+        Some("Int(1)"),
+        "back to 0.1.0's default"
+    );
+    assert_eq!(env("limit").as_deref(), Some("Int(42)"));
     w.node.shutdown(T);
 }
 

@@ -100,7 +100,7 @@ pub fn boot_release(
     for app in &release.applications {
         for key in &app.config {
             if node.env(&app.name, &key.key).is_none() {
-                node.set_env(&app.name, &key.key, config_value(&key.default));
+                node.set_env_default(&app.name, &key.key, config_value(&key.default));
             }
         }
     }

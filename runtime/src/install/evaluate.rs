@@ -618,6 +618,7 @@ impl Hopper<'_> {
             .collect();
         self.node.resume(&others);
         let pause = self.first_suspend.map_or(Duration::ZERO, |t| t.elapsed());
+        super::defaults::apply_release_defaults(self.node, &self.current.release, self.target);
         for deferred in std::mem::take(&mut self.deferred) {
             match deferred {
                 Deferred::Remove { module } => {

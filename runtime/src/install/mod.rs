@@ -7,6 +7,7 @@
 
 mod boot;
 mod convert;
+mod defaults;
 mod error;
 mod evaluate;
 mod journal;
