@@ -35,7 +35,8 @@ pub struct LogLine<'a> {
     pub text: &'a str,
 }
 
-/// Where log lines go.
+/// Where log lines go. The default writes `<RFC 3339 time> [level] <name> <pid>: text` to
+/// standard error, info and above.
 pub type Logger = Arc<dyn Fn(&LogLine<'_>) + Send + Sync>;
 
 /// How to start a node.
@@ -159,10 +160,13 @@ fn default_logger() -> Logger {
                 .get(line.level as usize)
                 .copied()
                 .unwrap_or("log");
+            let at = crate::install::rfc3339(std::time::SystemTime::now());
             match (&line.name, line.pid) {
-                (Some(name), Some(pid)) => eprintln!("[{level}] {name} {pid}: {}", line.text),
-                (None, Some(pid)) => eprintln!("[{level}] {pid}: {}", line.text),
-                _ => eprintln!("[{level}] {}", line.text),
+                (Some(name), Some(pid)) => {
+                    eprintln!("{at} [{level}] {name} {pid}: {}", line.text)
+                }
+                (None, Some(pid)) => eprintln!("{at} [{level}] {pid}: {}", line.text),
+                _ => eprintln!("{at} [{level}] {}", line.text),
             }
         }
     })

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The ticker tutorial end to end, as an operator would do it (docs/tutorial.md):
+# build the releases, deploy 0.1.0 into a temporary root, start the node, upgrade to 0.2.0,
+# downgrade to 0.1.0, upgrade to 0.3.0 through the chain 0.1.0 -> 0.2.0 -> 0.3.0, stop.
+# After each step it checks what a person would look at: the tick interval really changed,
+# the counter kept counting, and the release statuses are right. Any miss fails loudly.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+die() { printf '\n\033[31mWALKTHROUGH FAILED: %s\033[0m\n' "$*" >&2; exit 1; }
+
+cargo build --quiet -p relup
+RELUP="$PWD/target/debug/relup"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/relup-ticker.XXXXXX")"
+ROOT="$WORK/root"
+LOG="$ROOT/log/node.log"
+cleanup() {
+    if [ -S "$ROOT/run/control.sock" ]; then "$RELUP" --root "$ROOT" stop >/dev/null 2>&1 || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Tick lines of the node log: "<time> [info] ticker <pid>: tick N (interval X ms, version V)".
+# Prints "epoch_ms count interval version" per tick seen after log line $1.
+ticks_after() {
+    tail -n "+$(($1 + 1))" "$LOG" | grep ' tick [0-9]* (interval ' | while read -r line; do
+        at="${line%% *}"
+        rest="${line#* tick }"
+        count="${rest%% *}"
+        interval="$(sed -E 's/.*interval ([0-9]+) ms.*/\1/' <<<"$rest")"
+        version="$(sed -E 's/.*version ([0-9.]+)\).*/\1/' <<<"$rest")"
+        echo "$(date -d "$at" +%s%3N) $count $interval $version"
+    done
+}
+log_lines() { wc -l <"$LOG"; }
+
+# Waits until 3 ticks of version $2 are logged after line $1 (timeout $3 s); prints them.
+wait_ticks() {
+    local mark="$1" version="$2" deadline=$((SECONDS + $3)) seen
+    while :; do
+        seen="$(ticks_after "$mark" | awk -v v="$version" '$4 == v')"
+        if [ "$(grep -c . <<<"$seen")" -ge 3 ]; then echo "$seen" | head -n 3; return; fi
+        [ "$SECONDS" -lt "$deadline" ] || die "no 3 ticks of version $version within $3 s; log tail: $(tail -n 3 "$LOG")"
+        sleep 0.2
+    done
+}
+
+last_count() { ticks_after 0 | tail -n 1 | awk '{print $2}'; }
+
+# Checks 3 ticks: version, interval announced, gaps between ticks near it, counting on.
+check_ticks() {
+    local ticks="$1" version="$2" interval="$3" previous="$4"
+    echo "$ticks" | awk '{printf "   tick %s: interval %s ms, version %s\n", $2, $3, $4}'
+    local first gap1 gap2
+    first="$(awk 'NR == 1 {print $2}' <<<"$ticks")"
+    [ "$(awk 'NR == 1 {print $3}' <<<"$ticks")" = "$interval" ] || die "version $version announces interval $(awk 'NR==1{print $3}' <<<"$ticks"), expected $interval"
+    [ "$first" -eq $((previous + 1)) ] || die "the counter did not carry over: last tick before was $previous, first of $version is $first"
+    gap1="$(awk 'NR == 2 {a = $1} NR == 3 {print $1 - a}' <<<"$ticks")"
+    gap2="$(awk -v i="$interval" 'BEGIN {print i}')"
+    # Between the 2nd and 3rd tick the new interval is in force (the 1st was armed by the old code).
+    if [ "$gap1" -lt $((gap2 * 7 / 10)) ] || [ "$gap1" -gt $((gap2 * 2 + 1000)) ]; then
+        die "ticks of $version are $gap1 ms apart, expected about $interval ms"
+    fi
+    echo "   -> ticks $gap1 ms apart (interval $interval ms), counter continued from $previous"
+}
+
+check_status() {
+    local expected="$1" got
+    got="$("$RELUP" --root "$ROOT" releases | tr '\n' ' ')"
+    echo "   releases: $got"
+    for want in $expected; do
+        grep -q "${want/=/ }" <<<"$got" || die "expected release status '${want/=/ }', got: $got"
+    done
+}
+
+say "build the three releases"
+for v in 0.1.0 0.2.0 0.3.0; do "$RELUP" release "examples/ticker/v$v" --out "$WORK/out"; done
+
+say "deploy 0.1.0 and start the node"
+"$RELUP" deploy "$WORK/out/ticker-0.1.0.tar.gz" "$ROOT"
+"$RELUP" --root "$ROOT" start
+TICKS="$(wait_ticks 0 0.1.0 15)"
+check_ticks "$TICKS" 0.1.0 1000 0
+check_status "0.1.0=permanent"
+
+say "upgrade to 0.2.0 (default interval 5000 ms, new state shape)"
+"$RELUP" --root "$ROOT" unpack "$WORK/out/ticker-0.2.0.tar.gz"
+MARK="$(log_lines)"; BEFORE="$(last_count)"
+"$RELUP" --root "$ROOT" upgrade 0.2.0
+TICKS="$(wait_ticks "$MARK" 0.2.0 20)"
+BEFORE_NOW="$(ticks_after 0 | awk '$4 == "0.1.0"' | tail -n 1 | awk '{print $2}')"
+check_ticks "$TICKS" 0.2.0 5000 "${BEFORE_NOW:-$BEFORE}"
+check_status "0.2.0=permanent 0.1.0=old"
+
+say "downgrade to 0.1.0 (state migrated down, interval back to 1000 ms)"
+MARK="$(log_lines)"; BEFORE="$(last_count)"
+"$RELUP" --root "$ROOT" downgrade 0.1.0
+TICKS="$(wait_ticks "$MARK" 0.1.0 15)"
+check_ticks "$TICKS" 0.1.0 1000 "$BEFORE"
+check_status "0.1.0=permanent 0.2.0=old"
+
+say "upgrade to 0.3.0: its appup covers only 0.2.0, so relup plans 0.1.0 -> 0.2.0 -> 0.3.0"
+mkdir -p "$ROOT/releases/0.3.0"
+cp "$WORK/out/ticker-0.3.0.tar.gz" "$ROOT/releases/0.3.0/"
+MARK="$(log_lines)"; BEFORE="$(last_count)"
+OUT="$("$RELUP" --root "$ROOT" upgrade 0.3.0 | tee /dev/stderr)"
+grep -q "2 hops through 0.1.0 -> 0.2.0 -> 0.3.0" <<<"$OUT" || die "relup did not say it plans the chain"
+TICKS="$(wait_ticks "$MARK" 0.3.0 15)"
+check_ticks "$TICKS" 0.3.0 500 "$BEFORE"
+check_status "0.3.0=permanent"
+
+say "status, journal, stop"
+"$RELUP" --root "$ROOT" status
+"$RELUP" --root "$ROOT" log | tail -n 4
+"$RELUP" --root "$ROOT" stop
+say "walkthrough passed: 0.1.0 -> 0.2.0 -> 0.1.0 -> 0.3.0 (via 0.2.0), counter intact, intervals 1000/5000/1000/500 ms"
