@@ -175,11 +175,11 @@ impl Drop for Demo {
         if self.socket().exists() {
             let _ = self.run(&["stop"]);
         }
-        if let Ok(pid) = std::fs::read_to_string(self.root.join("run/node.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                // SAFETY: sending SIGKILL to the node this test started.
-                unsafe { libc_kill(pid) };
-            }
+        if let Ok(pid) = std::fs::read_to_string(self.root.join("run/node.pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            // SAFETY: sending SIGKILL to the node this test started.
+            unsafe { libc_kill(pid) };
         }
     }
 }

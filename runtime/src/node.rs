@@ -19,6 +19,9 @@ use std::time::Duration;
 
 const SHARDS: usize = 64;
 
+/// One application's configuration: key → value and where it came from.
+type AppEnv = HashMap<String, (ConfigValue, EnvOrigin)>;
+
 /// One slice of the process table, by pid.
 type Shard = RwLock<HashMap<u64, Arc<Process>>>;
 
@@ -145,7 +148,7 @@ pub(crate) struct NodeInner {
     registry: RwLock<HashMap<String, Pid>>,
     next_pid: AtomicU64,
     next_ref: AtomicU64,
-    env: RwLock<HashMap<String, HashMap<String, (ConfigValue, EnvOrigin)>>>,
+    env: RwLock<HashMap<String, AppEnv>>,
     logger: Logger,
     roots: Mutex<Vec<Pid>>,
     timer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
