@@ -124,6 +124,16 @@ pub struct CodeStats {
     pub images_retired: u64,
 }
 
+/// A mapped image that can serve another load of the same file contents.
+#[derive(Clone)]
+struct Image {
+    name: String,
+    version: semver::Version,
+    descriptor: &'static ModuleDescriptor,
+    copy: PathBuf,
+    size: u64,
+}
+
 #[derive(Default)]
 struct Versions {
     current: Option<Arc<LoadedModule>>,
@@ -133,6 +143,9 @@ struct Versions {
 /// The node's table of loaded modules.
 pub struct CodeServer {
     table: Mutex<HashMap<String, Versions>>,
+    /// Images already mapped, by the sha256 of their file: loading the same bytes again
+    /// reuses the image instead of mapping another copy (images are never unmapped).
+    by_digest: Mutex<HashMap<String, Image>>,
     copy_dir: PathBuf,
     serial: AtomicU64,
     images: AtomicU64,
@@ -145,6 +158,7 @@ impl CodeServer {
         std::fs::create_dir_all(&copy_dir)?;
         Ok(CodeServer {
             table: Mutex::new(HashMap::new()),
+            by_digest: Mutex::new(HashMap::new()),
             copy_dir,
             serial: AtomicU64::new(1),
             images: AtomicU64::new(0),
@@ -163,33 +177,78 @@ impl CodeServer {
         let opened = loader::open(path, &self.copy_dir, serial)?;
         self.images.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(opened.size, Ordering::Relaxed);
+        let image = Image {
+            name: opened.name,
+            version: opened.version,
+            descriptor: opened.descriptor,
+            copy: opened.copy,
+            size: opened.size,
+        };
+        Self::module(path, expect, &image, serial)
+    }
+
+    /// Loads a library whose sha256 the caller has checked: when an image of the same bytes
+    /// is already mapped (an earlier version came back, as in a downgrade), it is reused
+    /// instead of mapping one more copy; otherwise as [`CodeServer::load`].
+    pub fn load_verified(
+        &self,
+        path: &Path,
+        expect: &Expect,
+        sha256: &str,
+    ) -> Result<Arc<LoadedModule>, LoadError> {
+        let known = self.by_digest.lock().get(sha256).cloned();
+        if let Some(image) = known {
+            let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+            return Self::module(path, expect, &image, serial);
+        }
+        let module = self.load(path, expect)?;
+        if let Origin::Library { copy, size, .. } = &module.origin {
+            let image = Image {
+                name: module.name.clone(),
+                version: module.version.clone(),
+                descriptor: module.descriptor,
+                copy: copy.clone(),
+                size: *size,
+            };
+            self.by_digest.lock().insert(sha256.to_string(), image);
+        }
+        Ok(module)
+    }
+
+    /// A new handle on a mapped image, checked against what the caller expects.
+    fn module(
+        path: &Path,
+        expect: &Expect,
+        image: &Image,
+        serial: u64,
+    ) -> Result<Arc<LoadedModule>, LoadError> {
         if let Some(name) = &expect.name
-            && *name != opened.name
+            && *name != image.name
         {
             return Err(LoadError::NameMismatch {
                 path: path.to_path_buf(),
                 expected: name.clone(),
-                found: opened.name,
+                found: image.name.clone(),
             });
         }
         if let Some(version) = &expect.version
-            && *version != opened.version
+            && *version != image.version
         {
             return Err(LoadError::VersionMismatch {
                 path: path.to_path_buf(),
-                name: opened.name,
+                name: image.name.clone(),
                 expected: version.to_string(),
-                found: opened.version.to_string(),
+                found: image.version.to_string(),
             });
         }
         Ok(Arc::new(LoadedModule {
-            name: opened.name,
-            version: opened.version,
-            descriptor: opened.descriptor,
+            name: image.name.clone(),
+            version: image.version.clone(),
+            descriptor: image.descriptor,
             origin: Origin::Library {
                 source: path.to_path_buf(),
-                copy: opened.copy,
-                size: opened.size,
+                copy: image.copy.clone(),
+                size: image.size,
             },
             serial,
             runners: AtomicI64::new(0),

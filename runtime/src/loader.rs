@@ -148,13 +148,14 @@ pub(crate) fn open(
     let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
     // SAFETY: loading runs the library's initializers; a relup module has none beyond Rust's
     // own. This is the trust boundary of loading code at all.
-    let library =
-        unsafe { libloading::os::unix::Library::open(Some(&copy), flags) }.map_err(|e| {
-            LoadError::Open {
-                path: source.to_path_buf(),
-                reason: e.to_string(),
-            }
-        })?;
+    let opened = unsafe { libloading::os::unix::Library::open(Some(&copy), flags) };
+    // The mapping outlives the file: the private copy is not needed on disk any more, and
+    // removing it keeps repeated loads from filling the disk.
+    let _ = std::fs::remove_file(&copy);
+    let library = opened.map_err(|e| LoadError::Open {
+        path: source.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     // From here on the image is never unloaded, whatever happens: leak the handle first.
     let symbol = {
         // SAFETY: the symbol's type is the one the ABI fixes; it is checked by the ABI version.

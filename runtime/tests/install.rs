@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixtures, node};
+use common::{fixtures, node, release_dir};
 use relup_appup::{Appup, KnownRelease, Release, ReleaseStatus};
 use relup_fixture_counter_api::{Call, Cast, Reply};
 use relup_runtime::Node;
@@ -11,83 +11,10 @@ use relup_runtime::install::{
     BootedRelease, HopTarget, InstallError, InstallOptions, Journal, Progress, boot_release,
     run_hop,
 };
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(10);
-
-fn sha256(path: &Path) -> String {
-    Sha256::digest(std::fs::read(path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A release directory: `version` of release `demo` with app `app` (version = release
-/// version) running module `counter` from `lib`, at module version `module_vsn`, with two
-/// registered children; `appup` is the app's appup.toml text, if any.
-fn release_dir(
-    base: &Path,
-    version: &str,
-    lib: &Path,
-    module_vsn: &str,
-    appup: Option<&str>,
-) -> PathBuf {
-    let dir = base.join(version);
-    std::fs::create_dir_all(dir.join("lib")).unwrap();
-    let target = dir.join("lib/libcounter.so");
-    std::fs::copy(lib, &target).unwrap();
-    let manifest = format!(
-        r#"name = "demo"
-version = "{version}"
-
-[[applications]]
-name = "app"
-version = "{version}"
-
-[[applications.modules]]
-name = "counter"
-file = "lib/libcounter.so"
-sha256 = "{sha}"
-version = "{module_vsn}"
-
-[applications.supervisor]
-strategy = "one_for_one"
-intensity = 3
-period_secs = 5
-
-[[applications.supervisor.children]]
-id = "c1"
-module = "counter"
-args = {{ start = 1, register_as = "c1" }}
-
-[[applications.supervisor.children]]
-id = "c2"
-module = "counter"
-args = {{ start = 2, register_as = "c2" }}
-
-[[applications.config]]
-module = "counter"
-key = "ticker"
-type = "integer"
-default = {default}
-
-[[applications.config]]
-module = "counter"
-key = "limit"
-type = "integer"
-default = {default}
-"#,
-        default = module_vsn.split('.').next().unwrap_or("0"),
-        sha = sha256(&target)
-    );
-    std::fs::write(dir.join("release.toml"), manifest).unwrap();
-    if let Some(appup) = appup {
-        std::fs::write(dir.join("appup.toml"), appup).unwrap();
-    }
-    dir
-}
 
 fn appup(version: &str, from: &str, extra: &str) -> String {
     format!(

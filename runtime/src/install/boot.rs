@@ -77,7 +77,7 @@ pub(crate) fn load_checked(
         version: Some(module.version.clone()),
     };
     node.code()
-        .load(&path, &expect)
+        .load_verified(&path, &expect, &digest)
         .map_err(|e| fail(e.to_string()))
 }
 

@@ -195,6 +195,8 @@ pub fn run_hop(
         progress(&p);
     };
     for step in &hop.steps {
+        // Written before the step too, so that a crash mid-step leaves a readable trail.
+        let _ = journal.record(&format!("hop={label} step=\"{step}\" begin"));
         let started = Instant::now();
         match hopper.step(step) {
             Ok(detail) => record(progress, step.to_string(), true, started, detail),

@@ -7,6 +7,8 @@ use relup_runtime::{LogLine, Node, NodeConfig};
 use std::sync::{Arc, Mutex};
 
 pub use relup_testkit::fixtures;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
 
 /// Log lines a node wrote.
 #[derive(Clone, Default)]
@@ -54,4 +56,76 @@ pub fn eventually(mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     check()
+}
+
+pub fn sha256(path: &Path) -> String {
+    Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A release directory: `version` of release `demo` with app `app` (version = release
+/// version) running module `counter` from `lib`, at module version `module_vsn`, with two
+/// registered children; `appup` is the app's appup.toml text, if any.
+pub fn release_dir(
+    base: &Path,
+    version: &str,
+    lib: &Path,
+    module_vsn: &str,
+    appup: Option<&str>,
+) -> PathBuf {
+    let dir = base.join(version);
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    let target = dir.join("lib/libcounter.so");
+    std::fs::copy(lib, &target).unwrap();
+    let manifest = format!(
+        r#"name = "demo"
+version = "{version}"
+
+[[applications]]
+name = "app"
+version = "{version}"
+
+[[applications.modules]]
+name = "counter"
+file = "lib/libcounter.so"
+sha256 = "{sha}"
+version = "{module_vsn}"
+
+[applications.supervisor]
+strategy = "one_for_one"
+intensity = 3
+period_secs = 5
+
+[[applications.supervisor.children]]
+id = "c1"
+module = "counter"
+args = {{ start = 1, register_as = "c1" }}
+
+[[applications.supervisor.children]]
+id = "c2"
+module = "counter"
+args = {{ start = 2, register_as = "c2" }}
+
+[[applications.config]]
+module = "counter"
+key = "ticker"
+type = "integer"
+default = {default}
+
+[[applications.config]]
+module = "counter"
+key = "limit"
+type = "integer"
+default = {default}
+"#,
+        default = module_vsn.split('.').next().unwrap_or("0"),
+        sha = sha256(&target)
+    );
+    std::fs::write(dir.join("release.toml"), manifest).unwrap();
+    if let Some(appup) = appup {
+        std::fs::write(dir.join("appup.toml"), appup).unwrap();
+    }
+    dir
 }
