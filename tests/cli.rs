@@ -356,3 +356,59 @@ fn a_client_of_another_user_is_refused() {
     }
     fails(as_nobody(), "refused: client uid 65534");
 }
+
+#[test]
+fn a_node_killed_mid_install_restarts_on_the_permanent_release() {
+    // 0.2.0's upgrade holds for 3 s in an apply step, with the processes suspended.
+    let demo = Demo::new(
+        "sigkill",
+        r#", { apply = "counter", function = "sleep", args = [3000] }"#,
+    );
+    ok(demo.run(&["start"]));
+    ok(demo.run(&["unpack", demo.tarball("0.2.0").to_str().unwrap()]));
+    let before = std::fs::read_to_string(demo.root.join("releases/RELEASES")).unwrap();
+    let upgrade = {
+        let root = demo.root.clone();
+        std::thread::spawn(move || relup(&["--root", root.to_str().unwrap(), "upgrade", "0.2.0"]))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let pid: i32 = std::fs::read_to_string(demo.root.join("run/node.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: SIGKILL to the node this test started.
+    unsafe { libc_kill(pid) };
+    let client = upgrade.join().unwrap();
+    assert!(
+        !client.status.success(),
+        "the upgrade cannot report success:\n{}",
+        text(&client)
+    );
+    assert_eq!(
+        std::fs::read_to_string(demo.root.join("releases/RELEASES")).unwrap(),
+        before,
+        "RELEASES is as it was before the install"
+    );
+    let journal = std::fs::read_to_string(demo.root.join("log/upgrade.log")).unwrap();
+    assert!(
+        journal.contains("step=\"apply counter::sleep(3000)\" begin"),
+        "{journal}"
+    );
+    assert!(!journal.contains("step=\"commit\""), "{journal}");
+    // Restart on the stale socket: the permanent release boots.
+    ok(demo.run(&["start"]));
+    let status = ok(demo.run(&["status"]));
+    assert!(
+        status.contains("release demo 0.1.0") && status.contains("counter 1.0.0"),
+        "{status}"
+    );
+    let releases = ok(demo.run(&["releases"]));
+    assert!(
+        releases.contains("0.1.0 permanent") && releases.contains("0.2.0 unpacked"),
+        "{releases}"
+    );
+    // And the interrupted upgrade can simply be run again.
+    let up = ok(demo.run(&["upgrade", "0.2.0"]));
+    assert!(up.contains("demo 0.2.0 is running (permanent)"), "{up}");
+}

@@ -269,9 +269,10 @@ impl ReleaseHandler {
                 chain.join(" -> ")
             )));
         }
+        let chain: Vec<String> = plan.chain.iter().map(|v| v.to_string()).collect();
         let _ = self.journal.record(&format!(
-            "install {from} -> {target} chain {:?}",
-            plan.chain
+            "install {from} -> {target} via {}",
+            chain.join(" -> ")
         ));
         let known = self.known_with_statuses()?;
         let mut report = InstallReport {

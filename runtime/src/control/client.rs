@@ -52,10 +52,15 @@ impl Client {
         let mut line =
             serde_json::to_string(request).map_err(|e| ClientError::Malformed(e.to_string()))?;
         line.push('\n');
-        self.stream.write_all(line.as_bytes())?;
+        // A node that refuses the client answers and closes at once, possibly before the
+        // request is written: its answer is still worth reading.
+        let written = self.stream.write_all(line.as_bytes());
         let reader = BufReader::new(self.stream);
         for line in reader.lines() {
-            let line = line?;
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => return Err(written.err().unwrap_or(e).into()),
+            };
             let event: Event = serde_json::from_str(&line)
                 .map_err(|e| ClientError::Malformed(format!("{e}: {line}")))?;
             if event.is_final() {
@@ -63,6 +68,7 @@ impl Client {
             }
             on_event(&event);
         }
+        written?;
         Err(ClientError::NoAnswer)
     }
 }
