@@ -233,7 +233,7 @@ fn a_hundred_upgrade_downgrade_cycles_under_load_lose_and_reorder_nothing() {
             while !stop.load(Ordering::Relaxed) {
                 seq += 1;
                 node.cast("c1", &Cast::Record { sender: 9, seq }).unwrap();
-                if seq % 64 == 0 {
+                if seq.is_multiple_of(64) {
                     std::thread::yield_now();
                 }
             }
