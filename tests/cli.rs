@@ -256,12 +256,47 @@ fn deploy_start_upgrade_downgrade_stop() {
     let log = ok(demo.run(&["log"]));
     assert!(log.contains("step=\"commit\" ok"), "{log}");
     fails(demo.run(&["remove", "0.1.0"]), "never the permanent");
+    // --no-permanent leaves the release current; `relup permanent` makes it permanent.
+    ok(demo.run(&["upgrade", "0.2.0", "--no-permanent"]));
+    let releases = ok(demo.run(&["releases"]));
+    assert!(
+        releases.contains("0.2.0 current") && releases.contains("0.1.0 permanent"),
+        "{releases}"
+    );
+    fails(demo.run(&["permanent", "0.9.0"]), "0.9.0");
+    ok(demo.run(&["permanent", "0.2.0"]));
+    ok(demo.run(&["downgrade", "0.1.0"]));
     ok(demo.run(&["remove", "0.2.0"]));
     assert!(!demo.root.join("releases/0.2.0").exists());
 
     let stopped = ok(demo.run(&["stop"]));
     assert!(stopped.contains("node stopped"), "{stopped}");
     fails(demo.run(&["status"]), "the node is not running");
+}
+
+#[test]
+fn appup_generate_writes_an_appup_for_the_changed_module() {
+    let demo = Demo::new("generate", "");
+    let generated = ok(relup(&[
+        "appup",
+        "generate",
+        demo.base.join("src-0.1.0").to_str().unwrap(),
+        demo.base.join("src-0.2.0").to_str().unwrap(),
+    ]));
+    assert!(generated.contains("application = \"app\""), "{generated}");
+    assert!(
+        generated.contains("update = \"counter\""),
+        "a module run by a child is updated:\n{generated}"
+    );
+    fails(
+        relup(&[
+            "appup",
+            "generate",
+            demo.base.to_str().unwrap(),
+            demo.base.to_str().unwrap(),
+        ]),
+        "release.toml",
+    );
 }
 
 #[test]
@@ -305,7 +340,11 @@ fn a_second_concurrent_upgrade_is_refused() {
         r#", { apply = "counter", function = "sleep", args = [1500] }"#,
     );
     ok(demo.run(&["start"]));
-    ok(demo.run(&["unpack", demo.tarball("0.2.0").to_str().unwrap()]));
+    let unpacked = ok(demo.run(&["unpack", demo.tarball("0.2.0").to_str().unwrap()]));
+    assert!(
+        unpacked.contains("unpacked 0.2.0; path from 0.1.0: direct"),
+        "{unpacked}"
+    );
     let first = {
         let root = demo.root.clone();
         std::thread::spawn(move || relup(&["--root", root.to_str().unwrap(), "upgrade", "0.2.0"]))

@@ -191,6 +191,27 @@ impl ReleaseHandler {
         Ok(unpacked)
     }
 
+    /// Whether (and how) the running release can reach `target`, in one line: OTP only finds
+    /// out at install time that no relup covers a path; relup says so when it unpacks.
+    pub fn path_to(&self, target: &Version) -> String {
+        let running = self.booted.lock().release.version.clone();
+        if &running == target {
+            return format!("{target} is running");
+        }
+        match self.plan(target) {
+            Ok(plan) if plan.is_multi_hop() => {
+                let chain: Vec<String> = plan.chain.iter().map(|v| v.to_string()).collect();
+                format!(
+                    "path from {running}: {} hops through {}",
+                    plan.hops.len(),
+                    chain.join(" -> ")
+                )
+            }
+            Ok(_) => format!("path from {running}: direct"),
+            Err(e) => format!("no path from {running} yet: {e}"),
+        }
+    }
+
     /// Unpacks `<root>/releases/<vsn>/<name>-<vsn>.tar.gz` when the version is not known yet
     /// but its tarball was dropped in place. Returns whether it unpacked.
     fn ensure_known(&self, target: &Version) -> Result<bool, HandlerError> {

@@ -179,15 +179,45 @@ pub fn deploy(tarball: &Path, root: &Path, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+const PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Source directories carry placeholder sha256 values (the packer fills them in). Use the
+/// library's real digest when it is in the directory; otherwise the module cannot be compared,
+/// so it gets a digest of its version and is treated as changed when the version changes.
+fn fill_digests(release: &mut Release, dir: &Path) {
+    for app in &mut release.applications {
+        for module in &mut app.modules {
+            if module.sha256 != PLACEHOLDER {
+                continue;
+            }
+            match relup_runtime::release::sha256_file(&dir.join(&module.file)) {
+                Ok((digest, _)) => module.sha256 = digest,
+                Err(_) => {
+                    eprintln!(
+                        "note: {} has no built library in {}; comparing it by version ({})",
+                        module.name,
+                        dir.display(),
+                        module.version
+                    );
+                    let tag = format!("{}@{}", module.name, module.version);
+                    module.sha256 = relup_runtime::release::sha256_hex(tag.as_bytes());
+                }
+            }
+        }
+    }
+}
+
 /// `relup appup generate <old> <new>`: prints the generated appup(s).
-pub fn generate(old: &Path, new: &Path) -> Result<(), Failure> {
+pub fn generate(old_dir: &Path, new_dir: &Path) -> Result<(), Failure> {
     let read = |dir: &Path| -> Result<Release, Failure> {
         let path = dir.join("release.toml");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
         Ok(Release::parse(&text, &path.display().to_string())?)
     };
-    let (old, new) = (read(old)?, read(new)?);
+    let (mut old, mut new) = (read(old_dir)?, read(new_dir)?);
+    fill_digests(&mut old, old_dir);
+    fill_digests(&mut new, new_dir);
     let appups = relup_appup::generate(&old, &new);
     if appups.is_empty() {
         return Err(Failure(format!(

@@ -132,8 +132,9 @@ pub fn unpack(root: &Path, tarball: &Path, json: bool) -> Result<(), Failure> {
         print_json(&value);
     } else {
         println!(
-            "unpacked {}",
-            value.get("version").and_then(|v| v.as_str()).unwrap_or("?")
+            "unpacked {}; {}",
+            value.get("version").and_then(|v| v.as_str()).unwrap_or("?"),
+            value.get("path").and_then(|v| v.as_str()).unwrap_or("")
         );
     }
     Ok(())

@@ -184,6 +184,7 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
             Ok(unpacked) => done(&serde_json::json!({
                 "version": unpacked.release.version.to_string(),
                 "dir": unpacked.dir,
+                "path": handler.path_to(&unpacked.release.version),
             })),
             Err(e) => Event::Error {
                 message: e.to_string(),
