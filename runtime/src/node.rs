@@ -437,10 +437,11 @@ impl NodeInner {
                 registry.remove(&name);
             }
         }
+        // It runs no code any more: a soft purge right after the exit sees that.
+        process.set_running(None);
         if !process.exit.set(reason.clone()) {
             return;
         }
-        process.set_running(None);
         let signals = std::mem::take(&mut *process.signals.lock());
         for linked in signals.links {
             let _ = self.send_sys(
