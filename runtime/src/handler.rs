@@ -5,6 +5,7 @@
 //! One install runs at a time. `RELEASES` is updated atomically after each completed hop, so
 //! a failure in a later hop leaves the node, and the file, on the last completed release.
 
+use crate::config::{ConfigError, ConfigStore, ConfigWatcher, CurrentRelease, WatchOptions};
 use crate::install::{
     BootedRelease, HopTarget, InstallError, InstallOptions, Journal, Progress, boot_release,
     run_hop, stop_release,
@@ -18,6 +19,7 @@ use parking_lot::Mutex;
 use relup_appup::{Plan, PlanError, ReleaseStatus};
 use semver::Version;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a handler operation failed. Every variant leaves the node running.
@@ -85,6 +87,9 @@ pub enum HandlerError {
     /// The target is already running.
     #[error("release {0} is already running")]
     AlreadyRunning(Version),
+    /// The live config (`config/config.toml`) could not be read, or a change was rejected.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// What an install did.
@@ -110,9 +115,11 @@ pub struct InstallReport {
 pub struct ReleaseHandler {
     node: Node,
     root: ReleaseRoot,
-    booted: Mutex<BootedRelease>,
+    booted: Arc<Mutex<BootedRelease>>,
     journal: Journal,
     installing: Mutex<()>,
+    config: Arc<ConfigStore>,
+    watcher: Mutex<Option<ConfigWatcher>>,
 }
 
 impl ReleaseHandler {
@@ -135,6 +142,10 @@ impl ReleaseHandler {
             })?;
         let journal = Journal::new(&root.upgrade_log());
         let _ = journal.record(&format!("boot {} {}", release.name, release.version));
+        // The operator's values go into the env before the applications start, so processes
+        // start with them (boot only fills in defaults for keys that are still unset).
+        let config = Arc::new(ConfigStore::new(node.clone(), root.clone()));
+        config.load_live(&release)?;
         let booted =
             boot_release(&node, &release, &root.release_dir(&permanent)).map_err(|error| {
                 HandlerError::Boot {
@@ -146,13 +157,52 @@ impl ReleaseHandler {
             releases.set_current(&permanent, now_unix())?;
             releases.save(&root)?;
         }
+        let booted = Arc::new(Mutex::new(booted));
+        // Changes left from before the start (or a crash) are applied before anything else.
+        if let Err(e) = config.process_pending(&release) {
+            config.log(0, &format!("config: pending changes not processed: {e}"));
+        }
+        let current: CurrentRelease = {
+            let booted = booted.clone();
+            Arc::new(move || booted.lock().release.clone())
+        };
+        let watcher = match ConfigWatcher::start(config.clone(), current, WatchOptions::default()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                config.log(0, &format!("config: cannot start the config watcher: {e}"));
+                None
+            }
+        };
         Ok(ReleaseHandler {
             node,
             root,
-            booted: Mutex::new(booted),
+            booted,
             journal,
             installing: Mutex::new(()),
+            config,
+            watcher: Mutex::new(watcher),
         })
+    }
+
+    /// The config store (`config/config.toml` and its change files).
+    pub fn config(&self) -> &Arc<ConfigStore> {
+        &self.config
+    }
+
+    /// `relup config get [app[:key]]`.
+    pub fn config_get(
+        &self,
+        app: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Vec<crate::config::ConfigEntry>, HandlerError> {
+        let release = self.booted.lock().release.clone();
+        Ok(self.config.get(&release, app, key)?)
+    }
+
+    /// `relup config set app:module:key:value`: validated like a `config.toml.new` line.
+    pub fn config_set(&self, line: &str) -> Result<crate::config::Applied, HandlerError> {
+        let release = self.booted.lock().release.clone();
+        Ok(self.config.set(&release, line)?)
     }
 
     /// The node.
@@ -296,6 +346,8 @@ impl ReleaseHandler {
             chain.join(" -> ")
         ));
         let known = self.known_with_statuses()?;
+        // No config change is validated against a release being replaced.
+        let _config = self.config.hold();
         let mut report = InstallReport {
             from: from.clone(),
             to: from.clone(),
@@ -321,6 +373,10 @@ impl ReleaseHandler {
             };
             match run_hop(&self.node, &current, target, opts, &self.journal, progress) {
                 Ok(outcome) => {
+                    // Keys the new release no longer declares leave config.toml too.
+                    if let Err(e) = self.config.prune(&outcome.booted.release) {
+                        self.config.log(1, &format!("config: {e}"));
+                    }
                     *self.booted.lock() = outcome.booted;
                     let mut releases = Releases::load(&self.root)?;
                     releases.set_current(&hop.to, now_unix())?;
@@ -375,6 +431,9 @@ impl ReleaseHandler {
 
     /// Stops the running release's applications.
     pub fn stop(&self, timeout: Duration) {
+        if let Some(watcher) = self.watcher.lock().take() {
+            watcher.stop();
+        }
         let booted = self.booted.lock().clone();
         stop_release(&self.node, &booted, timeout);
         let _ = self

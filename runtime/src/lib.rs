@@ -13,6 +13,7 @@
 
 mod behaviour;
 mod code_server;
+pub mod config;
 pub mod control;
 mod error;
 pub mod handler;

@@ -44,6 +44,20 @@ pub enum Request {
     },
     /// The upgrade journal.
     Log,
+    /// Configuration keys of the running release with their values (`relup config get`).
+    ConfigGet {
+        /// Only this application.
+        #[serde(default)]
+        app: Option<String>,
+        /// Only this key (with `app`).
+        #[serde(default)]
+        key: Option<String>,
+    },
+    /// Set a key as the operator, validated like a `config.toml.new` line (`relup config set`).
+    ConfigSet {
+        /// `app:module:key:value`.
+        line: String,
+    },
     /// Stop the node.
     Stop,
 }

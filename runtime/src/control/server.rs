@@ -196,6 +196,20 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
                 message: format!("cannot read the journal: {e}"),
             },
         },
+        Request::ConfigGet { app, key } => {
+            match handler.config_get(app.as_deref(), key.as_deref()) {
+                Ok(entries) => done(&serde_json::json!({ "keys": entries })),
+                Err(e) => Event::Error {
+                    message: e.to_string(),
+                },
+            }
+        }
+        Request::ConfigSet { line } => match handler.config_set(&line) {
+            Ok(applied) => done(&applied),
+            Err(e) => Event::Error {
+                message: format!("rejected: {e}"),
+            },
+        },
         Request::Stop => {
             let _ = send(stream, &done(&serde_json::json!({ "stopping": true })));
             return true;

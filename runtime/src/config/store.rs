@@ -1,0 +1,547 @@
+//! The config store: validates change lines against the running release, persists accepted
+//! values to `config.toml`, applies them to the node env and delivers `config_change`.
+
+use super::live::{LiveConfig, toml_value};
+use super::parse::{ChangeLine, parse_batch, parse_line};
+use crate::install::{config_value, rfc3339};
+use crate::node::{EnvOrigin, Node};
+use crate::release::{ReleaseRoot, sync_dir, write_atomic};
+use parking_lot::{Mutex, MutexGuard};
+use relup_appup::{ConfigKey, Release};
+use relup_module::ConfigChange;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// Why the config store could not do its work (the node keeps running).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read or written.
+    #[error("{0}")]
+    Io(String),
+    /// `config.toml` is not valid.
+    #[error("{0}")]
+    Live(String),
+    /// A change was rejected (the reason says what was expected).
+    #[error("{0}")]
+    Rejected(String),
+    /// A `get` named something the running release does not have.
+    #[error("{0}")]
+    Unknown(String),
+}
+
+/// An accepted change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Line number in its file (0 for `relup config set`).
+    pub line: usize,
+    /// Application.
+    pub app: String,
+    /// Module.
+    pub module: String,
+    /// Key.
+    pub key: String,
+    /// The new value, as TOML text.
+    pub value: String,
+}
+
+/// A rejected line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// Line number in its file.
+    pub line: usize,
+    /// The line as written.
+    pub text: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What processing one change file did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchReport {
+    /// The file name.
+    pub file: String,
+    /// Whether the batch was marked `# atomic`.
+    pub atomic: bool,
+    /// Accepted lines (after "last line wins").
+    pub applied: Vec<Applied>,
+    /// Rejected lines.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A key of the running release with its value, for `relup config get`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigEntry {
+    /// Application.
+    pub app: String,
+    /// Module declaring the key.
+    pub module: String,
+    /// Key.
+    pub key: String,
+    /// Current value as TOML text (None if unset).
+    pub value: Option<String>,
+    /// "default" or "operator".
+    pub origin: Option<String>,
+    /// Declared type.
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// The node's config store for one release root.
+pub struct ConfigStore {
+    node: Node,
+    root: ReleaseRoot,
+    lock: Mutex<()>,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> ConfigError {
+    move |e| ConfigError::Io(format!("{what}: {e}"))
+}
+
+impl ConfigStore {
+    /// A store for `root`'s `config/` directory on `node`.
+    pub fn new(node: Node, root: ReleaseRoot) -> ConfigStore {
+        ConfigStore {
+            node,
+            root,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// The root.
+    pub fn root(&self) -> &ReleaseRoot {
+        &self.root
+    }
+
+    /// Holds the store's lock (an install holds it so no change is validated against a
+    /// release that is being replaced).
+    pub fn hold(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock()
+    }
+
+    /// `config.toml.new.work`: a change file being processed.
+    pub fn work_file(&self) -> PathBuf {
+        self.root.config_dir().join("config.toml.new.work")
+    }
+
+    pub(crate) fn log(&self, level: u32, text: &str) {
+        self.node.inner.log(level, None, text);
+    }
+
+    /// Loads `config.toml` into the env as operator values, before the release boots. Keys the
+    /// release does not declare, or whose value it no longer accepts, are skipped and returned
+    /// as warnings (also logged).
+    pub fn load_live(&self, release: &Release) -> Result<Vec<String>, ConfigError> {
+        let _g = self.lock.lock();
+        let path = self.root.config_file();
+        let live = LiveConfig::load(&path).map_err(ConfigError::Live)?;
+        let mut warnings = Vec::new();
+        for (app, module, key, value) in live.entries() {
+            let line = ChangeLine {
+                app: app.clone(),
+                module,
+                key: key.clone(),
+                value: value.clone(),
+            };
+            match check_declared(release, &line) {
+                Ok(_) => self.node.set_env(&app, &key, config_value(&value)),
+                Err(why) => {
+                    let text = format!("{}: skipped: {why}", path.display());
+                    self.log(1, &text);
+                    warnings.push(text);
+                }
+            }
+        }
+        Ok(warnings)
+    }
+
+    /// Checks one change against `release` and the module's validator; the error says what
+    /// was expected.
+    pub fn validate(&self, release: &Release, change: &ChangeLine) -> Result<(), String> {
+        check_declared(release, change)?;
+        let Some(loaded) = self.node.code().current(&change.module) else {
+            return Ok(());
+        };
+        let args = relup_module::codec::encode(&(change.key.clone(), config_value(&change.value)))
+            .map_err(|e| format!("cannot encode the value for the validator: {e}"))?;
+        match self.node.apply(&loaded, "validate_config", &args) {
+            Ok(_) => Ok(()),
+            Err(e) if e.contains("no exported function") => Ok(()),
+            Err(e) => Err(format!(
+                "{}:{}:{} = {}: rejected by {}'s validator: {e}",
+                change.app, change.module, change.key, change.value, change.module
+            )),
+        }
+    }
+
+    /// Processes a leftover work file, then a pending `config.toml.new`, until none is left.
+    pub fn process_pending(&self, release: &Release) -> Result<Vec<BatchReport>, ConfigError> {
+        let _g = self.lock.lock();
+        let new = self.root.config_new();
+        let work = self.work_file();
+        let dir = self.root.config_dir();
+        let mut reports = Vec::new();
+        loop {
+            if !work.exists() {
+                match std::fs::metadata(&new) {
+                    Ok(meta) if meta.len() > 0 => {}
+                    // Nothing pending (an empty file may be about to be written).
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) => return Err(io(format!("cannot read {}", new.display()))(e)),
+                }
+                std::fs::rename(&new, &work)
+                    .map_err(io(format!("cannot claim {}", new.display())))?;
+                sync_dir(&dir).map_err(|e| ConfigError::Io(e.to_string()))?;
+            }
+            let mut done = 0usize;
+            let mut lines_before = 0usize;
+            loop {
+                let bytes =
+                    std::fs::read(&work).map_err(io(format!("cannot read {}", work.display())))?;
+                if bytes.len() <= done {
+                    break;
+                }
+                // Only whole lines, unless the writer is gone (the file stopped growing).
+                let text = String::from_utf8_lossy(&bytes[done..]).into_owned();
+                let report =
+                    self.apply_batch_locked(release, &text, "config.toml.new", lines_before)?;
+                lines_before += text.lines().count();
+                done = bytes.len();
+                reports.push(report);
+            }
+            std::fs::remove_file(&work).map_err(io(format!("cannot remove {}", work.display())))?;
+            sync_dir(&dir).map_err(|e| ConfigError::Io(e.to_string()))?;
+            if reports.len() > 1000 {
+                break;
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Validates, rejects, persists and applies one batch text (the store lock is held).
+    fn apply_batch_locked(
+        &self,
+        release: &Release,
+        text: &str,
+        file: &str,
+        line_offset: usize,
+    ) -> Result<BatchReport, ConfigError> {
+        let batch = parse_batch(text);
+        let mut accepted: Vec<(usize, ChangeLine)> = Vec::new();
+        let mut rejected: Vec<Rejected> = Vec::new();
+        for (n, raw, parsed) in batch.lines {
+            let line = n + line_offset;
+            match parsed.and_then(|c| self.validate(release, &c).map(|()| c)) {
+                Ok(change) => accepted.push((line, change)),
+                Err(reason) => rejected.push(Rejected {
+                    line,
+                    text: raw,
+                    reason,
+                }),
+            }
+        }
+        if batch.atomic && !rejected.is_empty() {
+            let first = rejected[0].line;
+            for (line, change) in accepted.drain(..) {
+                rejected.push(Rejected {
+                    line,
+                    text: format!(
+                        "{}:{}:{}:{}",
+                        change.app, change.module, change.key, change.value
+                    ),
+                    reason: format!(
+                        "not applied: the batch is atomic (# atomic) and line {first} was rejected"
+                    ),
+                });
+            }
+            rejected.sort_by_key(|r| r.line);
+        }
+        // The last valid line for a key wins.
+        let mut last: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for (i, (_, c)) in accepted.iter().enumerate() {
+            last.insert((c.app.clone(), c.key.clone()), i);
+        }
+        let accepted: Vec<(usize, ChangeLine)> = accepted
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (_, c))| last.get(&(c.app.clone(), c.key.clone())) == Some(i))
+            .map(|(_, x)| x)
+            .collect();
+        self.append_rejects(&rejected, file)?;
+        let changes: Vec<ChangeLine> = accepted.iter().map(|(_, c)| c.clone()).collect();
+        self.commit(&changes)?;
+        for r in &rejected {
+            self.log(
+                1,
+                &format!("config: {file} line {} rejected: {}", r.line, r.reason),
+            );
+        }
+        let applied: Vec<Applied> = accepted
+            .into_iter()
+            .map(|(line, c)| {
+                self.log(
+                    2,
+                    &format!(
+                        "config: {file} line {line} applied: {}:{}:{} = {}",
+                        c.app, c.module, c.key, c.value
+                    ),
+                );
+                applied(line, &c)
+            })
+            .collect();
+        Ok(BatchReport {
+            file: file.to_string(),
+            atomic: batch.atomic,
+            applied,
+            rejected,
+        })
+    }
+
+    /// Appends rejected lines to `config.toml.rej` (fsynced).
+    fn append_rejects(&self, rejected: &[Rejected], file: &str) -> Result<(), ConfigError> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let now = rfc3339(SystemTime::now());
+        let mut text = String::new();
+        for r in rejected {
+            text.push_str(&format!(
+                "# {now} {file} line {}: {}\n{}\n",
+                r.line,
+                r.reason.replace('\n', " "),
+                r.text.trim_end()
+            ));
+        }
+        let path = self.root.config_rej();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(format!("cannot open {}", path.display())))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(io(format!("cannot append to {}", path.display())))
+    }
+
+    /// Persists `changes` to `config.toml` (atomically), then sets them in the env and
+    /// delivers `config_change` to each application's processes.
+    fn commit(&self, changes: &[ChangeLine]) -> Result<(), ConfigError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let path = self.root.config_file();
+        let mut live = LiveConfig::load(&path).map_err(ConfigError::Live)?;
+        for c in changes {
+            live.set(&c.app, &c.module, &c.key, c.value.clone());
+        }
+        write_atomic(&path, live.render().as_bytes())
+            .map_err(|e| ConfigError::Io(e.to_string()))?;
+        let mut per_app: BTreeMap<&str, ConfigChange> = BTreeMap::new();
+        for c in changes {
+            let value = config_value(&c.value);
+            let before = self.node.env(&c.app, &c.key);
+            self.node.set_env(&c.app, &c.key, value.clone());
+            let change = per_app.entry(&c.app).or_default();
+            match before {
+                None => change.new.push((c.key.clone(), value)),
+                Some(old) if old != value => change.changed.push((c.key.clone(), value)),
+                Some(_) => {}
+            }
+        }
+        for (app, change) in per_app {
+            if change.changed.is_empty() && change.new.is_empty() {
+                continue;
+            }
+            for pid in self.node.processes_of_app(app) {
+                self.node.config_change(pid, &change);
+            }
+        }
+        Ok(())
+    }
+
+    /// `relup config set app:module:key:value`: the same checks as a `config.toml.new` line.
+    pub fn set(&self, release: &Release, line: &str) -> Result<Applied, ConfigError> {
+        let _g = self.lock.lock();
+        let change = parse_line(line).map_err(ConfigError::Rejected)?;
+        self.validate(release, &change)
+            .map_err(ConfigError::Rejected)?;
+        self.commit(std::slice::from_ref(&change))?;
+        self.log(
+            2,
+            &format!(
+                "config: set {}:{}:{} = {}",
+                change.app, change.module, change.key, change.value
+            ),
+        );
+        Ok(applied(0, &change))
+    }
+
+    /// `relup config get [app[:key]]`: the running release's keys with their values.
+    pub fn get(
+        &self,
+        release: &Release,
+        app: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Vec<ConfigEntry>, ConfigError> {
+        if let Some(app) = app
+            && release.application(app).is_none()
+        {
+            return Err(ConfigError::Unknown(format!(
+                "unknown application {app:?}; release {} {} has {}",
+                release.name,
+                release.version,
+                app_names(release)
+            )));
+        }
+        let mut out = Vec::new();
+        for a in &release.applications {
+            if app.is_some_and(|x| x != a.name) {
+                continue;
+            }
+            for k in &a.config {
+                if key.is_some_and(|x| x != k.key) {
+                    continue;
+                }
+                let current = self.node.env_with_origin(&a.name, &k.key);
+                out.push(ConfigEntry {
+                    app: a.name.clone(),
+                    module: k.module.clone(),
+                    key: k.key.clone(),
+                    value: current.as_ref().map(|(v, _)| toml_value(v).to_string()),
+                    origin: current.map(|(_, o)| {
+                        match o {
+                            EnvOrigin::Default => "default",
+                            EnvOrigin::Operator => "operator",
+                        }
+                        .to_string()
+                    }),
+                    ty: serde_json::to_value(k.ty)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        if let (Some(app), Some(key)) = (app, key)
+            && out.is_empty()
+        {
+            let keys: Vec<String> = release
+                .application(app)
+                .map(|a| a.config.iter().map(|k| k.key.clone()).collect())
+                .unwrap_or_default();
+            return Err(ConfigError::Unknown(format!(
+                "application {app} declares no key {key:?}; its keys: {}",
+                list(&keys)
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Drops from `config.toml` the keys `release` no longer declares (after an install; the
+    /// env already lost them). Call it while holding [`ConfigStore::hold`].
+    pub fn prune(&self, release: &Release) -> Result<Vec<String>, ConfigError> {
+        let path = self.root.config_file();
+        let mut live = LiveConfig::load(&path).map_err(ConfigError::Live)?;
+        let mut removed = Vec::new();
+        for (app, module, key, _) in live.entries() {
+            let declared = release
+                .application(&app)
+                .is_some_and(|a| a.config.iter().any(|k| k.module == module && k.key == key));
+            if !declared && live.remove(&app, &module, &key) {
+                removed.push(format!("{app}:{module}:{key}"));
+            }
+        }
+        if !removed.is_empty() {
+            write_atomic(&path, live.render().as_bytes())
+                .map_err(|e| ConfigError::Io(e.to_string()))?;
+            self.log(
+                2,
+                &format!(
+                    "config: release {} no longer declares {}; removed from config.toml",
+                    release.version,
+                    removed.join(", ")
+                ),
+            );
+        }
+        Ok(removed)
+    }
+}
+
+fn applied(line: usize, c: &ChangeLine) -> Applied {
+    Applied {
+        line,
+        app: c.app.clone(),
+        module: c.module.clone(),
+        key: c.key.clone(),
+        value: c.value.to_string(),
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn app_names(release: &Release) -> String {
+    let names: Vec<String> = release
+        .applications
+        .iter()
+        .map(|a| a.name.clone())
+        .collect();
+    list(&names)
+}
+
+/// The declared key of a change, after the application, module, key, type, range and allowed
+/// values checks.
+fn check_declared<'r>(release: &'r Release, c: &ChangeLine) -> Result<&'r ConfigKey, String> {
+    let app = release.application(&c.app).ok_or_else(|| {
+        format!(
+            "unknown application {:?}; release {} {} has {}",
+            c.app,
+            release.name,
+            release.version,
+            app_names(release)
+        )
+    })?;
+    if !app.modules.iter().any(|m| m.name == c.module) {
+        let modules: Vec<String> = app.modules.iter().map(|m| m.name.clone()).collect();
+        return Err(format!(
+            "application {} has no module {:?}; its modules: {}",
+            c.app,
+            c.module,
+            list(&modules)
+        ));
+    }
+    let key = app
+        .config
+        .iter()
+        .find(|k| k.module == c.module && k.key == c.key)
+        .ok_or_else(|| {
+            let keys: Vec<String> = app
+                .config
+                .iter()
+                .filter(|k| k.module == c.module)
+                .map(|k| k.key.clone())
+                .collect();
+            format!(
+                "module {} of application {} declares no key {:?}; its keys: {}",
+                c.module,
+                c.app,
+                c.key,
+                list(&keys)
+            )
+        })?;
+    key.check(&c.value).map_err(|what| {
+        format!(
+            "{}:{}:{}: expected {what}, found {}",
+            c.app, c.module, c.key, c.value
+        )
+    })?;
+    Ok(key)
+}
