@@ -439,9 +439,6 @@ impl NodeInner {
         }
         // It runs no code any more: a soft purge right after the exit sees that.
         process.set_running(None);
-        if !process.exit.set(reason.clone()) {
-            return;
-        }
         let signals = std::mem::take(&mut *process.signals.lock());
         for linked in signals.links {
             let _ = self.send_sys(
@@ -490,9 +487,12 @@ impl NodeInner {
                 _ => {}
             }
         }
+        self.roots.lock().retain(|p| *p != pid);
+        // Waiters wake only now, after every link and monitor was told: whoever acts on the
+        // exit (a supervisor stopping the next child) cannot overtake this exit's signals.
+        process.exit.set(reason);
         // Pending calls see their reply channel close only now, after the reason is set.
         drop(user);
-        self.roots.lock().retain(|p| *p != pid);
     }
 
     pub(crate) fn all_pids(&self) -> Vec<Pid> {
