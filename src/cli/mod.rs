@@ -1,6 +1,7 @@
 //! The command-line interface: argument definitions and dispatch.
 
 mod build;
+mod config;
 mod daemon;
 mod output;
 mod remote;
@@ -96,6 +97,11 @@ enum Command {
     },
     /// The upgrade journal.
     Log,
+    /// Read or set the application configuration (validated by the node).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Appup tools.
     Appup {
         #[command(subcommand)]
@@ -112,6 +118,24 @@ enum AppupCommand {
         old: PathBuf,
         /// The newer release directory.
         new: PathBuf,
+    },
+}
+
+/// `relup config ...`
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// The running release's config keys with their values and origins.
+    Get {
+        /// `app` or `app:key` (default: every key).
+        #[arg(value_name = "APP[:KEY]")]
+        selector: Option<String>,
+    },
+    /// Set a key as the operator: checked like a config.toml.new line, saved in
+    /// config/config.toml, delivered to the application's processes.
+    Set {
+        /// `app:module:key:value`, the value a TOML value (quote strings).
+        #[arg(value_name = "APP:MODULE:KEY:VALUE", allow_hyphen_values = true)]
+        line: String,
     },
 }
 
@@ -158,6 +182,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Permanent { vsn } => remote::permanent(&root(&cli)?, vsn, json),
         Command::Remove { vsn } => remote::remove(&root(&cli)?, vsn, json),
         Command::Log => remote::log(&root(&cli)?, json),
+        Command::Config {
+            command: ConfigCommand::Get { selector },
+        } => config::get(&root(&cli)?, selector.as_deref(), json),
+        Command::Config {
+            command: ConfigCommand::Set { line },
+        } => config::set(&root(&cli)?, line, json),
         Command::Appup {
             command: AppupCommand::Generate { old, new },
         } => build::generate(old, new),

@@ -16,7 +16,11 @@ pub enum Direction {
 }
 
 /// Sends a request; prints streamed events unless `json`; returns the final result.
-fn ask(root: &Path, request: &Request, json: bool) -> Result<serde_json::Value, Failure> {
+pub(super) fn ask(
+    root: &Path,
+    request: &Request,
+    json: bool,
+) -> Result<serde_json::Value, Failure> {
     let socket = ReleaseRoot::new(root).control_socket();
     let client = Client::connect(&socket)?;
     let mut on_event = |event: &Event| match event {

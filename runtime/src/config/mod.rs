@@ -22,7 +22,9 @@
 //! # `config.toml.new`: changes
 //!
 //! One change a line, `app:module:key:value`, where `value` is a TOML value (`1500`,
-//! `"fast"`, `true`, `[1, 2]`, `{ a = 1 }`); the value may contain colons. Blank lines and
+//! `"fast"`, `true`, `[1, 2]`, `{ a = 1 }`); the value may contain colons. `module` is the
+//! module's name, or the id of the supervisor child that runs it (so the Erlang tutorial's
+//! `ticker:ticker:ticker:1500` works: child `ticker` runs module `ticker_server`). Blank lines and
 //! lines starting with `#` are ignored. If the first non-blank line is `# atomic`, the whole
 //! file is one all-or-nothing batch. Within a file, when several valid lines set one key, the
 //! last one wins.

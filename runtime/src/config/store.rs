@@ -234,7 +234,10 @@ impl ConfigStore {
         let mut rejected: Vec<Rejected> = Vec::new();
         for (n, raw, parsed) in batch.lines {
             let line = n + line_offset;
-            match parsed.and_then(|c| self.validate(release, &c).map(|()| c)) {
+            match parsed.and_then(|c| {
+                let c = resolve_child_id(release, c);
+                self.validate(release, &c).map(|()| c)
+            }) {
                 Ok(change) => accepted.push((line, change)),
                 Err(reason) => rejected.push(Rejected {
                     line,
@@ -365,7 +368,7 @@ impl ConfigStore {
     /// `relup config set app:module:key:value`: the same checks as a `config.toml.new` line.
     pub fn set(&self, release: &Release, line: &str) -> Result<Applied, ConfigError> {
         let _g = self.lock.lock();
-        let change = parse_line(line).map_err(ConfigError::Rejected)?;
+        let change = resolve_child_id(release, parse_line(line).map_err(ConfigError::Rejected)?);
         self.validate(release, &change)
             .map_err(ConfigError::Rejected)?;
         self.commit(std::slice::from_ref(&change))?;
@@ -544,4 +547,27 @@ fn check_declared<'r>(release: &'r Release, c: &ChangeLine) -> Result<&'r Config
         )
     })?;
     Ok(key)
+}
+
+/// The module field may also name the supervisor child that runs the module (the tutorial's
+/// `ticker:ticker:ticker:1500`: child `ticker` runs module `ticker_server`); it is replaced by
+/// the module's name. A real module name always wins.
+pub(crate) fn resolve_child_id(release: &Release, mut c: ChangeLine) -> ChangeLine {
+    let Some(app) = release.application(&c.app) else {
+        return c;
+    };
+    if app.modules.iter().any(|m| m.name == c.module) {
+        return c;
+    }
+    fn find(sup: &relup_appup::Supervisor, id: &str) -> Option<String> {
+        sup.children.iter().find_map(|child| match &child.kind {
+            relup_appup::ChildKind::Worker if child.id == id => child.module.clone(),
+            relup_appup::ChildKind::Supervisor(inner) => find(inner, id),
+            _ => None,
+        })
+    }
+    if let Some(module) = app.supervisor.as_ref().and_then(|s| find(s, &c.module)) {
+        c.module = module;
+    }
+    c
 }
