@@ -89,8 +89,8 @@ impl ConfigWatcher {
             let started = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 let relevant = match res {
                     Ok(event) => event.paths.iter().any(|p| {
-                        p.file_name()
-                            .is_some_and(|n| n == "config.toml.new" || n == "config.toml.new.work")
+                        // Not the work file: its events are the watcher's own renames.
+                        p.file_name().is_some_and(|n| n == "config.toml.new")
                     }),
                     // An error (e.g. queue overflow): rescan.
                     Err(_) => true,
