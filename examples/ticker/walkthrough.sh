@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The ticker tutorial end to end, as an operator would do it (docs/tutorial.md):
 # build the releases, deploy 0.1.0 into a temporary root, start the node, upgrade to 0.2.0,
-# downgrade to 0.1.0, upgrade to 0.3.0 through the chain 0.1.0 -> 0.2.0 -> 0.3.0, stop.
+# downgrade to 0.1.0, upgrade to 0.3.0 through the chain 0.1.0 -> 0.2.0 -> 0.3.0, upgrade to
+# 0.4.0, change the interval through config/config.toml.new (rejects go to .rej), stop.
 # After each step it checks what a person would look at: the tick interval really changed,
 # the counter kept counting, and the release statuses are right. Any miss fails loudly.
 set -euo pipefail
@@ -74,8 +75,8 @@ check_status() {
     done
 }
 
-say "build the three releases"
-for v in 0.1.0 0.2.0 0.3.0; do "$RELUP" release "examples/ticker/v$v" --out "$WORK/out"; done
+say "build the four releases"
+for v in 0.1.0 0.2.0 0.3.0 0.4.0; do "$RELUP" release "examples/ticker/v$v" --out "$WORK/out"; done
 
 say "deploy 0.1.0 and start the node"
 "$RELUP" deploy "$WORK/out/ticker-0.1.0.tar.gz" "$ROOT"
@@ -110,8 +111,59 @@ TICKS="$(wait_ticks "$MARK" 0.3.0 15)"
 check_ticks "$TICKS" 0.3.0 500 "$BEFORE"
 check_status "0.3.0=permanent"
 
+say "upgrade to 0.4.0: the interval comes from config again (default 1000 ms)"
+"$RELUP" --root "$ROOT" unpack "$WORK/out/ticker-0.4.0.tar.gz"
+MARK="$(log_lines)"; BEFORE="$(last_count)"
+"$RELUP" --root "$ROOT" upgrade 0.4.0
+TICKS="$(wait_ticks "$MARK" 0.4.0 15)"
+BEFORE_NOW="$(ticks_after 0 | awk '$4 == "0.3.0"' | tail -n 1 | awk '{print $2}')"
+check_ticks "$TICKS" 0.4.0 1000 "${BEFORE_NOW:-$BEFORE}"
+check_status "0.4.0=permanent"
+
+CFG="$ROOT/config"
+# Waits until config.toml.new (and its work file) is consumed.
+wait_consumed() {
+    local deadline=$((SECONDS + 10))
+    while [ -e "$CFG/config.toml.new" ] || [ -e "$CFG/config.toml.new.work" ]; do
+        [ "$SECONDS" -lt "$deadline" ] || die "config.toml.new was not consumed within 10 s"
+        sleep 0.1
+    done
+}
+
+say "config: a broken line is rejected into config.toml.rej with its reason"
+echo broken >>"$CFG/config.toml.new"
+wait_consumed
+tail -n 2 "$CFG/config.toml.rej"
+grep -q "expected app:module:key:value" "$CFG/config.toml.rej" || die "no reason in config.toml.rej"
+
+say "config: ticker:ticker:ticker:1500 -> interval 1500 ms, no restart"
+MARK="$(log_lines)"; BEFORE="$(last_count)"
+echo ticker:ticker:ticker:1500 >>"$CFG/config.toml.new"
+wait_consumed
+cat "$CFG/config.toml" | grep -v '^#'
+"$RELUP" --root "$ROOT" config get ticker
+TICKS="$(ticks_after "$MARK" | awk '$3 == 1500' || true)"
+deadline=$((SECONDS + 15))
+while [ "$(grep -c . <<<"$TICKS")" -lt 3 ]; do
+    [ "$SECONDS" -lt "$deadline" ] || die "no 3 ticks at 1500 ms; log tail: $(tail -n 3 "$LOG")"
+    sleep 0.2; TICKS="$(ticks_after "$MARK" | awk '$3 == 1500' || true)"
+done
+TICKS="$(head -n 3 <<<"$TICKS")"
+FIRST="$(awk 'NR == 1 {print $2}' <<<"$TICKS")"
+check_ticks "$TICKS" 0.4.0 1500 "$((FIRST - 1))"
+[ "$FIRST" -gt "$BEFORE" ] || die "the counter restarted: $FIRST after $BEFORE"
+
+say "config: a negative or non-integer interval is rejected; relup config set checks the same"
+echo "ticker:ticker:ticker:-5" >>"$CFG/config.toml.new"
+echo "ticker:ticker:ticker:2.5" >>"$CFG/config.toml.new"
+wait_consumed
+tail -n 4 "$CFG/config.toml.rej"
+[ "$(grep -c '^# .*line [12]: ticker:ticker_server:ticker: expected' "$CFG/config.toml.rej")" -ge 2 ] || die "bad intervals not rejected"
+if "$RELUP" --root "$ROOT" config set ticker:ticker_server:ticker:-5; then die "config set took -5"; fi
+"$RELUP" --root "$ROOT" config get ticker:ticker | grep -q "= 1500" || die "the interval changed"
+
 say "status, journal, stop"
 "$RELUP" --root "$ROOT" status
 "$RELUP" --root "$ROOT" log | tail -n 4
 "$RELUP" --root "$ROOT" stop
-say "walkthrough passed: 0.1.0 -> 0.2.0 -> 0.1.0 -> 0.3.0 (via 0.2.0), counter intact, intervals 1000/5000/1000/500 ms"
+say "walkthrough passed: 0.1.0 -> 0.2.0 -> 0.1.0 -> 0.3.0 (via 0.2.0) -> 0.4.0, counter intact, intervals 1000/5000/1000/500/1000 ms, then 1500 ms from config.toml.new, bad lines in .rej"
