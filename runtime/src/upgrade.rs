@@ -34,9 +34,9 @@ pub struct UpgradeReport {
     pub processes: usize,
     /// Time from the first suspend to the last resume.
     pub total: Duration,
-    /// Time spent suspending.
+    /// Time spent finding the processes that run the module.
     pub suspend: Duration,
-    /// Time spent exporting and migrating states.
+    /// Time spent suspending them and migrating their states (one request per process).
     pub migrate: Duration,
     /// Old versions still in use after the soft purge.
     pub still_in_use: usize,
@@ -140,21 +140,128 @@ impl Node {
         change: &CodeChange,
         timeout: Duration,
     ) -> Result<(), CodeChangeError> {
-        let (tx, rx) = crossbeam_channel::unbounded::<(Pid, Result<(), CodeChangeError>)>();
         let change = Arc::new(change.clone());
+        let result = self.migrate_each(pids, timeout, move |pid, cx| migrate(pid, cx, &change));
+        match result {
+            Ok(()) => Ok(()),
+            Err((error, _late)) => {
+                self.rollback_code_change(pids);
+                Err(error)
+            }
+        }
+    }
+
+    /// Suspends and migrates each pid in one step (one request per process instead of two):
+    /// the fast path for a hop that updates a single module, where suspending everything
+    /// first and migrating afterwards would only add a round of messages. On any failure
+    /// every pid gets its old code and state back and is resumed.
+    pub fn suspend_and_change_code(
+        &self,
+        pids: &[Pid],
+        change: &CodeChange,
+        suspend_timeout: Duration,
+        migrate_timeout: Duration,
+    ) -> Result<(), UpgradeError> {
+        let fail = |error: UpgradeError| {
+            self.rollback_code_change(pids);
+            self.resume(pids);
+            Err(error)
+        };
+        // Each process says when it is suspended (it finished its current message), then
+        // how its migration went: the suspend timeout bounds the first, as for `suspend`.
+        let (suspended_tx, suspended_rx) = crossbeam_channel::unbounded::<Pid>();
+        let change = Arc::new(change.clone());
+        let step = move |pid: Pid, cx: &mut ControlCx<'_>| {
+            cx.suspend();
+            let _ = suspended_tx.send(pid);
+            migrate(pid, cx, &change)
+        };
+        let (tx, rx) = crossbeam_channel::unbounded::<(Pid, Result<(), CodeChangeError>)>();
+        let step = Arc::new(step);
         let gone = self.control_each(pids, &tx, |pid, ack| {
-            let change = change.clone();
+            let step = step.clone();
             Box::new(move |cx: &mut ControlCx<'_>| {
-                let _ = ack.send((pid, migrate(pid, cx, &change)));
+                let _ = ack.send((pid, step(pid, cx)));
+            })
+        });
+        drop((tx, step));
+        if !gone.is_empty() {
+            let timeout_ms = suspend_timeout.as_millis() as u64;
+            return fail(
+                SuspendError::Timeout {
+                    pids: gone,
+                    timeout_ms,
+                }
+                .into(),
+            );
+        }
+        let suspend_deadline = Instant::now() + suspend_timeout;
+        let mut suspended = std::collections::HashSet::with_capacity(pids.len());
+        while suspended.len() < pids.len() {
+            match suspended_rx.recv_deadline(suspend_deadline) {
+                Ok(pid) => {
+                    suspended.insert(pid);
+                }
+                Err(_) => break,
+            }
+        }
+        if suspended.len() < pids.len() {
+            let late = pids
+                .iter()
+                .filter(|p| !suspended.contains(p))
+                .copied()
+                .collect();
+            let timeout_ms = suspend_timeout.as_millis() as u64;
+            return fail(
+                SuspendError::Timeout {
+                    pids: late,
+                    timeout_ms,
+                }
+                .into(),
+            );
+        }
+        let migrate_deadline = Instant::now() + migrate_timeout;
+        let mut answered = 0;
+        while answered < pids.len() {
+            match rx.recv_deadline(migrate_deadline) {
+                Ok((_, Ok(()))) => answered += 1,
+                Ok((_, Err(error))) => return fail(error.into()),
+                Err(_) => {
+                    let timeout_ms = migrate_timeout.as_millis() as u64;
+                    let error = CodeChangeError::Timeout {
+                        pids: Vec::new(),
+                        timeout_ms,
+                    };
+                    return fail(error.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `step` on each pid between two of its messages and collects the answers; on
+    /// failure returns the first error and the pids that did not answer in time.
+    fn migrate_each(
+        &self,
+        pids: &[Pid],
+        timeout: Duration,
+        step: impl Fn(Pid, &mut ControlCx<'_>) -> Result<(), CodeChangeError> + Send + Sync + 'static,
+    ) -> Result<(), (CodeChangeError, Vec<Pid>)> {
+        let (tx, rx) = crossbeam_channel::unbounded::<(Pid, Result<(), CodeChangeError>)>();
+        let step = Arc::new(step);
+        let gone = self.control_each(pids, &tx, |pid, ack| {
+            let step = step.clone();
+            Box::new(move |cx: &mut ControlCx<'_>| {
+                let _ = ack.send((pid, step(pid, cx)));
             })
         });
         drop(tx);
         if let Some(pid) = gone.first() {
-            self.rollback_code_change(pids);
-            return Err(CodeChangeError::NotEligible {
+            let error = CodeChangeError::NotEligible {
                 pid: *pid,
                 reason: "the process is gone".into(),
-            });
+            };
+            return Err((error, Vec::new()));
         }
         let deadline = Instant::now() + timeout;
         let mut answered = std::collections::HashSet::with_capacity(pids.len());
@@ -172,23 +279,21 @@ impl Node {
                 Err(_) => break,
             }
         }
-        if answered.len() < pids.len() && first_error.is_none() {
-            let late: Vec<Pid> = pids
-                .iter()
-                .filter(|p| !answered.contains(p))
-                .copied()
-                .collect();
-            first_error = Some(CodeChangeError::Timeout {
-                pids: late,
-                timeout_ms: timeout.as_millis() as u64,
-            });
-        }
+        let late: Vec<Pid> = pids
+            .iter()
+            .filter(|p| !answered.contains(p))
+            .copied()
+            .collect();
         match first_error {
-            None => Ok(()),
-            Some(error) => {
-                self.rollback_code_change(pids);
-                Err(error)
-            }
+            Some(error) => Err((error, late)),
+            None if late.is_empty() => Ok(()),
+            None => Err((
+                CodeChangeError::Timeout {
+                    pids: late.clone(),
+                    timeout_ms: timeout.as_millis() as u64,
+                },
+                late,
+            )),
         }
     }
 
@@ -322,12 +427,8 @@ impl Node {
     ) -> Result<UpgradeReport, UpgradeError> {
         let start = Instant::now();
         let pids = self.processes_running(change.module.name());
-        self.suspend(&pids, timeout)?;
         let suspended = Instant::now();
-        if let Err(error) = self.change_code(&pids, change, timeout) {
-            self.resume(&pids);
-            return Err(error.into());
-        }
+        self.suspend_and_change_code(&pids, change, timeout, timeout)?;
         let migrated = Instant::now();
         self.code().make_current(&change.module);
         self.commit_and_resume(&pids, timeout);

@@ -15,7 +15,7 @@ use crate::code_server::LoadedModule;
 use crate::error::CodeChangeError;
 use crate::node::Node;
 use crate::supervisor::{ChildSpec, Strategy};
-use crate::upgrade::CodeChange;
+use crate::upgrade::{CodeChange, UpgradeError};
 use relup_appup::{self as appup, Hop, Release, Step};
 use relup_module::{Direction, ExitReason, Pid};
 use std::collections::{HashMap, HashSet};
@@ -117,6 +117,11 @@ struct Hopper<'a> {
     deferred: Vec<Deferred>,
     restart_required: bool,
     first_suspend: Option<Instant>,
+    /// The hop suspends one module only: its processes are suspended and migrated in one
+    /// request each, at its code_change (the suspend step only looks them up).
+    fused: Option<String>,
+    /// Suspend timeouts of fused suspends, by module.
+    fused_timeouts: HashMap<String, Duration>,
 }
 
 /// Where a hop goes: its steps, and the release (manifest and directory) it ends in.
@@ -171,6 +176,8 @@ pub fn run_hop(
         deferred: Vec::new(),
         restart_required: false,
         first_suspend: None,
+        fused: single_suspended_module(hop),
+        fused_timeouts: HashMap::new(),
     };
     let record = |progress: &mut dyn FnMut(&Progress),
                   step: String,
@@ -244,6 +251,23 @@ pub fn run_hop(
     })
 }
 
+/// The module of a hop's only suspend step, when its processes can be suspended and migrated
+/// in one step: exactly one suspend, and a code_change of that module.
+fn single_suspended_module(hop: &Hop) -> Option<String> {
+    let mut suspended = hop.steps.iter().filter_map(|s| match s {
+        Step::Suspend { module, .. } => Some(module),
+        _ => None,
+    });
+    let module = suspended.next()?;
+    if suspended.next().is_some() {
+        return None;
+    }
+    hop.steps
+        .iter()
+        .any(|s| matches!(s, Step::CodeChange { module: m, .. } if m == module))
+        .then(|| module.clone())
+}
+
 impl Hopper<'_> {
     fn fail(step: &Step, reason: impl Into<String>) -> InstallError {
         InstallError::Step {
@@ -315,6 +339,15 @@ impl Hopper<'_> {
                     .filter(|p| !self.suspended.contains(p))
                     .collect();
                 let timeout = timeout_ms.map_or(self.opts.suspend_timeout, Duration::from_millis);
+                if self.fused.as_ref() == Some(module) {
+                    let detail = format!("{} process(es), suspended at code_change", pids.len());
+                    self.fused_timeouts.insert(module.clone(), timeout);
+                    self.suspended_by_module
+                        .entry(module.clone())
+                        .or_default()
+                        .extend(pids);
+                    return Ok(detail);
+                }
                 self.first_suspend.get_or_insert_with(Instant::now);
                 self.node
                     .suspend(&pids, timeout)
@@ -368,6 +401,42 @@ impl Hopper<'_> {
                     direction,
                     extra: encode_value(extra),
                 };
+                if let Some(suspend_timeout) = self.fused_timeouts.remove(module) {
+                    self.first_suspend.get_or_insert_with(Instant::now);
+                    let migrate_timeout = self.opts.code_change_timeout;
+                    let fused = self.node.suspend_and_change_code(
+                        &pids,
+                        &request,
+                        suspend_timeout,
+                        migrate_timeout,
+                    );
+                    return match fused {
+                        Ok(()) => {
+                            self.suspended.extend(&pids);
+                            self.staged.extend(&pids);
+                            Ok(format!(
+                                "{} state(s) migrated (each process suspended in the same step)",
+                                pids.len()
+                            ))
+                        }
+                        Err(UpgradeError::CodeChange(CodeChangeError::Failed {
+                            pid,
+                            reason,
+                            ..
+                        })) => Err(InstallError::CodeChange {
+                            step: step.to_string(),
+                            module: module.clone(),
+                            pid,
+                            reason,
+                        }),
+                        Err(UpgradeError::Suspend(e)) => Err(InstallError::Suspend {
+                            step: step.to_string(),
+                            module: module.clone(),
+                            reason: e.to_string(),
+                        }),
+                        Err(e) => Err(Self::fail(step, e.to_string())),
+                    };
+                }
                 match self
                     .node
                     .change_code(&pids, &request, self.opts.code_change_timeout)
