@@ -252,6 +252,30 @@ impl Process {
         }
     }
 
+    /// Suspends the process at once if it is idle (not running, not queued to run): it is
+    /// then between two messages by definition. Returns false if it is busy or dead; the
+    /// caller then asks it with a system message.
+    pub(crate) fn try_suspend_idle(&self) -> bool {
+        let mut mb = self.mailbox.lock();
+        if mb.dead || mb.scheduled {
+            return false;
+        }
+        mb.suspended = true;
+        true
+    }
+
+    /// Lets a suspended process take ordinary messages again; returns true if it must be
+    /// put in the run queue now (it has messages and is not scheduled).
+    pub(crate) fn resume_now(&self) -> bool {
+        let mut mb = self.mailbox.lock();
+        mb.suspended = false;
+        if mb.dead || mb.scheduled || (mb.user.is_empty() && mb.sys.is_empty()) {
+            return false;
+        }
+        mb.scheduled = true;
+        true
+    }
+
     pub(crate) fn push_sys(&self, msg: SysMsg) -> Result<Pushed, SysMsg> {
         let mut mb = self.mailbox.lock();
         if mb.dead {

@@ -162,81 +162,86 @@ impl Node {
         suspend_timeout: Duration,
         migrate_timeout: Duration,
     ) -> Result<(), UpgradeError> {
-        let fail = |error: UpgradeError| {
-            self.rollback_code_change(pids);
-            self.resume(pids);
-            Err(error)
-        };
-        // Each process says when it is suspended (it finished its current message), then
-        // how its migration went: the suspend timeout bounds the first, as for `suspend`.
-        let (suspended_tx, suspended_rx) = crossbeam_channel::unbounded::<Pid>();
-        let change = Arc::new(change.clone());
-        let step = move |pid: Pid, cx: &mut ControlCx<'_>| {
-            cx.suspend();
-            let _ = suspended_tx.send(pid);
-            migrate(pid, cx, &change)
-        };
-        let (tx, rx) = crossbeam_channel::unbounded::<(Pid, Result<(), CodeChangeError>)>();
-        let step = Arc::new(step);
-        let gone = self.control_each(pids, &tx, |pid, ack| {
-            let step = step.clone();
+        let timeout_ms = suspend_timeout.as_millis() as u64;
+        let mut processes = Vec::with_capacity(pids.len());
+        let mut gone = Vec::new();
+        for &pid in pids {
+            match self.inner.lookup(pid) {
+                Some(process) => processes.push(process),
+                None => gone.push(pid),
+            }
+        }
+        if !gone.is_empty() {
+            return Err(SuspendError::Timeout {
+                pids: gone,
+                timeout_ms,
+            }
+            .into());
+        }
+        // Idle processes are suspended on the spot; busy ones are asked to suspend after
+        // their current message, and say when they have.
+        let (tx, rx) = crossbeam_channel::unbounded::<(Pid, ())>();
+        let busy: Vec<Pid> = processes
+            .iter()
+            .filter(|p| !p.try_suspend_idle())
+            .map(|p| p.pid)
+            .collect();
+        let unreachable = self.control_each(&busy, &tx, |pid, ack| {
             Box::new(move |cx: &mut ControlCx<'_>| {
-                let _ = ack.send((pid, step(pid, cx)));
+                cx.suspend();
+                let _ = ack.send((pid, ()));
             })
         });
-        drop((tx, step));
-        if !gone.is_empty() {
-            let timeout_ms = suspend_timeout.as_millis() as u64;
-            return fail(
-                SuspendError::Timeout {
-                    pids: gone,
-                    timeout_ms,
-                }
-                .into(),
-            );
-        }
-        let suspend_deadline = Instant::now() + suspend_timeout;
-        let mut suspended = std::collections::HashSet::with_capacity(pids.len());
-        while suspended.len() < pids.len() {
-            match suspended_rx.recv_deadline(suspend_deadline) {
-                Ok(pid) => {
-                    suspended.insert(pid);
+        drop(tx);
+        let deadline = Instant::now() + suspend_timeout;
+        let mut answered = std::collections::HashSet::with_capacity(busy.len());
+        while answered.len() + unreachable.len() < busy.len() {
+            match rx.recv_deadline(deadline) {
+                Ok((pid, ())) => {
+                    answered.insert(pid);
                 }
                 Err(_) => break,
             }
         }
-        if suspended.len() < pids.len() {
-            let late = pids
-                .iter()
-                .filter(|p| !suspended.contains(p))
-                .copied()
-                .collect();
-            let timeout_ms = suspend_timeout.as_millis() as u64;
-            return fail(
-                SuspendError::Timeout {
-                    pids: late,
-                    timeout_ms,
-                }
-                .into(),
-            );
-        }
-        let migrate_deadline = Instant::now() + migrate_timeout;
-        let mut answered = 0;
-        while answered < pids.len() {
-            match rx.recv_deadline(migrate_deadline) {
-                Ok((_, Ok(()))) => answered += 1,
-                Ok((_, Err(error))) => return fail(error.into()),
-                Err(_) => {
-                    let timeout_ms = migrate_timeout.as_millis() as u64;
-                    let error = CodeChangeError::Timeout {
-                        pids: Vec::new(),
-                        timeout_ms,
-                    };
-                    return fail(error.into());
-                }
+        if answered.len() < busy.len() {
+            // Resumes travel as system messages, behind any suspend request still queued.
+            self.resume(pids);
+            let late = busy.into_iter().filter(|p| !answered.contains(p)).collect();
+            return Err(SuspendError::Timeout {
+                pids: late,
+                timeout_ms,
             }
+            .into());
         }
-        Ok(())
+        // Every process is suspended and idle: migrate them right here, spread over as many
+        // threads as the node has schedulers, with no message round trip.
+        let started = Instant::now();
+        let results = par_map(&processes, self.inner.scheduler.size(), |process| {
+            let mut code = process.code.lock();
+            let mut cx = ControlCx {
+                process,
+                code: &mut code,
+            };
+            migrate(process.pid, &mut cx, change)
+        });
+        let first_error = results.into_iter().find_map(Result::err);
+        let error = match first_error {
+            None if started.elapsed() <= migrate_timeout => return Ok(()),
+            None => CodeChangeError::Timeout {
+                pids: Vec::new(),
+                timeout_ms: migrate_timeout.as_millis() as u64,
+            },
+            Some(error) => error,
+        };
+        par_map(&processes, self.inner.scheduler.size(), |process| {
+            let mut code = process.code.lock();
+            restore_old(&mut ControlCx {
+                process,
+                code: &mut code,
+            });
+        });
+        self.resume(pids);
+        Err(error.into())
     }
 
     /// Runs `step` on each pid between two of its messages and collects the answers; on
@@ -307,45 +312,29 @@ impl Node {
     /// Commits the change and resumes each process in one step, then waits (up to
     /// `timeout`) until every process has dropped its old instance, so that a soft purge
     /// right after sees the old version unused. Returns the pids that did not answer.
-    pub fn commit_and_resume(&self, pids: &[Pid], timeout: Duration) -> Vec<Pid> {
-        let (tx, rx) = crossbeam_channel::unbounded::<(Pid, ())>();
-        let mut late = self.control_each(pids, &tx, |pid, ack| {
-            Box::new(move |cx: &mut ControlCx<'_>| {
-                cx.code.staged_old = None;
-                cx.resume();
-                let _ = ack.send((pid, ()));
-            })
+    pub fn commit_and_resume(&self, pids: &[Pid], _timeout: Duration) -> Vec<Pid> {
+        let processes: Vec<_> = pids.iter().filter_map(|p| self.inner.lookup(*p)).collect();
+        // Directly, in parallel: each process drops its old instance and resumes; those with
+        // queued messages go back in the run queue.
+        let runnable = par_map(&processes, self.inner.scheduler.size(), |process| {
+            process.code.lock().staged_old = None;
+            process.resume_now()
         });
-        drop(tx);
-        let deadline = Instant::now() + timeout;
-        let mut answered = std::collections::HashSet::with_capacity(pids.len());
-        while answered.len() + late.len() < pids.len() {
-            match rx.recv_deadline(deadline) {
-                Ok((pid, ())) => {
-                    answered.insert(pid);
-                }
-                Err(_) => break,
+        for (process, runnable) in processes.iter().zip(runnable) {
+            if runnable {
+                self.inner.scheduler.schedule(process.clone());
             }
         }
-        late.extend(
-            pids.iter()
-                .filter(|p| !answered.contains(p) && !late.contains(p))
-                .copied()
-                .collect::<Vec<_>>(),
-        );
-        late
+        let alive: std::collections::HashSet<Pid> = processes.iter().map(|p| p.pid).collect();
+        pids.iter()
+            .filter(|p| !alive.contains(p))
+            .copied()
+            .collect()
     }
 
     /// Puts the staged old instances back (old code, old state); the new ones are dropped.
     pub fn rollback_code_change(&self, pids: &[Pid]) {
-        self.broadcast(pids, || {
-            Box::new(|cx: &mut ControlCx<'_>| {
-                if let Some(old) = cx.code.staged_old.take() {
-                    cx.code.behaviour = Some(old);
-                    cx.process.set_running(cx.code.behaviour.as_deref());
-                }
-            })
-        });
+        self.broadcast(pids, || Box::new(restore_old));
     }
 
     /// Runs a control request on one process and waits for its answer.
@@ -442,6 +431,33 @@ impl Node {
             still_in_use,
         })
     }
+}
+
+/// Puts a staged old instance back, if any.
+fn restore_old(cx: &mut ControlCx<'_>) {
+    if let Some(old) = cx.code.staged_old.take() {
+        cx.code.behaviour = Some(old);
+        cx.process.set_running(cx.code.behaviour.as_deref());
+    }
+}
+
+/// Maps `f` over `items` on up to `threads` threads (scoped), keeping the order.
+fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = threads.clamp(1, 16);
+    if threads == 1 || items.len() < 64 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 fn migrate(pid: Pid, cx: &mut ControlCx<'_>, change: &CodeChange) -> Result<(), CodeChangeError> {
