@@ -451,3 +451,44 @@ fn a_node_killed_mid_install_restarts_on_the_permanent_release() {
     let up = ok(demo.run(&["upgrade", "0.2.0"]));
     assert!(up.contains("demo 0.2.0 is running (permanent)"), "{up}");
 }
+
+#[test]
+fn live_releases_are_protected_and_an_old_one_can_be_rebooted_into() {
+    let demo = Demo::new("live", "");
+    ok(demo.run(&["start"]));
+    let t1 = demo.tarball("0.1.0");
+    let t2 = demo.tarball("0.2.0");
+    // The permanent release cannot be overwritten, not even with --force.
+    fails(demo.run(&["unpack", t1.to_str().unwrap()]), "0.1.0");
+    fails(
+        demo.run(&["unpack", "--force", t1.to_str().unwrap()]),
+        "0.1.0",
+    );
+    // An unpacked one only with --force.
+    ok(demo.run(&["unpack", t2.to_str().unwrap()]));
+    fails(demo.run(&["unpack", t2.to_str().unwrap()]), "0.2.0");
+    let forced = ok(demo.run(&["unpack", "--force", t2.to_str().unwrap()]));
+    assert!(forced.contains("unpacked 0.2.0"), "{forced}");
+    // After an upgrade, 0.1.0 is old: reboot into it.
+    ok(demo.run(&["upgrade", "0.2.0"]));
+    fails(
+        demo.run(&["unpack", "--force", t2.to_str().unwrap()]),
+        "0.2.0",
+    );
+    fails(
+        demo.run(&["reboot-old", "0.2.0"]),
+        "reboot_old takes an old release",
+    );
+    let rebooted = ok(demo.run(&["reboot-old", "0.1.0"]));
+    assert!(rebooted.contains("rebooted into 0.1.0"), "{rebooted}");
+    let status = ok(demo.run(&["status"]));
+    assert!(
+        status.contains("release demo 0.1.0") && status.contains("counter 1.0.0"),
+        "{status}"
+    );
+    let releases = ok(demo.run(&["releases"]));
+    assert!(
+        releases.contains("0.1.0 permanent") && releases.contains("0.2.0 old"),
+        "{releases}"
+    );
+}

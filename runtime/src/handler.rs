@@ -84,6 +84,16 @@ pub enum HandlerError {
         /// What is known.
         known: String,
     },
+    /// `reboot_old` takes an old release only.
+    #[error(
+        "release {version} is {status}; reboot_old takes an old release (a previous permanent one)"
+    )]
+    NotOld {
+        /// The version.
+        version: Version,
+        /// Its status.
+        status: ReleaseStatus,
+    },
     /// The target is already running.
     #[error("release {0} is already running")]
     AlreadyRunning(Version),
@@ -231,8 +241,28 @@ impl ReleaseHandler {
     }
 
     /// Unpacks a tarball into the root (verified; recorded as unpacked).
-    pub fn unpack(&self, tarball: &Path) -> Result<UnpackedRelease, HandlerError> {
-        let unpacked = unpack(&self.root, tarball)?;
+    ///
+    /// A version already known is refused; with `force`, a version that is only unpacked (never
+    /// a permanent or current one: those are live) is removed first and unpacked again.
+    pub fn unpack(&self, tarball: &Path, force: bool) -> Result<UnpackedRelease, HandlerError> {
+        let unpacked = match unpack(&self.root, tarball) {
+            Err(UnpackError::AlreadyKnown {
+                source:
+                    StatusError::AlreadyKnown {
+                        version,
+                        status: ReleaseStatus::Unpacked,
+                    },
+                ..
+            }) if force => {
+                let _one_at_a_time = self.installing.try_lock().ok_or(HandlerError::Busy)?;
+                crate::release::remove(&self.root, &version)?;
+                let _ = self
+                    .journal
+                    .record(&format!("unpack --force: removed unpacked {version}"));
+                unpack(&self.root, tarball)?
+            }
+            other => other?,
+        };
         let _ = self.journal.record(&format!(
             "unpack {} from {}",
             unpacked.release.version,
@@ -408,6 +438,60 @@ impl ReleaseHandler {
             .journal
             .record(&format!("install done, running {}", report.to));
         Ok(report)
+    }
+
+    /// Reboots the node into an old release (OTP's `reboot_old_release`): it becomes the
+    /// permanent release, the running applications stop, and the old release boots with
+    /// fresh processes (their states are not migrated: this is a reboot, not a downgrade).
+    pub fn reboot_old(&self, vsn: &Version, timeout: Duration) -> Result<(), HandlerError> {
+        let _one_at_a_time = self.installing.try_lock().ok_or(HandlerError::Busy)?;
+        let mut releases = Releases::load(&self.root)?;
+        let status = releases.status(vsn).ok_or_else(|| HandlerError::Unknown {
+            version: vsn.clone(),
+            known: releases.known_list(),
+        })?;
+        if status != ReleaseStatus::Old {
+            return Err(HandlerError::NotOld {
+                version: vsn.clone(),
+                status,
+            });
+        }
+        let known = self.known_with_statuses()?;
+        let release = known
+            .iter()
+            .find(|k| &k.release.version == vsn)
+            .map(|k| k.release.clone())
+            .ok_or_else(|| HandlerError::Unknown {
+                version: vsn.clone(),
+                known: releases.known_list(),
+            })?;
+        let _ = self.journal.record(&format!(
+            "reboot_old {vsn}: stopping {}",
+            self.booted.lock().release.version
+        ));
+        let running = self.booted.lock().clone();
+        stop_release(&self.node, &running, timeout);
+        let booted = match boot_release(&self.node, &release, &self.root.release_dir(vsn)) {
+            Ok(booted) => booted,
+            Err(error) => {
+                // Back to what ran, so the node is never left without its applications.
+                if let Ok(again) = boot_release(&self.node, &running.release, &running.dir) {
+                    *self.booted.lock() = again;
+                }
+                return Err(HandlerError::Boot {
+                    version: vsn.clone(),
+                    error,
+                });
+            }
+        };
+        *self.booted.lock() = booted;
+        releases.set_current(vsn, now_unix())?;
+        releases.make_permanent(vsn, now_unix())?;
+        releases.save(&self.root)?;
+        let _ = self
+            .journal
+            .record(&format!("reboot_old {vsn}: booted, permanent"));
+        Ok(())
     }
 
     /// Makes the running release permanent (booted on the next start).

@@ -58,6 +58,15 @@ enum Command {
     Unpack {
         /// The tarball.
         tarball: PathBuf,
+        /// Replace a version that is only unpacked (a permanent or current one never is).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Reboot into an old release: it becomes permanent and its processes start afresh.
+    RebootOld {
+        /// The version (a previous permanent release).
+        #[arg(value_name = "VERSION")]
+        vsn: String,
     },
     /// The plan from the running release to <version>; nothing is changed.
     Plan {
@@ -163,7 +172,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Stop => daemon::stop(&root(&cli)?, json),
         Command::Status => remote::status(&root(&cli)?, json),
         Command::Releases => remote::releases(&root(&cli)?, json),
-        Command::Unpack { tarball } => remote::unpack(&root(&cli)?, tarball, json),
+        Command::Unpack { tarball, force } => remote::unpack(&root(&cli)?, tarball, *force, json),
+        Command::RebootOld { vsn } => remote::reboot_old(&root(&cli)?, vsn, json),
         Command::Plan { vsn } => remote::plan(&root(&cli)?, vsn, json),
         Command::Upgrade { vsn, no_permanent } => remote::install(
             &root(&cli)?,

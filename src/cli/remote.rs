@@ -125,11 +125,12 @@ pub fn releases(root: &Path, json: bool) -> Result<(), Failure> {
 }
 
 /// `relup unpack`.
-pub fn unpack(root: &Path, tarball: &Path, json: bool) -> Result<(), Failure> {
+pub fn unpack(root: &Path, tarball: &Path, force: bool, json: bool) -> Result<(), Failure> {
     let absolute =
         std::path::absolute(tarball).map_err(|e| Failure(format!("{}: {e}", tarball.display())))?;
     let request = Request::Unpack {
         tarball: absolute.to_string_lossy().into_owned(),
+        force,
     };
     let value = ask(root, &request, json)?;
     if json {
@@ -225,6 +226,20 @@ pub fn install(
         running.name,
         pause as f64 / 1000.0
     );
+    Ok(())
+}
+
+/// `relup reboot-old`.
+pub fn reboot_old(root: &Path, version: &str, json: bool) -> Result<(), Failure> {
+    let request = Request::RebootOld {
+        version: version.to_string(),
+    };
+    let value = ask(root, &request, json)?;
+    if json {
+        print_json(&value);
+    } else {
+        println!("rebooted into {version}; it is permanent");
+    }
     Ok(())
 }
 

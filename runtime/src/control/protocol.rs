@@ -41,6 +41,14 @@ pub enum Request {
     Unpack {
         /// The tarball.
         tarball: String,
+        /// Replace a version that is only unpacked (never a live one).
+        #[serde(default)]
+        force: bool,
+    },
+    /// Reboot into an old release (it becomes permanent; processes start afresh).
+    RebootOld {
+        /// The version.
+        version: String,
     },
     /// The upgrade journal.
     Log,

@@ -180,7 +180,15 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
             Ok(()) => done(&serde_json::json!({ "removed": version })),
             Err(message) => Event::Error { message },
         },
-        Request::Unpack { tarball } => match handler.unpack(Path::new(&tarball)) {
+        Request::RebootOld { version } => match parse_version(&version).and_then(|v| {
+            handler
+                .reboot_old(&v, Duration::from_secs(30))
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(()) => done(&serde_json::json!({ "rebooted": version })),
+            Err(message) => Event::Error { message },
+        },
+        Request::Unpack { tarball, force } => match handler.unpack(Path::new(&tarball), force) {
             Ok(unpacked) => done(&serde_json::json!({
                 "version": unpacked.release.version.to_string(),
                 "dir": unpacked.dir,
