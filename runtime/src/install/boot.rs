@@ -5,11 +5,10 @@ use super::convert::{config_value, supervisor_spec};
 use super::error::InstallError;
 use crate::code_server::{Expect, LoadedModule};
 use crate::node::Node;
+use crate::release::sha256_file;
 use relup_appup::Release;
 use relup_module::{ExitReason, Pid};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,25 +30,6 @@ pub(crate) fn app_supervisor_name(app: &str) -> String {
     format!("{app}_sup")
 }
 
-/// sha256 of a file, as 64 lowercase hex digits.
-pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 /// Loads a module library of a release after checking its sha256 against the manifest.
 pub(crate) fn load_checked(
     node: &Node,
@@ -63,8 +43,9 @@ pub(crate) fn load_checked(
         reason,
     };
     let path = dir.join(&module.file);
-    let digest =
-        sha256_file(&path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    let digest = sha256_file(&path)
+        .map(|(digest, _)| digest)
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
     if digest != module.sha256 {
         return Err(fail(format!(
             "{} has sha256 {digest}, the manifest says {}",
