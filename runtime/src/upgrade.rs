@@ -309,10 +309,11 @@ impl Node {
         });
     }
 
-    /// Commits the change and resumes each process in one step, then waits (up to
-    /// `timeout`) until every process has dropped its old instance, so that a soft purge
-    /// right after sees the old version unused. Returns the pids that did not answer.
-    pub fn commit_and_resume(&self, pids: &[Pid], _timeout: Duration) -> Vec<Pid> {
+    /// Commits the change and resumes each process in one step. It is done directly (the
+    /// processes are suspended and idle), so when it returns every old instance is dropped
+    /// and a soft purge right after sees the old version unused. Returns the pids that are
+    /// gone.
+    pub fn commit_and_resume(&self, pids: &[Pid]) -> Vec<Pid> {
         let processes: Vec<_> = pids.iter().filter_map(|p| self.inner.lookup(*p)).collect();
         // Directly, in parallel: each process drops its old instance and resumes; those with
         // queued messages go back in the run queue.
@@ -420,7 +421,7 @@ impl Node {
         self.suspend_and_change_code(&pids, change, timeout, timeout)?;
         let migrated = Instant::now();
         self.code().make_current(&change.module);
-        self.commit_and_resume(&pids, timeout);
+        self.commit_and_resume(&pids);
         let total = start.elapsed();
         let still_in_use = self.code().soft_purge(change.module.name());
         Ok(UpgradeReport {

@@ -674,12 +674,7 @@ impl Hopper<'_> {
     /// Makes the hop final: old instances dropped, processes resumed, deferred removals and
     /// purges done. Returns the processes migrated and the longest pause.
     fn commit(&mut self) -> (usize, Duration) {
-        let late = self
-            .node
-            .commit_and_resume(&self.staged, self.opts.code_change_timeout);
-        if !late.is_empty() {
-            self.node.resume(&late);
-        }
+        self.node.commit_and_resume(&self.staged);
         let staged: HashSet<Pid> = self.staged.iter().copied().collect();
         let others: Vec<Pid> = self
             .suspended
