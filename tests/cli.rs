@@ -1,6 +1,10 @@
 //! The real `relup` binary against a real node in a temporary release root: every command's
 //! success path and its main errors.
 
+mod common;
+
+use common::{RELUP, fails, ok, relup, text};
+
 use relup_testkit::fixtures;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -8,52 +12,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const RELUP: &str = env!("CARGO_BIN_EXE_relup");
-
 /// A temporary root with releases 0.1.0 and 0.2.0 of `demo` packed, 0.1.0 deployed. The node
 /// is stopped (or killed) when the value is dropped.
 struct Demo {
     base: PathBuf,
     root: PathBuf,
-}
-
-fn relup(args: &[&str]) -> Output {
-    Command::new(RELUP)
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("relup runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-#[track_caller]
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "expected success:\n{}",
-        text(&output)
-    );
-    text(&output)
-}
-
-#[track_caller]
-fn fails(output: Output, needle: &str) -> String {
-    let all = text(&output);
-    assert!(!output.status.success(), "expected failure:\n{all}");
-    assert!(all.contains(needle), "expected {needle:?} in:\n{all}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.starts_with("relup: "),
-        "one-line reason on stderr: {stderr}"
-    );
-    all
 }
 
 fn release_dir(

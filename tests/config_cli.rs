@@ -2,60 +2,14 @@
 //! running the ticker tutorial's 0.4.0, including SIGKILL of the node while changes are
 //! being processed: config.toml is never partly written and no accepted change is lost.
 
+mod common;
+
+use common::{ok, relup, text};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Output;
 use std::time::{Duration, Instant};
-
-const RELUP: &str = env!("CARGO_BIN_EXE_relup");
-
-fn relup(args: &[&str]) -> Output {
-    Command::new(RELUP)
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("relup runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-#[track_caller]
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "expected success:\n{}",
-        text(&output)
-    );
-    text(&output)
-}
-
-/// The ticker 0.4.0 library, built once into target/fixtures.
-fn ticker_lib() -> PathBuf {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let root = relup_testkit::workspace_root();
-        let target = root.join("target").join("fixtures");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(&root)
-            .args(["build", "--quiet", "-p", "relup-example-ticker-v040"])
-            .arg("--target-dir")
-            .arg(&target)
-            .env_remove("RUSTFLAGS")
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building ticker 0.4.0 failed");
-        target.join("debug/librelup_example_ticker_v040.so")
-    })
-    .clone()
-}
 
 /// A root with ticker 0.4.0 deployed and started; stopped (or killed) and removed on drop.
 struct Ticker {
@@ -70,7 +24,11 @@ impl Ticker {
         let _ = std::fs::remove_dir_all(&base);
         let src = base.join("src");
         std::fs::create_dir_all(src.join("lib")).unwrap();
-        std::fs::copy(ticker_lib(), src.join("lib/libticker_server.so")).unwrap();
+        std::fs::copy(
+            &relup_testkit::fixtures().ticker_v040,
+            src.join("lib/libticker_server.so"),
+        )
+        .unwrap();
         std::fs::copy(
             relup_testkit::workspace_root().join("examples/ticker/v0.4.0/release.toml"),
             src.join("release.toml"),

@@ -20,13 +20,16 @@ pub struct Fixtures {
     pub not_a_module: PathBuf,
     /// A cdylib whose descriptor claims ABI version 999.
     pub bad_abi: PathBuf,
+    /// The ticker tutorial's module, release 0.4.0 (reads its interval from config).
+    pub ticker_v040: PathBuf,
 }
 
-const PACKAGES: [&str; 4] = [
+const PACKAGES: [&str; 5] = [
     "relup-fixture-counter-v1",
     "relup-fixture-counter-v2",
     "relup-fixture-not-a-module",
     "relup-fixture-bad-abi",
+    "relup-example-ticker-v040",
 ];
 
 /// The workspace root (this crate lives in `tests/testkit`).
@@ -67,6 +70,7 @@ fn build(release: bool) -> Fixtures {
         counter_v2: lib("counter_v2"),
         not_a_module: lib("not_a_module"),
         bad_abi: lib("bad_abi"),
+        ticker_v040: target.join(profile).join("librelup_example_ticker_v040.so"),
     }
 }
 
