@@ -67,7 +67,13 @@ impl Scheduler {
             .name("relup-sched".into())
             .spawn(move || worker_loop(weak, rx));
         match spawned {
-            Ok(handle) => self.handles.lock().push(handle),
+            Ok(handle) => {
+                let mut handles = self.handles.lock();
+                // Retired spares are done: keep only live threads' handles, so a node that
+                // makes many blocking calls over its life does not pile them up.
+                handles.retain(|h| !h.is_finished());
+                handles.push(handle);
+            }
             Err(_) => {
                 self.threads.fetch_sub(1, Ordering::SeqCst);
             }
