@@ -27,7 +27,7 @@ pub use path::{KnownRelease, ReleaseStatus};
 pub use plan::{CodeChange, Hop, Plan, Step, plan};
 pub use release::{
     Application, Child, ChildKind, ConfigKey, ConfigType, Module, Probation, Release, Restart,
-    Shutdown, Strategy, Supervisor,
+    Shutdown, Snapshots, Strategy, Supervisor,
 };
 pub use span::{Location, Pos};
 pub use validate::{validate, validate_entry};

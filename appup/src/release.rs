@@ -19,6 +19,8 @@ pub struct Release {
     pub version: Version,
     /// Probation settings used by the runtime after an install, if given.
     pub probation: Option<Probation>,
+    /// Snapshot retention used by the runtime, if given.
+    pub snapshots: Option<Snapshots>,
     /// The applications of the release, in file order.
     pub applications: Vec<Application>,
 }
@@ -30,6 +32,16 @@ pub struct Probation {
     pub seconds: Option<u64>,
     /// Crashes tolerated in the window.
     pub max_crashes: Option<u32>,
+    /// How often every process's health check runs during the window, in milliseconds.
+    pub health_interval_ms: Option<u64>,
+}
+
+/// `[snapshots]`: how many snapshots of process states (taken before each install) the
+/// release root keeps; older ones are pruned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshots {
+    /// Snapshots kept.
+    pub keep: Option<usize>,
 }
 
 /// One application of a release: its modules, supervision tree and config keys.
@@ -381,6 +393,8 @@ struct RawRelease {
     #[serde(default)]
     probation: Option<RawProbation>,
     #[serde(default)]
+    snapshots: Option<RawSnapshots>,
+    #[serde(default)]
     applications: Vec<Spanned<RawApplication>>,
 }
 
@@ -389,6 +403,13 @@ struct RawRelease {
 struct RawProbation {
     seconds: Option<u64>,
     max_crashes: Option<u32>,
+    health_interval_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSnapshots {
+    keep: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -503,7 +524,9 @@ fn convert_release(src: &Source<'_>, raw: RawRelease, errs: &mut Vec<Error>) -> 
         probation: raw.probation.map(|p| Probation {
             seconds: p.seconds,
             max_crashes: p.max_crashes,
+            health_interval_ms: p.health_interval_ms,
         }),
+        snapshots: raw.snapshots.map(|s| Snapshots { keep: s.keep }),
         applications: apps,
     })
 }

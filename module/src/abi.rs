@@ -132,6 +132,9 @@ pub mod direction {
     pub const UP: u32 = 0;
     /// Downgrade (`{down, Vsn}` in OTP): the old state comes from a newer version.
     pub const DOWN: u32 = 1;
+    /// Restore: the state was exported by this very version (a snapshot taken before an
+    /// install); it is decoded as it is, without the module's `code_change`.
+    pub const RESTORE: u32 = 2;
 }
 
 /// Status of a host call (`HostApi::call`).

@@ -252,6 +252,22 @@ unsafe extern "C" fn code_change<S: Server>(
         // SAFETY: the slices are valid for the call.
         let (old_vsn, old_state, extra) =
             unsafe { (old_vsn.as_bytes(), old_state.as_bytes(), extra.as_bytes()) };
+        if dir == direction::RESTORE {
+            return match codec::decode::<S>(old_state) {
+                Ok(server) => {
+                    // SAFETY: `instance` is a valid out-pointer.
+                    unsafe { *instance = Box::into_raw(Box::new(server)) as Instance };
+                    STATUS_OK
+                }
+                Err(e) => {
+                    put(
+                        out,
+                        format!("snapshot state does not decode: {}", e.0).as_bytes(),
+                    );
+                    STATUS_ERROR
+                }
+            };
+        }
         let from_vsn = String::from_utf8_lossy(old_vsn);
         let direction = if dir == direction::DOWN {
             Direction::Down

@@ -118,12 +118,32 @@ impl ModuleInstance {
         old_state: &[u8],
         extra: &[u8],
     ) -> Result<ModuleInstance, String> {
-        let mut out = Vec::new();
-        let mut instance: Instance = std::ptr::null_mut();
         let dir = match direction {
             Direction::Up => abi::direction::UP,
             Direction::Down => abi::direction::DOWN,
         };
+        Self::from_state(module, from_vsn, dir, old_state, extra)
+    }
+
+    /// Builds an instance of `module` from a state this very version exported (a snapshot
+    /// restore): the module decodes it as it is, its `code_change` is not called.
+    pub(crate) fn restore(
+        module: Arc<LoadedModule>,
+        state: &[u8],
+    ) -> Result<ModuleInstance, String> {
+        let vsn = module.version().to_string();
+        Self::from_state(module, &vsn, abi::direction::RESTORE, state, &[])
+    }
+
+    fn from_state(
+        module: Arc<LoadedModule>,
+        from_vsn: &str,
+        dir: u32,
+        old_state: &[u8],
+        extra: &[u8],
+    ) -> Result<ModuleInstance, String> {
+        let mut out = Vec::new();
+        let mut instance: Instance = std::ptr::null_mut();
         // SAFETY: valid pointers for the call.
         let status = unsafe {
             (module.descriptor().code_change)(

@@ -25,6 +25,7 @@ mod process;
 pub mod release;
 mod run;
 mod scheduler;
+pub mod snapshot;
 mod supervisor;
 mod timer;
 mod upgrade;
@@ -35,7 +36,7 @@ pub use error::{
     CallError, CodeChangeError, LoadError, SendError, SpawnError, SupervisorError, SuspendError,
 };
 pub use node::{
-    LogLine, Logger, ModuleRef, Node, NodeConfig, NodeError, ProcessInfo, SpawnOptions,
+    ExitCounts, LogLine, Logger, ModuleRef, Node, NodeConfig, NodeError, ProcessInfo, SpawnOptions,
 };
 pub use process::{InfoMsg, Payload};
 pub use relup_module::{ConfigValue, Direction, ExitReason, Pid, Target};

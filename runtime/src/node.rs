@@ -110,6 +110,15 @@ pub struct SpawnOptions {
     pub trap_exit: bool,
 }
 
+/// Counts of abnormal process exits, monotonic over a node's life (see [`Node::exit_counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ExitCounts {
+    /// Processes that exited with an error reason (a panic, a failed callback, a crash).
+    pub crashes: u64,
+    /// Children restarted by their supervisors.
+    pub restarts: u64,
+}
+
 /// Where a configuration value came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum EnvOrigin {
@@ -154,6 +163,12 @@ pub(crate) struct NodeInner {
     timer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     stopped: AtomicBool,
     owns_copy_dir: bool,
+    /// Processes that exited with an error reason (crashes), since the node started.
+    crashes: AtomicU64,
+    /// Restarts supervisors made, since the node started.
+    pub(crate) restarts: AtomicU64,
+    /// The latest crash: which process, running what, and why.
+    last_crash: Mutex<Option<String>>,
 }
 
 fn default_logger() -> Logger {
@@ -429,6 +444,12 @@ impl NodeInner {
         };
         // The name and the table entry go before anyone waiting on the exit wakes up, so
         // that a supervisor restarting the process can register the name again at once.
+        if let ExitReason::Error(why) = &reason {
+            self.crashes.fetch_add(1, Ordering::Relaxed);
+            let name = process.name.lock().clone();
+            let name = name.map_or(String::new(), |n| format!(" (registered as {n})"));
+            *self.last_crash.lock() = Some(format!("{}{name}: {why}", process.pid));
+        }
         let pid = process.pid;
         self.shard(pid).write().remove(&pid.0);
         if let Some(name) = process.name.lock().take() {
@@ -582,6 +603,9 @@ impl Node {
             timer_thread: Mutex::new(None),
             stopped: AtomicBool::new(false),
             owns_copy_dir,
+            crashes: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            last_crash: Mutex::new(None),
         });
         inner.scheduler.start(&inner);
         *inner.timer_thread.lock() = Some(Timers::start(&inner)?);
@@ -591,6 +615,20 @@ impl Node {
     /// The code server (load module libraries, register native modules, purge).
     pub fn code(&self) -> &CodeServer {
         &self.inner.code
+    }
+
+    /// Crashes (exits with an error reason) and supervisor restarts since the node started:
+    /// what an upgrade's probation counts.
+    pub fn exit_counts(&self) -> ExitCounts {
+        ExitCounts {
+            crashes: self.inner.crashes.load(Ordering::Relaxed),
+            restarts: self.inner.restarts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The latest crash since the node started: the pid, its registered name and the reason.
+    pub fn last_crash(&self) -> Option<String> {
+        self.inner.last_crash.lock().clone()
     }
 
     /// Scheduler threads that run processes.

@@ -475,7 +475,10 @@ impl Supervisor {
     }
 
     /// Records a restart; false when the intensity is exceeded.
-    fn note_restart(&mut self) -> bool {
+    fn note_restart(&mut self, cx: &ProcCx<'_>) -> bool {
+        cx.node
+            .restarts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let now = Instant::now();
         self.restarts.push_back(now);
         while let Some(first) = self.restarts.front() {
@@ -513,7 +516,7 @@ impl Supervisor {
                             "restart of child {:?} failed: {error}",
                             self.children[index].spec.id
                         ));
-                        if !self.note_restart() {
+                        if !self.note_restart(cx) {
                             return self.give_up(cx);
                         }
                     }
@@ -543,7 +546,7 @@ impl Supervisor {
                 return Flow::Continue;
             }
             loop {
-                if !self.note_restart() {
+                if !self.note_restart(cx) {
                     return self.give_up(cx);
                 }
                 match start_child(cx, &template, Some(&args)) {
@@ -569,7 +572,7 @@ impl Supervisor {
             }
             return Flow::Continue;
         }
-        if !self.note_restart() {
+        if !self.note_restart(cx) {
             return self.give_up(cx);
         }
         let id = self.children[index].spec.id.clone();

@@ -13,6 +13,7 @@ use crate::error::{CodeChangeError, SuspendError};
 use crate::node::Node;
 use crate::process::{ControlCx, SysMsg};
 use relup_module::{Direction, Pid};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,10 @@ pub struct CodeChange {
     pub direction: Direction,
     /// Encoded `extra` value from the appup instruction.
     pub extra: Vec<u8>,
+    /// States to restore instead of migrating (a snapshot taken before the install that this
+    /// change undoes), by pid; each was exported by `module`'s own version. Processes not in
+    /// it migrate by `code_change` as usual.
+    pub restore: Option<Arc<HashMap<Pid, Vec<u8>>>>,
 }
 
 /// What an upgrade of one module did.
@@ -443,7 +448,11 @@ fn restore_old(cx: &mut ControlCx<'_>) {
 }
 
 /// Maps `f` over `items` on up to `threads` threads (scoped), keeping the order.
-fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(crate) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     let threads = threads.clamp(1, 16);
     if threads == 1 || items.len() < 64 {
         return items.iter().map(&f).collect();
@@ -488,6 +497,13 @@ fn migrate(pid: Pid, cx: &mut ControlCx<'_>, change: &CodeChange) -> Result<(), 
         module: module_name.clone(),
         reason,
     };
+    if let Some(state) = change.restore.as_ref().and_then(|r| r.get(&pid)) {
+        let new = ModuleInstance::restore(change.module.clone(), state)
+            .map_err(|e| failed(format!("restore from snapshot: {e}")))?;
+        cx.code.staged_old = cx.code.behaviour.replace(Box::new(new));
+        cx.process.set_running(cx.code.behaviour.as_deref());
+        return Ok(());
+    }
     let state = instance
         .export_state()
         .map_err(|e| failed(format!("export_state: {e}")))?;

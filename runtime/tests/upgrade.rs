@@ -46,6 +46,7 @@ fn change(module: &Arc<LoadedModule>, direction: Direction, extra: &str) -> Code
         module: module.clone(),
         direction,
         extra: relup_module::codec::encode(extra).unwrap(),
+        restore: None,
     }
 }
 

@@ -33,6 +33,18 @@ pub struct InstallOptions {
     pub code_change_timeout: Duration,
     /// How long an application or child gets to shut down.
     pub shutdown_timeout: Duration,
+    /// States to restore instead of running `code_change`, by module (a snapshot restore on
+    /// a downgrade); `None` migrates every state.
+    pub restore: Option<Arc<HashMap<String, RestoreSet>>>,
+}
+
+/// The saved states of one module's processes, to put back by a downgrade.
+#[derive(Debug, Clone)]
+pub struct RestoreSet {
+    /// The module version that exported them (the version the downgrade goes to).
+    pub version: semver::Version,
+    /// The states, by pid.
+    pub states: Arc<HashMap<Pid, Vec<u8>>>,
 }
 
 impl Default for InstallOptions {
@@ -41,6 +53,7 @@ impl Default for InstallOptions {
             suspend_timeout: Duration::from_secs(10),
             code_change_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
+            restore: None,
         }
     }
 }
@@ -396,10 +409,33 @@ impl Hopper<'_> {
                     appup::CodeChange::Up { .. } => Direction::Up,
                     appup::CodeChange::Down { .. } => Direction::Down,
                 };
+                let restore = match self.opts.restore.as_ref().and_then(|r| r.get(module)) {
+                    Some(set) if &set.version != loaded.version() => {
+                        return Err(Self::fail(
+                            step,
+                            format!(
+                                "the snapshot holds states of {module} {}, this step goes to {}",
+                                set.version,
+                                loaded.version()
+                            ),
+                        ));
+                    }
+                    Some(set) => Some(set.states.clone()),
+                    None => None,
+                };
+                let restored = restore
+                    .as_ref()
+                    .map_or(0, |r| pids.iter().filter(|p| r.contains_key(p)).count());
                 let request = CodeChange {
                     module: loaded,
                     direction,
                     extra: encode_value(extra),
+                    restore,
+                };
+                let restored = if restored > 0 {
+                    format!(", {restored} restored from the snapshot")
+                } else {
+                    String::new()
                 };
                 if let Some(suspend_timeout) = self.fused_timeouts.remove(module) {
                     self.first_suspend.get_or_insert_with(Instant::now);
@@ -415,7 +451,8 @@ impl Hopper<'_> {
                             self.suspended.extend(&pids);
                             self.staged.extend(&pids);
                             Ok(format!(
-                                "{} state(s) migrated (each process suspended in the same step)",
+                                "{} state(s) migrated{restored} (each process suspended in the \
+                                 same step)",
                                 pids.len()
                             ))
                         }
@@ -443,7 +480,7 @@ impl Hopper<'_> {
                 {
                     Ok(()) => {
                         self.staged.extend(&pids);
-                        Ok(format!("{} state(s) migrated", pids.len()))
+                        Ok(format!("{} state(s) migrated{restored}", pids.len()))
                     }
                     Err(CodeChangeError::Failed { pid, reason, .. }) => {
                         Err(InstallError::CodeChange {

@@ -12,8 +12,9 @@ mod error;
 mod evaluate;
 mod journal;
 
+pub(crate) use boot::load_checked;
 pub use boot::{BootedRelease, boot_release, stop_release};
 pub use convert::{child_spec, config_value, encode_value, supervisor_spec};
 pub use error::InstallError;
-pub use evaluate::{HopOutcome, HopTarget, InstallOptions, Progress, run_hop};
+pub use evaluate::{HopOutcome, HopTarget, InstallOptions, Progress, RestoreSet, run_hop};
 pub use journal::{Journal, rfc3339};

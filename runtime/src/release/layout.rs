@@ -155,6 +155,16 @@ impl ReleaseRoot {
         self.log_dir().join("upgrade.log")
     }
 
+    /// `<root>/snapshots`: process states and config saved before each install.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.path.join("snapshots")
+    }
+
+    /// `<root>/releases/SCHEDULE`: upgrades scheduled for later (they survive a restart).
+    pub fn schedule_file(&self) -> PathBuf {
+        self.releases_dir().join("SCHEDULE")
+    }
+
     /// `<root>/run` (mode 0700).
     pub fn run_dir(&self) -> PathBuf {
         self.path.join("run")

@@ -4,6 +4,25 @@
 //!
 //! One install runs at a time. `RELEASES` is updated atomically after each completed hop, so
 //! a failure in a later hop leaves the node, and the file, on the last completed release.
+//!
+//! [`ReleaseHandler::install`] is the mechanism; [`ReleaseHandler::upgrade`] is what an
+//! operator's `relup upgrade` runs: snapshot, dry-run check, install, probation with
+//! automatic rollback, permanent.
+
+mod check;
+mod probation;
+mod schedule;
+mod upgrade;
+
+pub use check::{CheckFailure, CheckReport, FAILURES_LISTED, ModuleCheck};
+pub use probation::{
+    DEFAULT_HEALTH_INTERVAL, DEFAULT_MAX_CRASHES, DEFAULT_WINDOW, ProbationReport,
+    ProbationSettings, ProbationStatus, Verdict,
+};
+pub use schedule::{
+    LATE_GRACE, Schedule, ScheduleError, ScheduledUpgrade, parse_time, rfc3339_ms, unix_ms,
+};
+pub use upgrade::UpgradeOptions;
 
 use crate::config::{ConfigError, ConfigStore, ConfigWatcher, CurrentRelease, WatchOptions};
 use crate::install::{
@@ -100,6 +119,44 @@ pub enum HandlerError {
     /// The live config (`config/config.toml`) could not be read, or a change was rejected.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The dry run of the plan's code changes failed for some states; nothing was installed.
+    #[error("check of {} failed, nothing was installed: {}", .report.to, .report.first_failure().unwrap_or_default())]
+    CheckFailed {
+        /// What the dry run found.
+        report: Box<CheckReport>,
+    },
+    /// The new release failed its probation; the node downgraded to `running`.
+    #[error(
+        "{version} failed its probation: {reason}; rolled back to {running} (states migrated down), the node runs {running}"
+    )]
+    ProbationFailed {
+        /// The release that failed.
+        version: Version,
+        /// Why.
+        reason: String,
+        /// The release the node runs now.
+        running: Version,
+    },
+    /// The new release failed its probation and the automatic downgrade failed too.
+    #[error(
+        "{version} failed its probation: {reason}; the automatic downgrade to {fallback} failed: {error}"
+    )]
+    RollbackFailed {
+        /// The release that failed.
+        version: Version,
+        /// Why.
+        reason: String,
+        /// The release the node tried to go back to.
+        fallback: Version,
+        /// Why that failed (the node runs what the message says).
+        error: Box<HandlerError>,
+    },
+    /// A snapshot could not be written, read or used.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    /// The schedule could not be read or changed.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
 }
 
 /// What an install did.
@@ -119,6 +176,18 @@ pub struct InstallReport {
     pub permanent: bool,
     /// Whether the plan asked for a node restart.
     pub restart_required: bool,
+    /// The snapshot taken before the install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<u64>,
+    /// States migrated on copies by the pre-install check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked: Option<usize>,
+    /// States put back from a snapshot instead of migrated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<u64>,
+    /// The probation, when one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probation: Option<ProbationReport>,
 }
 
 /// A node's release handler.
@@ -130,6 +199,10 @@ pub struct ReleaseHandler {
     installing: Mutex<()>,
     config: Arc<ConfigStore>,
     watcher: Mutex<Option<ConfigWatcher>>,
+    /// Identifies this boot of the node (pids in snapshots are only valid within it).
+    boot_id: String,
+    probation: probation::ProbationWatch,
+    scheduler: upgrade::ScheduleRunner,
 }
 
 impl ReleaseHandler {
@@ -191,6 +264,13 @@ impl ReleaseHandler {
             installing: Mutex::new(()),
             config,
             watcher: Mutex::new(watcher),
+            boot_id: format!(
+                "{}-{}",
+                std::process::id(),
+                schedule::unix_ms(std::time::SystemTime::now())
+            ),
+            probation: probation::ProbationWatch::default(),
+            scheduler: upgrade::ScheduleRunner::default(),
         })
     }
 
@@ -352,6 +432,19 @@ impl ReleaseHandler {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<InstallReport, HandlerError> {
         let _one_at_a_time = self.installing.try_lock().ok_or(HandlerError::Busy)?;
+        self.install_locked(target, opts, None, permanent, progress)
+    }
+
+    /// `install` with the install lock held. `opts.restore` applies to the hop that ends in
+    /// `restore_at` only (the release the snapshot was taken on).
+    fn install_locked(
+        &self,
+        target: &Version,
+        opts: &InstallOptions,
+        restore_at: Option<&Version>,
+        permanent: bool,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<InstallReport, HandlerError> {
         let from = self.booted.lock().release.version.clone();
         if &from == target {
             return Err(HandlerError::AlreadyRunning(target.clone()));
@@ -386,8 +479,21 @@ impl ReleaseHandler {
             max_pause_micros: 0,
             permanent: false,
             restart_required: false,
+            snapshot: None,
+            checked: None,
+            restored_from: None,
+            probation: None,
+        };
+        let without_restore = InstallOptions {
+            restore: None,
+            ..opts.clone()
         };
         for hop in &plan.hops {
+            let opts = if restore_at == Some(&hop.to) {
+                opts
+            } else {
+                &without_restore
+            };
             let Some(release) = known.iter().find(|k| k.release.version == hop.to) else {
                 return Err(HandlerError::Unknown {
                     version: hop.to.clone(),
@@ -494,7 +600,8 @@ impl ReleaseHandler {
         Ok(())
     }
 
-    /// Makes the running release permanent (booted on the next start).
+    /// Makes the running release permanent (booted on the next start). A probation of
+    /// that release under way ends as accepted.
     pub fn make_permanent(&self, vsn: &Version) -> Result<(), HandlerError> {
         let mut releases = Releases::load(&self.root)?;
         if releases.status(vsn) == Some(ReleaseStatus::Permanent) {
@@ -503,7 +610,13 @@ impl ReleaseHandler {
         releases.make_permanent(vsn, now_unix())?;
         releases.save(&self.root)?;
         let _ = self.journal.record(&format!("permanent {vsn}"));
+        self.probation.accept(vsn);
         Ok(())
+    }
+
+    /// The probation under way, if any.
+    pub fn probation(&self) -> Option<ProbationStatus> {
+        self.probation.status()
     }
 
     /// Removes a release that is neither permanent nor running.
@@ -513,8 +626,11 @@ impl ReleaseHandler {
         Ok(())
     }
 
-    /// Stops the running release's applications.
+    /// Stops the running release's applications (a probation under way ends as
+    /// interrupted: the release stays current, not permanent, and is not booted again).
     pub fn stop(&self, timeout: Duration) {
+        self.probation.interrupt();
+        self.scheduler.stop();
         if let Some(watcher) = self.watcher.lock().take() {
             watcher.stop();
         }
