@@ -97,6 +97,7 @@ fn install(
         module,
         direction,
         extra: relup::module::codec::encode(&()).expect("unit encodes"),
+        restore: None,
     };
     let report = node
         .upgrade_module(&change, TIMEOUT)

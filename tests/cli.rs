@@ -35,6 +35,10 @@ fn release_dir(
             r#"name = "demo"
 version = "{version}"
 
+[probation]
+seconds = 1
+health_interval_ms = 200
+
 [[applications]]
 name = "app"
 version = "{version}"

@@ -136,6 +136,7 @@ fn run_node(root: &ReleaseRoot) -> Result<(), Failure> {
             return Err(e.into());
         }
     };
+    handler.start_scheduler();
     let stopper = server.stopper();
     std::thread::Builder::new()
         .name("relup-signals".into())

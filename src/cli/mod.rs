@@ -74,23 +74,40 @@ enum Command {
         #[arg(value_name = "VERSION")]
         vsn: String,
     },
-    /// Install a newer release (through a chain when needed) and make it permanent.
+    /// Install a newer release (through a chain when needed): snapshot, check, install,
+    /// probation (automatic rollback on failure), then permanent.
     Upgrade {
         /// Target version.
         #[arg(value_name = "VERSION")]
         vsn: String,
-        /// Leave the new release current but not permanent (a restart boots the old one).
-        #[arg(long)]
-        no_permanent: bool,
+        #[command(flatten)]
+        how: InstallFlags,
     },
-    /// Install an older release and make it permanent.
+    /// Install an older release (states migrated down, or restored from a snapshot).
     Downgrade {
         /// Target version.
         #[arg(value_name = "VERSION")]
         vsn: String,
-        /// Leave it current but not permanent.
-        #[arg(long)]
-        no_permanent: bool,
+        #[command(flatten)]
+        how: InstallFlags,
+        /// Put back the states of this snapshot (see `relup snapshots`) instead of running
+        /// code_change down.
+        #[arg(long, value_name = "ID")]
+        restore_snapshot: Option<u64>,
+    },
+    /// Load a release's code and dry-run its code changes on copies of the live states;
+    /// nothing is switched.
+    Check {
+        /// Target version.
+        #[arg(value_name = "VERSION")]
+        vsn: String,
+    },
+    /// The snapshots of process states taken before each install.
+    Snapshots,
+    /// Cancel a scheduled upgrade (every one without an id).
+    Cancel {
+        /// The scheduled upgrade's id (see `relup status`).
+        id: Option<u64>,
     },
     /// Make the running release permanent.
     Permanent {
@@ -116,6 +133,26 @@ enum Command {
         #[command(subcommand)]
         command: AppupCommand,
     },
+}
+
+/// How `upgrade` and `downgrade` run.
+#[derive(clap::Args, Debug)]
+struct InstallFlags {
+    /// Leave the release current but not permanent (a restart boots the permanent one).
+    #[arg(long)]
+    no_permanent: bool,
+    /// The probation window (e.g. 30s, 2m; 0 for none), instead of the release's.
+    #[arg(long, value_name = "DURATION", value_parser = remote::parse_duration)]
+    probation: Option<std::time::Duration>,
+    /// Run at this time instead of now (RFC 3339, e.g. 2026-12-01T03:00:00Z, or `now`).
+    #[arg(long, value_name = "TIME", conflicts_with = "delay")]
+    at: Option<String>,
+    /// Run after this delay (e.g. 10m, 1h30m).
+    #[arg(long = "in", value_name = "DURATION", value_parser = remote::parse_duration)]
+    delay: Option<std::time::Duration>,
+    /// Skip the dry run of the code changes on copies of the live states.
+    #[arg(long)]
+    skip_check: bool,
 }
 
 /// `relup appup ...`
@@ -148,6 +185,24 @@ enum ConfigCommand {
     },
 }
 
+impl InstallFlags {
+    fn request(
+        &self,
+        direction: remote::Direction,
+        restore: Option<u64>,
+    ) -> remote::InstallRequest {
+        remote::InstallRequest {
+            direction,
+            permanent: !self.no_permanent,
+            probation: self.probation,
+            at: self.at.clone(),
+            delay: self.delay,
+            skip_check: self.skip_check,
+            restore,
+        }
+    }
+}
+
 /// A failure to report: one line on stderr, exit code 1.
 pub struct Failure(pub String);
 
@@ -175,20 +230,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Unpack { tarball, force } => remote::unpack(&root(&cli)?, tarball, *force, json),
         Command::RebootOld { vsn } => remote::reboot_old(&root(&cli)?, vsn, json),
         Command::Plan { vsn } => remote::plan(&root(&cli)?, vsn, json),
-        Command::Upgrade { vsn, no_permanent } => remote::install(
+        Command::Upgrade { vsn, how } => remote::install(
             &root(&cli)?,
             vsn,
-            remote::Direction::Up,
-            !no_permanent,
+            &how.request(remote::Direction::Up, None),
             json,
         ),
-        Command::Downgrade { vsn, no_permanent } => remote::install(
+        Command::Downgrade {
+            vsn,
+            how,
+            restore_snapshot,
+        } => remote::install(
             &root(&cli)?,
             vsn,
-            remote::Direction::Down,
-            !no_permanent,
+            &how.request(remote::Direction::Down, *restore_snapshot),
             json,
         ),
+        Command::Check { vsn } => remote::check(&root(&cli)?, vsn, json),
+        Command::Snapshots => remote::snapshots(&root(&cli)?, json),
+        Command::Cancel { id } => remote::cancel(&root(&cli)?, *id, json),
         Command::Permanent { vsn } => remote::permanent(&root(&cli)?, vsn, json),
         Command::Remove { vsn } => remote::remove(&root(&cli)?, vsn, json),
         Command::Log => remote::log(&root(&cli)?, json),

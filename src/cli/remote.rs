@@ -5,6 +5,7 @@ use super::output::{print_json, progress_line};
 use relup_runtime::control::{Client, Event, Request, StatusReport};
 use relup_runtime::release::ReleaseRoot;
 use std::path::Path;
+use std::time::Duration;
 
 /// Which way an install is meant to go (checked against the running version).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +98,27 @@ pub fn status(root: &Path, json: bool) -> Result<(), Failure> {
         };
         println!("  {} {current}{old}", module.name);
     }
+    if let Some(p) = &report.probation {
+        println!(
+            "probation: {} until permanent, {:.1} s left; {} health round(s), {} crash(es) of {} tolerated, {} restart(s); falls back to {}",
+            p.version,
+            p.remaining_ms as f64 / 1000.0,
+            p.health_rounds,
+            p.crashes,
+            p.settings.max_crashes,
+            p.restarts,
+            p.fallback
+        );
+    }
+    for s in &report.scheduled {
+        println!(
+            "scheduled: {} -> {} at {} (`relup cancel {}`)",
+            s.id, s.version, s.at, s.id
+        );
+    }
+    if let Some(e) = &report.schedule_error {
+        println!("schedule: {e}");
+    }
     println!(
         "processes: {}; libraries mapped: {} ({} bytes, {} retired)",
         report.processes,
@@ -168,19 +190,46 @@ pub fn plan(root: &Path, version: &str, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What `relup upgrade` / `relup downgrade` asked for.
+#[derive(Clone, Debug)]
+pub struct InstallRequest {
+    /// Which way the operator meant to go.
+    pub direction: Direction,
+    /// Make the release permanent once its probation passes.
+    pub permanent: bool,
+    /// The probation window, overriding the release's.
+    pub probation: Option<Duration>,
+    /// Schedule for this time (RFC 3339 or `now`).
+    pub at: Option<String>,
+    /// Schedule after this delay.
+    pub delay: Option<Duration>,
+    /// Skip the dry run before the install.
+    pub skip_check: bool,
+    /// Restore the states of this snapshot (downgrade).
+    pub restore: Option<u64>,
+}
+
+/// Parses a duration such as `30s`, `10m`, `1h30m`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration ({e}); expected e.g. 30s, 10m, 1h30m"))
+}
+
 /// `relup upgrade` / `relup downgrade`.
 pub fn install(
     root: &Path,
     version: &str,
-    direction: Direction,
-    permanent: bool,
+    how: &InstallRequest,
     json: bool,
 ) -> Result<(), Failure> {
     let target = semver::Version::parse(version)
         .map_err(|e| Failure(format!("{version:?} is not a version: {e}")))?;
     let running = status_report(root)?;
     let current = semver::Version::parse(&running.version)?;
-    match direction {
+    match how.direction {
         Direction::Up if target < current => {
             return Err(Failure(format!(
                 "{target} is older than the running {current}; use `relup downgrade {target}`"
@@ -193,8 +242,31 @@ pub fn install(
         }
         _ => {}
     }
+    let probation_ms = how.probation.map(|p| p.as_millis() as u64);
+    if how.at.is_some() || how.delay.is_some() {
+        let request = Request::Schedule {
+            version: version.to_string(),
+            at: how.at.clone(),
+            in_ms: how.delay.map(|d| d.as_millis() as u64),
+            permanent: how.permanent,
+            probation_ms,
+        };
+        let value = ask(root, &request, json)?;
+        if json {
+            print_json(&value);
+        } else {
+            println!(
+                "scheduled upgrade {}: {} {target} at {} (`relup status` shows it, `relup cancel {}` cancels it)",
+                value.get("id").and_then(|v| v.as_u64()).unwrap_or(0),
+                running.name,
+                value.get("at").and_then(|v| v.as_str()).unwrap_or("?"),
+                value.get("id").and_then(|v| v.as_u64()).unwrap_or(0),
+            );
+        }
+        return Ok(());
+    }
     if !json {
-        let verb = if direction == Direction::Up {
+        let verb = if how.direction == Direction::Up {
             "upgrading"
         } else {
             "downgrading"
@@ -203,7 +275,10 @@ pub fn install(
     }
     let request = Request::Install {
         version: version.to_string(),
-        permanent,
+        permanent: how.permanent,
+        probation_ms,
+        restore_snapshot: how.restore,
+        skip_check: how.skip_check,
     };
     let value = ask(root, &request, json)?;
     if json {
@@ -226,6 +301,110 @@ pub fn install(
         running.name,
         pause as f64 / 1000.0
     );
+    Ok(())
+}
+
+/// `relup check`: exits non-zero when any state fails to migrate.
+pub fn check(root: &Path, version: &str, json: bool) -> Result<(), Failure> {
+    let value = ask(
+        root,
+        &Request::Check {
+            version: version.to_string(),
+        },
+        true,
+    )?;
+    let failed: u64 = value
+        .pointer("/report/modules")
+        .and_then(|m| m.as_array())
+        .map_or(0, |modules| {
+            modules
+                .iter()
+                .filter_map(|m| m.get("failed").and_then(|f| f.as_u64()))
+                .sum()
+        });
+    if json {
+        print_json(&value);
+    } else {
+        println!(
+            "{}",
+            value
+                .get("text")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+        );
+    }
+    if failed > 0 {
+        return Err(Failure(format!(
+            "{failed} state(s) fail to migrate to {version}; nothing was changed"
+        )));
+    }
+    Ok(())
+}
+
+/// `relup snapshots`.
+pub fn snapshots(root: &Path, json: bool) -> Result<(), Failure> {
+    let value = ask(root, &Request::Snapshots, json)?;
+    if json {
+        print_json(&value);
+        return Ok(());
+    }
+    let list = value
+        .get("snapshots")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    if list.is_empty() {
+        println!("no snapshots");
+    }
+    for s in list {
+        if let Some(error) = s.get("error").and_then(|e| e.as_str()) {
+            println!("unreadable: {error}");
+            continue;
+        }
+        let field = |k: &str| {
+            s.get(k)
+                .map_or("?".to_string(), |v| v.to_string().replace('"', ""))
+        };
+        println!(
+            "{}  taken {}  before {} -> {}  {} state(s){}",
+            field("id"),
+            field("taken_at"),
+            field("from"),
+            field("to"),
+            field("states"),
+            if s.get("config").and_then(|c| c.as_bool()) == Some(true) {
+                " + config"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `relup cancel`.
+pub fn cancel(root: &Path, id: Option<u64>, json: bool) -> Result<(), Failure> {
+    let value = ask(root, &Request::Cancel { id }, json)?;
+    if json {
+        print_json(&value);
+        return Ok(());
+    }
+    let cancelled = value
+        .get("cancelled")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    if cancelled.is_empty() {
+        println!("nothing was scheduled");
+    }
+    for entry in cancelled {
+        println!(
+            "cancelled scheduled upgrade {}: {} at {}",
+            entry.get("id").and_then(|v| v.as_u64()).unwrap_or(0),
+            entry.get("version").and_then(|v| v.as_str()).unwrap_or("?"),
+            entry.get("at").and_then(|v| v.as_str()).unwrap_or("?")
+        );
+    }
     Ok(())
 }
 

@@ -19,13 +19,53 @@ pub enum Request {
         /// Target version.
         version: String,
     },
-    /// Install a version (upgrade or downgrade), then make it permanent unless told not to.
+    /// Install a version (upgrade or downgrade) the safe way: snapshot, dry-run check,
+    /// install, probation; then make it permanent unless told not to.
     Install {
         /// Target version.
         version: String,
-        /// Make it permanent when installed.
+        /// Make it permanent once its probation passes.
         #[serde(default = "yes")]
         permanent: bool,
+        /// The probation window in milliseconds, overriding the release's (0: none).
+        #[serde(default)]
+        probation_ms: Option<u64>,
+        /// Put back the states of this snapshot instead of running `code_change` down.
+        #[serde(default)]
+        restore_snapshot: Option<u64>,
+        /// Skip the dry run of the code changes before the install.
+        #[serde(default)]
+        skip_check: bool,
+    },
+    /// Load a version's code and dry-run its code changes on copies of the live states.
+    Check {
+        /// Target version.
+        version: String,
+    },
+    /// The snapshots taken before installs.
+    Snapshots,
+    /// Schedule an install for later (exactly one of `at` and `in_ms`).
+    Schedule {
+        /// Target version.
+        version: String,
+        /// RFC 3339 time, or `now`.
+        #[serde(default)]
+        at: Option<String>,
+        /// Delay from now, in milliseconds.
+        #[serde(default)]
+        in_ms: Option<u64>,
+        /// Make it permanent once its probation passes.
+        #[serde(default = "yes")]
+        permanent: bool,
+        /// The probation window in milliseconds, overriding the release's.
+        #[serde(default)]
+        probation_ms: Option<u64>,
+    },
+    /// Cancel a scheduled install (every one when `id` is absent).
+    Cancel {
+        /// The scheduled install's id.
+        #[serde(default)]
+        id: Option<u64>,
     },
     /// Make the running release permanent.
     Permanent {

@@ -3,7 +3,7 @@
 use super::protocol::{Event, MAX_REQUEST, Request};
 use super::status::status_report;
 use crate::handler::ReleaseHandler;
-use crate::install::InstallOptions;
+use crate::handler::UpgradeOptions;
 use crossbeam_channel::{Receiver, Sender};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -141,7 +141,13 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
             Ok(plan) => done(&serde_json::json!({ "text": plan.to_string(), "plan": plan })),
             Err(message) => Event::Error { message },
         },
-        Request::Install { version, permanent } => match parse_version(&version) {
+        Request::Install {
+            version,
+            permanent,
+            probation_ms,
+            restore_snapshot,
+            skip_check,
+        } => match parse_version(&version) {
             Err(message) => Event::Error { message },
             Ok(version) => {
                 let mut progress = |p: &crate::install::Progress| {
@@ -155,18 +161,79 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
                     };
                     let _ = send(stream, &event);
                 };
-                match handler.install(
-                    &version,
-                    &InstallOptions::default(),
+                let opts = UpgradeOptions {
                     permanent,
-                    &mut progress,
-                ) {
+                    probation: probation_ms.map(Duration::from_millis),
+                    restore_snapshot,
+                    skip_check,
+                    ..UpgradeOptions::default()
+                };
+                match handler.upgrade(&version, &opts, &mut progress) {
                     Ok(report) => done(&report),
                     Err(e) => Event::Error {
                         message: e.to_string(),
                     },
                 }
             }
+        },
+        Request::Check { version } => match parse_version(&version)
+            .and_then(|v| handler.check(&v).map_err(|e| e.to_string()))
+        {
+            Ok(report) => {
+                done(&serde_json::json!({ "text": report.to_string(), "report": report }))
+            }
+            Err(message) => Event::Error { message },
+        },
+        Request::Snapshots => match handler.snapshots().list() {
+            Ok(list) => {
+                let list: Vec<serde_json::Value> = list
+                    .into_iter()
+                    .map(|m| match m {
+                        Ok(m) => serde_json::json!({
+                            "id": m.id,
+                            "from": m.from.to_string(),
+                            "to": m.to.to_string(),
+                            "taken_at": m.taken_at,
+                            "states": m.states.len(),
+                            "config": m.config_sha256.is_some(),
+                        }),
+                        Err(e) => serde_json::json!({ "error": e.to_string() }),
+                    })
+                    .collect();
+                done(&serde_json::json!({
+                    "dir": handler.snapshots().dir(),
+                    "snapshots": list,
+                }))
+            }
+            Err(e) => Event::Error {
+                message: e.to_string(),
+            },
+        },
+        Request::Schedule {
+            version,
+            at,
+            in_ms,
+            permanent,
+            probation_ms,
+        } => match parse_version(&version).and_then(|v| {
+            handler
+                .schedule(
+                    &v,
+                    at.as_deref(),
+                    in_ms.map(Duration::from_millis),
+                    permanent,
+                    probation_ms.map(Duration::from_millis),
+                )
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(entry) => done(&entry),
+            Err(message) => Event::Error { message },
+        },
+        Request::Cancel { id } => match handler.cancel(id) {
+            Ok(removed) => done(&serde_json::json!({ "cancelled": removed })),
+            Err(e) => Event::Error {
+                message: e.to_string(),
+            },
         },
         Request::Permanent { version } => match parse_version(&version)
             .and_then(|v| handler.make_permanent(&v).map_err(|e| e.to_string()))

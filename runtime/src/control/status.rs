@@ -3,7 +3,7 @@
 
 use crate::behaviour::ProcessKind;
 use crate::code_server::{CodeStats, ModuleVersions};
-use crate::handler::ReleaseHandler;
+use crate::handler::{ProbationStatus, ReleaseHandler, ScheduledUpgrade};
 use crate::node::Node;
 use relup_module::Pid;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,15 @@ pub struct StatusReport {
     pub processes: usize,
     /// Mapped code counters.
     pub code: CodeStats,
+    /// The probation under way, if any.
+    #[serde(default)]
+    pub probation: Option<ProbationStatus>,
+    /// Upgrades scheduled for later.
+    #[serde(default)]
+    pub scheduled: Vec<ScheduledUpgrade>,
+    /// Why the schedule could not be read, if it could not.
+    #[serde(default)]
+    pub schedule_error: Option<String>,
 }
 
 fn walk(node: &Node, id: String, pid: Pid, depth: usize, out: &mut Vec<TreeEntry>) {
@@ -98,6 +107,8 @@ pub fn status_report(handler: &ReleaseHandler) -> StatusReport {
                 .collect()
         })
         .unwrap_or_default();
+    let scheduled = handler.scheduled();
+    let schedule_error = scheduled.as_ref().err().map(|e| e.to_string());
     StatusReport {
         name: booted.release.name.clone(),
         version: booted.release.version.to_string(),
@@ -106,5 +117,8 @@ pub fn status_report(handler: &ReleaseHandler) -> StatusReport {
         modules: node.code().modules(),
         processes: node.process_count(),
         code: node.code().stats(),
+        probation: handler.probation(),
+        scheduled: scheduled.map(|s| s.upgrades).unwrap_or_default(),
+        schedule_error,
     }
 }

@@ -91,6 +91,52 @@ impl CheckReport {
     }
 }
 
+impl std::fmt::Display for CheckReport {
+    /// One line per module, then one per listed failure.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let chain: Vec<String> = self.chain.iter().map(|v| v.to_string()).collect();
+        write!(f, "check {}: ", chain.join(" -> "))?;
+        if self.modules.is_empty() {
+            return write!(f, "no state to migrate");
+        }
+        for (i, m) in self.modules.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(
+                f,
+                "{} -> {}: {} of {} state(s) migrate",
+                m.module, m.to, m.migrated, m.processes
+            )?;
+            if m.failed > 0 {
+                write!(f, ", {} fail", m.failed)?;
+            }
+        }
+        for m in &self.modules {
+            for failure in &m.failures {
+                let name = failure
+                    .name
+                    .as_deref()
+                    .map_or(String::new(), |n| format!(" registered as {n}"));
+                write!(
+                    f,
+                    "\n  {} {}{name}: {}",
+                    m.module, failure.pid, failure.error
+                )?;
+            }
+            if m.failed > m.failures.len() {
+                write!(
+                    f,
+                    "\n  {} ... and {} more",
+                    m.module,
+                    m.failed - m.failures.len()
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A module's code changes along a plan, in hop order.
 pub(crate) struct Chain {
     pub(crate) module: String,

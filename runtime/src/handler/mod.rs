@@ -120,7 +120,7 @@ pub enum HandlerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The dry run of the plan's code changes failed for some states; nothing was installed.
-    #[error("check of {} failed, nothing was installed: {}", .report.to, .report.first_failure().unwrap_or_default())]
+    #[error("{} failed, nothing was installed: {report}", .report.to)]
     CheckFailed {
         /// What the dry run found.
         report: Box<CheckReport>,
