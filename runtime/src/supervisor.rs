@@ -86,6 +86,26 @@ pub struct ChildSpec {
 }
 
 impl ChildSpec {
+    /// The same spec with every module reference by name (the current version) instead of
+    /// a pinned loaded version, nested supervisors included.
+    pub(crate) fn unpinned(mut self) -> ChildSpec {
+        self.start = match self.start {
+            ChildStart::Module {
+                module: ModuleRef::Loaded(m),
+                args,
+            } => ChildStart::Module {
+                module: ModuleRef::Name(m.name().to_string()),
+                args,
+            },
+            ChildStart::Supervisor(mut sup) => {
+                sup.children = sup.children.into_iter().map(ChildSpec::unpinned).collect();
+                ChildStart::Supervisor(sup)
+            }
+            other => other,
+        };
+        self
+    }
+
     /// A permanent worker running `module` with `args`, 5 s shutdown timeout.
     pub fn worker<A: Serialize + ?Sized>(
         id: &str,
@@ -421,7 +441,7 @@ impl Supervisor {
         if spec.strategy == Strategy::SimpleOneForOne {
             let mut children = spec.children.into_iter();
             match (children.next(), children.next()) {
-                (Some(template), None) => sup.template = Some(template),
+                (Some(template), None) => sup.template = Some(template.unpinned()),
                 _ => {
                     return Err(ExitReason::Error(
                         "a simple_one_for_one supervisor needs exactly one child template".into(),
@@ -442,7 +462,10 @@ impl Supervisor {
         for spec in spec.children {
             match start_child(cx, &spec, None) {
                 Ok(pid) => sup.children.push(Child {
-                    spec,
+                    // Restarts run the module's current version, as in OTP: after an
+                    // upgrade a crashed child comes back on the new code, not the code it
+                    // was first started with.
+                    spec: spec.unpinned(),
                     pid: Some(pid),
                 }),
                 Err(error) => {
