@@ -75,6 +75,18 @@ pub fn release_dir(
     module_vsn: &str,
     appup: Option<&str>,
 ) -> PathBuf {
+    release_dir_with(base, version, lib, module_vsn, appup, "")
+}
+
+/// As [`release_dir`], with `tables` (e.g. a `[probation]` table) after the version line.
+pub fn release_dir_with(
+    base: &Path,
+    version: &str,
+    lib: &Path,
+    module_vsn: &str,
+    appup: Option<&str>,
+    tables: &str,
+) -> PathBuf {
     let dir = base.join(version);
     std::fs::create_dir_all(dir.join("lib")).unwrap();
     let target = dir.join("lib/libcounter.so");
@@ -82,7 +94,7 @@ pub fn release_dir(
     let manifest = format!(
         r#"name = "demo"
 version = "{version}"
-
+{tables}
 [[applications]]
 name = "app"
 version = "{version}"

@@ -166,16 +166,29 @@ impl Server for Counter {
     }
 
     fn code_change(old: OldState<'_>) -> Result<Self, String> {
-        match old.extra::<String>().ok().as_deref() {
+        let extra = old.extra::<String>().ok();
+        match extra.as_deref() {
             Some("fail") => return Err(format!("code_change from {} refused", old.from_vsn)),
             Some("panic") => panic!("code_change was told to panic"),
             _ => {}
         }
         #[allow(unused_mut)]
         let mut state: Counter = old.decode().map_err(|e| e.to_string())?;
+        // `fail_count=N`: only the state whose count is N is refused (a migration bug that
+        // one state in many hits).
+        if let Some(n) = extra.as_deref().and_then(|e| e.strip_prefix("fail_count="))
+            && n.parse::<i64>() == Ok(state.count)
+        {
+            return Err(format!("cannot migrate a counter at {n}"));
+        }
         #[cfg(feature = "v2")]
         if old.direction == Direction::Up {
-            state.bonus = 100;
+            // `unhealthy`: the new version's health check fails after the upgrade.
+            state.bonus = if extra.as_deref() == Some("unhealthy") {
+                -1
+            } else {
+                100
+            };
         }
         Ok(state)
     }
@@ -197,6 +210,8 @@ impl Server for Counter {
     fn health(&self) -> Result<(), String> {
         if self.count < 0 {
             Err(format!("count is negative: {}", self.count))
+        } else if self.bonus() < 0 {
+            Err(format!("bonus is negative: {}", self.bonus()))
         } else {
             Ok(())
         }
