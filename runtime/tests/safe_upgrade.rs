@@ -179,7 +179,9 @@ fn crashes_beyond_the_threshold_downgrade_by_themselves() {
     let upgrade = {
         let handler = handler.clone();
         std::thread::spawn(move || {
-            handler.upgrade(&v("0.2.0"), &UpgradeOptions::default(), &mut |_| {})
+            handler
+                .upgrade(&v("0.2.0"), &UpgradeOptions::default(), &mut |_| {})
+                .map_err(Box::new)
         })
     };
     let deadline = Instant::now() + T;
@@ -202,7 +204,7 @@ fn crashes_beyond_the_threshold_downgrade_by_themselves() {
         }
     }
     let error = upgrade.join().unwrap().unwrap_err();
-    match &error {
+    match error.as_ref() {
         HandlerError::ProbationFailed {
             reason, running, ..
         } => {
