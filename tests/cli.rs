@@ -459,3 +459,83 @@ fn live_releases_are_protected_and_an_old_one_can_be_rebooted_into() {
         "{releases}"
     );
 }
+
+#[test]
+fn check_snapshots_and_a_scheduled_upgrade_that_survives_a_restart() {
+    let demo = Demo::new("schedule", "");
+    ok(demo.run(&["start"]));
+    ok(demo.run(&["unpack", demo.tarball("0.2.0").to_str().unwrap()]));
+
+    let check = ok(demo.run(&["check", "0.2.0"]));
+    assert!(
+        check.contains("check 0.1.0 -> 0.2.0: counter -> 2.0.0: 1 of 1 state(s) migrate"),
+        "{check}"
+    );
+    assert!(ok(demo.run(&["releases"])).contains("0.1.0 permanent"));
+
+    // A past time is refused with the node's own time; `--in` is suggested.
+    let past = fails(
+        demo.run(&["upgrade", "0.2.0", "--at", "2020-01-01T00:00:00Z"]),
+        "2020-01-01T00:00:00Z is in the past: the node's time is 20",
+    );
+    assert!(past.contains("use --in 10m"), "{past}");
+    fails(
+        demo.run(&["upgrade", "0.2.0", "--at", "next tuesday"]),
+        "is not a time",
+    );
+    // Scheduled, listed, cancelled.
+    let later = ok(demo.run(&["upgrade", "0.2.0", "--in", "2h"]));
+    assert!(
+        later.contains("scheduled upgrade 1: demo 0.2.0 at 20"),
+        "{later}"
+    );
+    assert!(ok(demo.run(&["status"])).contains("scheduled: 1 -> 0.2.0 at"));
+    assert!(ok(demo.run(&["cancel", "1"])).contains("cancelled scheduled upgrade 1"));
+    fails(demo.run(&["cancel", "1"]), "no scheduled upgrade 1");
+
+    // Scheduled in 4 s, then the node restarts before it is due: it still runs.
+    let scheduled = ok(demo.run(&["upgrade", "0.2.0", "--in", "4s", "--probation", "0"]));
+    assert!(scheduled.contains("scheduled upgrade 2"), "{scheduled}");
+    assert!(demo.root.join("releases/SCHEDULE").is_file());
+    ok(demo.run(&["stop"]));
+    ok(demo.run(&["start"]));
+    assert!(ok(demo.run(&["status"])).contains("scheduled: 2 -> 0.2.0"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let releases = ok(demo.run(&["releases"]));
+        if releases.contains("0.2.0 permanent") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ran: {releases}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = ok(demo.run(&["log"]));
+    assert!(
+        log.contains("scheduled upgrade 2 starts") && log.contains("scheduled upgrade 2 done"),
+        "{log}"
+    );
+    assert!(!ok(demo.run(&["status"])).contains("scheduled:"));
+
+    // The scheduled upgrade took a snapshot of the migrated state first.
+    let snapshots = ok(demo.run(&["snapshots"]));
+    assert!(
+        snapshots.contains("before 0.1.0 -> 0.2.0  1 state(s)"),
+        "{snapshots}"
+    );
+    let down = ok(demo.run(&[
+        "downgrade",
+        "0.1.0",
+        "--restore-snapshot",
+        "1",
+        "--probation",
+        "0",
+    ]));
+    assert!(down.contains("1 restored from the snapshot"), "{down}");
+    fails(
+        demo.run(&["downgrade", "0.1.0", "--restore-snapshot", "1"]),
+        "already running",
+    );
+}

@@ -42,6 +42,9 @@ pub struct ScheduledUpgrade {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
+    /// The last id given out (ids are never reused, even after a cancel).
+    #[serde(default)]
+    pub last_id: u64,
     /// The entries, in the order they were added.
     #[serde(default, rename = "upgrade")]
     pub upgrades: Vec<ScheduledUpgrade>,
@@ -178,25 +181,27 @@ impl Schedule {
         })
     }
 
-    /// Writes the schedule atomically (the file is removed when it is empty).
+    /// Writes the schedule atomically.
     pub fn save(&self, file: &Path) -> Result<(), ScheduleError> {
         let io = |source| ScheduleError::Io {
             file: file.to_path_buf(),
             source,
         };
-        if self.upgrades.is_empty() {
-            return match std::fs::remove_file(file) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
-                _ => Ok(()),
-            };
-        }
         let text = toml::to_string(self).map_err(|e| io(std::io::Error::other(e)))?;
         write_atomic(file, text.as_bytes()).map_err(io)
     }
 
-    /// The next id.
-    pub fn next_id(&self) -> u64 {
-        self.upgrades.iter().map(|u| u.id).max().unwrap_or(0) + 1
+    /// Takes the next id.
+    pub fn next_id(&mut self) -> u64 {
+        self.last_id = self
+            .upgrades
+            .iter()
+            .map(|u| u.id)
+            .max()
+            .unwrap_or(0)
+            .max(self.last_id)
+            + 1;
+        self.last_id
     }
 
     /// The entry due first.
@@ -262,7 +267,8 @@ mod tests {
         let file = dir.path().join("SCHEDULE");
         let mut s = Schedule::load(&file).unwrap();
         assert!(s.upgrades.is_empty());
-        for (id, ms) in [(1, 2_000), (2, 1_000)] {
+        for ms in [2_000, 1_000] {
+            let id = s.next_id();
             s.upgrades.push(ScheduledUpgrade {
                 id,
                 version: Version::new(0, 2, 0),
@@ -284,7 +290,7 @@ mod tests {
                 .contains("no scheduled upgrade 9")
         );
         assert_eq!(back.cancel(Some(2)).unwrap().len(), 1);
-        assert_eq!(back.next_id(), 2);
+        assert_eq!(back.next_id(), 3, "ids are not reused");
         std::fs::write(&file, "[[upgrade]]\nid = \"one\"\n").unwrap();
         let e = Schedule::load(&file).unwrap_err().to_string();
         assert!(e.contains("SCHEDULE:2:"), "{e}");
