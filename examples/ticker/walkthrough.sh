@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The ticker tutorial end to end, as an operator would do it (docs/tutorial.md):
-# build the releases, deploy 0.1.0 into a temporary root, start the node, upgrade to 0.2.0,
+# build the releases, deploy 0.1.0 into a temporary root, start the node, see a broken 0.2.0
+# fail its probation and roll back by itself, upgrade to the real 0.2.0,
 # downgrade to 0.1.0, upgrade to 0.3.0 through the chain 0.1.0 -> 0.2.0 -> 0.3.0, upgrade to
 # 0.4.0, change the interval through config/config.toml.new (rejects go to .rej), stop.
 # After each step it checks what a person would look at: the tick interval really changed,
@@ -85,8 +86,26 @@ TICKS="$(wait_ticks 0 0.1.0 15)"
 check_ticks "$TICKS" 0.1.0 1000 0
 check_status "0.1.0=permanent"
 
+say "a broken 0.2.0: its health check fails during probation, relup rolls it back by itself"
+"$RELUP" release examples/ticker/v0.2.0-broken --out "$WORK/broken"
+"$RELUP" --root "$ROOT" unpack "$WORK/broken/ticker-0.2.0.tar.gz"
+MARK="$(log_lines)"; BEFORE="$(last_count)"
+if OUT="$("$RELUP" --root "$ROOT" upgrade 0.2.0 2>&1)"; then
+    echo "$OUT"; die "the broken 0.2.0 was accepted"
+fi
+echo "$OUT"
+grep -q "probation of 0.2.0 failed: health check of" <<<"$OUT" || die "relup did not say the health check failed"
+grep -q "rolled back to 0.1.0" <<<"$OUT" || die "relup did not say it rolled back"
+TICKS="$(wait_ticks "$MARK" 0.1.0 15)"
+FIRST="$(awk 'NR == 1 {print $2}' <<<"$TICKS")"
+[ "$FIRST" -gt "$BEFORE" ] || die "the counter did not survive the rollback: $FIRST after $BEFORE"
+echo "   -> 0.1.0 ticks again from $FIRST (last before the broken upgrade: $BEFORE)"
+check_status "0.1.0=permanent 0.2.0=unpacked"
+"$RELUP" --root "$ROOT" log | grep -E "probation 0.2.0" | tail -n 3
+
 say "upgrade to 0.2.0 (default interval 5000 ms, new state shape)"
-"$RELUP" --root "$ROOT" unpack "$WORK/out/ticker-0.2.0.tar.gz"
+# The broken 0.2.0 is only unpacked (never live): --force replaces it with the real one.
+"$RELUP" --root "$ROOT" unpack --force "$WORK/out/ticker-0.2.0.tar.gz"
 MARK="$(log_lines)"; BEFORE="$(last_count)"
 "$RELUP" --root "$ROOT" upgrade 0.2.0
 TICKS="$(wait_ticks "$MARK" 0.2.0 20)"

@@ -53,6 +53,21 @@ struct StateV030 {
     last_tick_unix_ms: Option<u64>,
 }
 
+/// The tick this version takes over at: the count it migrated.
+#[cfg(not(feature = "broken"))]
+fn started_at_tick(count: u64) -> u64 {
+    count
+}
+
+/// The bug of the tutorial's broken 0.2.0 (`examples/ticker/v0.2.0-broken`, built from this
+/// file with the `broken` feature): a field mix-up stores the wall clock where the starting
+/// tick belongs. The ticks themselves are right; the health check catches the broken
+/// invariant during probation and relup rolls the release back.
+#[cfg(feature = "broken")]
+fn started_at_tick(_count: u64) -> u64 {
+    api::unix_ms_now()
+}
+
 /// 0.3.0 arms every tick with this interval, so the tick pending at a downgrade from 0.3.0 was
 /// armed with it.
 const V030_INTERVAL: Duration = Duration::from_millis(500);
@@ -106,7 +121,7 @@ impl TickerServer {
         TickerServer {
             ticks: old.count,
             interval: Duration::from_millis(old.interval_ms),
-            started_at_tick: old.count,
+            started_at_tick: started_at_tick(old.count),
             last_tick_unix_ms: None,
         }
     }
@@ -176,6 +191,18 @@ impl Server for TickerServer {
         }
     }
 
+    /// Healthy while the state's invariant holds: this version cannot have started at a
+    /// tick the counter has not reached.
+    fn health(&self) -> Result<(), String> {
+        if self.ticks < self.started_at_tick {
+            return Err(format!(
+                "ticker_server {VERSION}: started at tick {} but has only counted {}",
+                self.started_at_tick, self.ticks
+            ));
+        }
+        Ok(())
+    }
+
     fn code_change(old: OldState<'_>) -> Result<Self, String> {
         let decode_error = |e: relup_module::codec::CodecError| {
             format!(
@@ -231,6 +258,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(feature = "broken"))]
     fn upgrade_from_010_renames_and_keeps_the_count() {
         let bytes = codec::encode(&FullV010 {
             count: 12,
@@ -239,6 +267,7 @@ mod tests {
         })
         .unwrap();
         let state = change(Direction::Up, "0.1.0", &bytes).unwrap();
+        assert_eq!(state.health(), Ok(()));
         assert_eq!(
             state,
             TickerServer {
@@ -248,6 +277,22 @@ mod tests {
                 last_tick_unix_ms: None,
             }
         );
+    }
+
+    /// The broken variant keeps the count but breaks the invariant its health check tests.
+    #[test]
+    #[cfg(feature = "broken")]
+    fn the_broken_upgrade_from_010_keeps_the_count_and_fails_its_health_check() {
+        let bytes = codec::encode(&FullV010 {
+            count: 12,
+            interval_ms: 1000,
+            count_at_load: 3,
+        })
+        .unwrap();
+        let state = change(Direction::Up, "0.1.0", &bytes).unwrap();
+        assert_eq!(state.ticks, 12);
+        let why = state.health().unwrap_err();
+        assert!(why.contains("has only counted 12"), "{why}");
     }
 
     #[test]
