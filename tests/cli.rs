@@ -539,3 +539,57 @@ fn check_snapshots_and_a_scheduled_upgrade_that_survives_a_restart() {
         "already running",
     );
 }
+
+#[test]
+fn a_node_killed_during_probation_boots_the_permanent_release() {
+    let demo = Demo::new("probation-kill", "");
+    ok(demo.run(&["start"]));
+    ok(demo.run(&["unpack", demo.tarball("0.2.0").to_str().unwrap()]));
+    let upgrade = {
+        let root = demo.root.clone();
+        std::thread::spawn(move || {
+            relup(&[
+                "--root",
+                root.to_str().unwrap(),
+                "upgrade",
+                "0.2.0",
+                "--probation",
+                "60s",
+            ])
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = ok(demo.run(&["status"]));
+        if status.contains("probation: 0.2.0 until permanent") {
+            assert!(status.contains("counter 2.0.0"), "{status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no probation: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ok(demo.run(&["releases"])).contains("0.2.0 current"));
+    let pid: i32 = std::fs::read_to_string(demo.root.join("run/node.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: SIGKILL to the node this test started.
+    unsafe { libc_kill(pid) };
+    let client = upgrade.join().unwrap();
+    assert!(!client.status.success(), "{}", text(&client));
+    ok(demo.run(&["start"]));
+    let status = ok(demo.run(&["status"]));
+    assert!(
+        status.contains("release demo 0.1.0") && status.contains("counter 1.0.0"),
+        "{status}"
+    );
+    let releases = ok(demo.run(&["releases"]));
+    assert!(
+        releases.contains("0.1.0 permanent") && releases.contains("0.2.0 unpacked"),
+        "{releases}"
+    );
+}
