@@ -84,6 +84,17 @@ pub enum HandlerError {
     /// Another install is running.
     #[error("an upgrade is in progress")]
     Busy,
+    /// A release is on probation (which holds the install lock until it ends).
+    #[error(
+        "an upgrade is in progress: {version} is on probation for {remaining_ms} ms more \
+         (`relup permanent {version}` accepts it now)"
+    )]
+    OnProbation {
+        /// The release on probation.
+        version: Version,
+        /// Milliseconds left.
+        remaining_ms: u64,
+    },
     /// The version is unknown.
     #[error("release {version} is not known; known releases: {known}")]
     Unknown {
@@ -334,7 +345,7 @@ impl ReleaseHandler {
                     },
                 ..
             }) if force => {
-                let _one_at_a_time = self.installing.try_lock().ok_or(HandlerError::Busy)?;
+                let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
                 crate::release::remove(&self.root, &version)?;
                 let _ = self
                     .journal
@@ -431,7 +442,7 @@ impl ReleaseHandler {
         permanent: bool,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<InstallReport, HandlerError> {
-        let _one_at_a_time = self.installing.try_lock().ok_or(HandlerError::Busy)?;
+        let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
         self.install_locked(target, opts, None, permanent, progress)
     }
 
@@ -550,7 +561,7 @@ impl ReleaseHandler {
     /// permanent release, the running applications stop, and the old release boots with
     /// fresh processes (their states are not migrated: this is a reboot, not a downgrade).
     pub fn reboot_old(&self, vsn: &Version, timeout: Duration) -> Result<(), HandlerError> {
-        let _one_at_a_time = self.installing.try_lock().ok_or(HandlerError::Busy)?;
+        let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
         let mut releases = Releases::load(&self.root)?;
         let status = releases.status(vsn).ok_or_else(|| HandlerError::Unknown {
             version: vsn.clone(),
@@ -617,6 +628,17 @@ impl ReleaseHandler {
     /// The probation under way, if any.
     pub fn probation(&self) -> Option<ProbationStatus> {
         self.probation.status()
+    }
+
+    /// The error for an install refused because another one holds the lock.
+    fn busy(&self) -> HandlerError {
+        match self.probation.status() {
+            Some(p) => HandlerError::OnProbation {
+                version: p.version,
+                remaining_ms: p.remaining_ms,
+            },
+            None => HandlerError::Busy,
+        }
     }
 
     /// Removes a release that is neither permanent nor running.

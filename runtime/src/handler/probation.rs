@@ -19,6 +19,8 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_CRASHES: u32 = 0;
 /// How often health checks run when the release does not say.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a process may take to answer its health check.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How one probation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +216,8 @@ fn health_round(node: &Node, release: &Release, interval: Duration) -> Option<St
         .flat_map(|a| a.modules.iter())
         .flat_map(|m| node.processes_running(&m.name))
         .collect();
-    let timeout = interval.max(Duration::from_secs(1));
+    // A process busy with one long message is slow, not unhealthy: it gets a few seconds.
+    let timeout = interval.max(HEALTH_TIMEOUT);
     let threads = node.schedulers().max(2);
     let failures = par_map(&pids, threads, |&pid| {
         match node.health_check(pid, timeout) {

@@ -69,7 +69,7 @@ impl ReleaseHandler {
         opts: &UpgradeOptions,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<InstallReport, HandlerError> {
-        let _one_at_a_time = self.installing.try_lock().ok_or(HandlerError::Busy)?;
+        let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
         let from = self.running().release.version;
         if &from == target {
             return Err(HandlerError::AlreadyRunning(target.clone()));
@@ -483,7 +483,9 @@ impl ReleaseHandler {
         let result = loop {
             match self.upgrade(&entry.version, &opts, &mut log) {
                 // Another install is running: wait for it rather than skip the window.
-                Err(HandlerError::Busy) if !self.scheduler.stopping() => {
+                Err(HandlerError::Busy | HandlerError::OnProbation { .. })
+                    if !self.scheduler.stopping() =>
+                {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 other => break other,
