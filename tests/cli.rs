@@ -122,6 +122,21 @@ instructions = [ {{ update = "counter" }} ]
         relup(&all)
     }
 
+    /// Starts the node again and checks it runs 0.1.0 (permanent) with 0.2.0 only unpacked.
+    fn restarts_on_010(&self) {
+        ok(self.run(&["start"]));
+        let status = ok(self.run(&["status"]));
+        assert!(
+            status.contains("release demo 0.1.0") && status.contains("counter 1.0.0"),
+            "{status}"
+        );
+        let releases = ok(self.run(&["releases"]));
+        assert!(
+            releases.contains("0.1.0 permanent") && releases.contains("0.2.0 unpacked"),
+            "{releases}"
+        );
+    }
+
     fn socket(&self) -> PathBuf {
         self.root.join("run/control.sock")
     }
@@ -403,17 +418,7 @@ fn a_node_killed_mid_install_restarts_on_the_permanent_release() {
     );
     assert!(!journal.contains("step=\"commit\""), "{journal}");
     // Restart on the stale socket: the permanent release boots.
-    ok(demo.run(&["start"]));
-    let status = ok(demo.run(&["status"]));
-    assert!(
-        status.contains("release demo 0.1.0") && status.contains("counter 1.0.0"),
-        "{status}"
-    );
-    let releases = ok(demo.run(&["releases"]));
-    assert!(
-        releases.contains("0.1.0 permanent") && releases.contains("0.2.0 unpacked"),
-        "{releases}"
-    );
+    demo.restarts_on_010();
     // And the interrupted upgrade can simply be run again.
     let up = ok(demo.run(&["upgrade", "0.2.0"]));
     assert!(up.contains("demo 0.2.0 is running (permanent)"), "{up}");
@@ -581,15 +586,5 @@ fn a_node_killed_during_probation_boots_the_permanent_release() {
     unsafe { libc_kill(pid) };
     let client = upgrade.join().unwrap();
     assert!(!client.status.success(), "{}", text(&client));
-    ok(demo.run(&["start"]));
-    let status = ok(demo.run(&["status"]));
-    assert!(
-        status.contains("release demo 0.1.0") && status.contains("counter 1.0.0"),
-        "{status}"
-    );
-    let releases = ok(demo.run(&["releases"]));
-    assert!(
-        releases.contains("0.1.0 permanent") && releases.contains("0.2.0 unpacked"),
-        "{releases}"
-    );
+    demo.restarts_on_010();
 }

@@ -443,19 +443,17 @@ impl ReleaseHandler {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<InstallReport, HandlerError> {
         let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
-        self.install_locked(target, opts, None, permanent, progress)
+        let plan = self.prepare(target, progress)?;
+        self.install_locked(&plan, opts, None, permanent, progress)
     }
 
-    /// `install` with the install lock held. `opts.restore` applies to the hop that ends in
-    /// `restore_at` only (the release the snapshot was taken on).
-    fn install_locked(
+    /// Everything before an install: refuses the running version, unpacks a tarball dropped
+    /// in place, and plans (saying so when the plan is a chain).
+    fn prepare(
         &self,
         target: &Version,
-        opts: &InstallOptions,
-        restore_at: Option<&Version>,
-        permanent: bool,
         progress: &mut dyn FnMut(&Progress),
-    ) -> Result<InstallReport, HandlerError> {
+    ) -> Result<Plan, HandlerError> {
         let from = self.booted.lock().release.version.clone();
         if &from == target {
             return Err(HandlerError::AlreadyRunning(target.clone()));
@@ -474,6 +472,21 @@ impl ReleaseHandler {
                 chain.join(" -> ")
             )));
         }
+        Ok(plan)
+    }
+
+    /// Runs `plan` with the install lock held. `opts.restore` applies to the hop that ends
+    /// in `restore_at` only (the release the snapshot was taken on).
+    fn install_locked(
+        &self,
+        plan: &Plan,
+        opts: &InstallOptions,
+        restore_at: Option<&Version>,
+        permanent: bool,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<InstallReport, HandlerError> {
+        let from = self.booted.lock().release.version.clone();
+        let target = plan.chain.last().unwrap_or(&from).clone();
         let chain: Vec<String> = plan.chain.iter().map(|v| v.to_string()).collect();
         let _ = self.journal.record(&format!(
             "install {from} -> {target} via {}",

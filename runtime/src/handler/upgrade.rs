@@ -71,15 +71,7 @@ impl ReleaseHandler {
     ) -> Result<InstallReport, HandlerError> {
         let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
         let from = self.running().release.version;
-        if &from == target {
-            return Err(HandlerError::AlreadyRunning(target.clone()));
-        }
-        if self.ensure_known(target)? {
-            progress(&note(&format!(
-                "unpacked {target} from its tarball in releases/{target}/"
-            )));
-        }
-        let plan = self.plan(target)?;
+        let plan = self.prepare(target, progress)?;
         let restore = match opts.restore_snapshot {
             Some(id) => Some(self.restore_sets(id, &from, target)?),
             None => None,
@@ -123,7 +115,7 @@ impl ReleaseHandler {
             manifest.from.clone()
         });
         let mut report =
-            self.install_locked(target, &install, restore_at.as_ref(), false, progress)?;
+            self.install_locked(&plan, &install, restore_at.as_ref(), false, progress)?;
         report.snapshot = Some(snapshot.id);
         report.checked = checked;
         report.restored_from = restore.map(|(manifest, _)| manifest.id);
@@ -188,7 +180,10 @@ impl ReleaseHandler {
         progress(&note(&format!(
             "probation of {failed} failed: {reason}; rolling back to {fallback}"
         )));
-        match self.install_locked(fallback, &InstallOptions::default(), None, false, progress) {
+        let back = self.prepare(fallback, progress).and_then(|plan| {
+            self.install_locked(&plan, &InstallOptions::default(), None, false, progress)
+        });
+        match back {
             Ok(_) => {
                 let _ = self.journal.record(&format!(
                     "probation {failed}: rolled back, running {fallback}"
