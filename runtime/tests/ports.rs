@@ -257,6 +257,18 @@ fn a_crashed_owner_closes_its_listener_and_connections() {
     assert!(closed_by_peer(&mut client), "the connection closes");
     assert!(eventually(|| !node.is_alive(pid)));
     assert!(eventually(|| node.ports().is_empty()), "{:?}", node.ports());
+    // Its listener closed with its exit: a successor binds the same address at once (what a
+    // supervisor's restart does).
+    let successor = spawn_echo(
+        &node,
+        Args {
+            listen: Some(addr.to_string()),
+            ..Args::default()
+        },
+    );
+    let mut again = connect(addr);
+    round_trip(&mut again, b"the successor answers");
+    assert!(node.is_alive(successor));
     node.shutdown(T);
 }
 

@@ -38,7 +38,8 @@
 //!   once the owner has *handled* that message, so replies written for the last requests still
 //!   go out.
 //! - When a process exits for any reason (crash, kill, normal), every port it owns is closed:
-//!   its listeners at once, its connections gracefully as above. Connections are not handed to
+//!   its listeners at once (synchronously, before its exit is complete, so a successor can
+//!   bind the address again), its connections gracefully as above. Connections are not handed to
 //!   a restarted successor: the dead process's per-connection state (a half-parsed request) is
 //!   gone, so continuing the byte stream would be wrong. A supervisor-restarted successor opens
 //!   its listener again (the address is free at once: listeners set `SO_REUSEADDR`).

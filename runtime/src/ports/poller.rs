@@ -106,8 +106,11 @@ impl Poller {
             self.sweep();
         }
         for port in self.shared.drain_table() {
-            if let Port::Conn(conn) = port {
-                conn.shut();
+            match port {
+                Port::Conn(conn) => {
+                    conn.shut();
+                }
+                Port::Listener(listener) => listener.close(),
             }
         }
     }
@@ -126,7 +129,7 @@ impl Poller {
                 }
             }
             Command::Close(id) => match self.shared.get(id) {
-                Some(Port::Listener(listener)) => self.shared.remove(id, listener.owner()),
+                Some(Port::Listener(listener)) => self.shared.close_listener(id, &listener),
                 Some(Port::Conn(conn)) => self.finish_close(&conn),
                 None => {}
             },
@@ -147,7 +150,7 @@ impl Poller {
     fn owner_exited(&mut self, pid: Pid, id: PortId) {
         match self.shared.get(id) {
             Some(Port::Listener(listener)) if listener.owner() == pid => {
-                self.shared.remove(id, pid);
+                self.shared.close_listener(id, &listener);
             }
             Some(Port::Conn(conn)) if conn.owner() == pid => {
                 let deadline = Instant::now() + self.shared.limits.close_linger;
@@ -206,7 +209,7 @@ impl Poller {
                     if !self.shared.deliver(owner, event) {
                         // The owner is gone: so are the listener and what it accepted.
                         self.owner_exited(owner, conn_id);
-                        self.shared.remove(id, owner);
+                        self.shared.close_listener(id, &listener);
                         return;
                     }
                 }

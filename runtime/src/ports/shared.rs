@@ -136,19 +136,13 @@ impl Shared {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(PortError::ShuttingDown);
         }
-        let mut listener = Listener::bind(addr, owner)?;
         let id = self.next_id();
+        let listener = Listener::bind(addr, owner, |socket| {
+            let token = mio::Token(id.0 as usize);
+            self.registry
+                .register(socket, token, mio::Interest::READABLE)
+        })?;
         let local = listener.local;
-        self.registry
-            .register(
-                &mut listener.socket,
-                mio::Token(id.0 as usize),
-                mio::Interest::READABLE,
-            )
-            .map_err(|source| PortError::Listen {
-                addr: addr.to_string(),
-                source,
-            })?;
         self.insert(id, Port::Listener(Arc::new(listener)), owner);
         // An owner that exited meanwhile would never close it.
         if self
@@ -182,8 +176,8 @@ impl Shared {
     pub(crate) fn close(&self, port: PortId) -> Result<(), PortError> {
         match self.get(port) {
             None => Err(PortError::NoPort(port)),
-            Some(Port::Listener(_)) => {
-                self.command(Command::Close(port));
+            Some(Port::Listener(listener)) => {
+                self.close_listener(port, &listener);
                 Ok(())
             }
             Some(Port::Conn(conn)) => {
@@ -246,10 +240,23 @@ impl Shared {
         Ok(())
     }
 
-    /// Closes what `pid` owns (it exited).
+    /// Closes a listener now (its address is free when this returns).
+    pub(super) fn close_listener(&self, port: PortId, listener: &Listener) {
+        listener.close();
+        self.remove(port, listener.owner());
+    }
+
+    /// Closes what `pid` owns (it exited): its listeners now, its connections on the poller.
     pub(super) fn owner_exited(&self, pid: Pid) {
         let owned = self.owners.lock().remove(&pid);
         if let Some(owned) = owned {
+            for id in &owned {
+                if let Some(Port::Listener(listener)) = self.get(PortId(*id))
+                    && listener.owner() == pid
+                {
+                    self.close_listener(PortId(*id), &listener);
+                }
+            }
             self.command(Command::OwnerExited(
                 pid,
                 owned.into_iter().map(PortId).collect(),
@@ -291,7 +298,7 @@ impl Shared {
         all
     }
 
-    /// Every port id in the table.
+    /// Empties the table (the poller is stopping).
     pub(super) fn drain_table(&self) -> Vec<Port> {
         self.owners.lock().clear();
         self.table.write().drain().map(|(_, p)| p).collect()
