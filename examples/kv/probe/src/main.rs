@@ -1,4 +1,5 @@
-//! `kv-probe ADDR SECONDS`: sends `PING` back to back on one connection for SECONDS and
+//! `kv-probe ADDR SECONDS [WHILE_FILE]`: sends `PING` back to back on one connection for
+//! SECONDS (or until WHILE_FILE, when given, no longer exists) and
 //! prints how many round trips it made and how long they took: the longest is the stall a
 //! client saw (during an upgrade, say). Exits non-zero if a reply is wrong or the connection
 //! drops, so a script can count on "no connection dropped" too.
@@ -7,10 +8,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-fn run(addr: &str, seconds: f64) -> Result<String, String> {
+fn run(addr: &str, seconds: f64, while_file: Option<&Path>) -> Result<String, String> {
     let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -21,7 +23,16 @@ fn run(addr: &str, seconds: f64) -> Result<String, String> {
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let mut waits = Vec::new();
     let mut line = String::new();
+    let mut checked = Instant::now();
     while Instant::now() < until {
+        if let Some(file) = while_file
+            && checked.elapsed() > Duration::from_millis(50)
+        {
+            if !file.exists() {
+                break;
+            }
+            checked = Instant::now();
+        }
         let sent = Instant::now();
         writer
             .write_all(b"*1\r\n$4\r\nPING\r\n")
@@ -61,10 +72,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(addr), Some(seconds)) = (args.first(), args.get(1).and_then(|s| s.parse().ok()))
     else {
-        eprintln!("usage: kv-probe ADDR SECONDS");
+        eprintln!("usage: kv-probe ADDR SECONDS [WHILE_FILE]");
         return ExitCode::from(2);
     };
-    match run(addr, seconds) {
+    match run(addr, seconds, args.get(2).map(Path::new)) {
         Ok(report) => {
             println!("{report}");
             ExitCode::SUCCESS
