@@ -16,7 +16,9 @@
 //! - A freshly accepted connection is *parked*: it is not read until its owner calls
 //!   `tcp_set_owner` (with its own pid to keep it, or another pid to hand it over). Erlang's
 //!   `controlling_process` has a race there (bytes read before the hand-over land at the
-//!   acceptor); parking removes it.
+//!   acceptor); parking removes it. Handing over a connection that is already being read moves
+//!   only what is read from then on: messages already delivered stay with the old owner.
+//! - Only the owner may hand a port over; any process may send on a connection or close it.
 //!
 //! # Back-pressure
 //! - Input: the bytes delivered to a connection's owner but not handled yet ("in flight") are
