@@ -93,12 +93,11 @@ fn install(
         .load(library, &Expect::default())
         .expect("module loads");
     let load = start.elapsed();
-    let change = CodeChange {
+    let change = CodeChange::new(
         module,
         direction,
-        extra: relup::module::codec::encode(&()).expect("unit encodes"),
-        restore: None,
-    };
+        relup::module::codec::encode(&()).expect("unit encodes"),
+    );
     let report = node
         .upgrade_module(&change, TIMEOUT)
         .expect("upgrade succeeds");

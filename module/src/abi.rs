@@ -11,7 +11,10 @@
 use std::ffi::c_void;
 
 /// The ABI version this crate speaks. Bumped on any change to the structs in this module.
-pub const ABI_VERSION: u32 = 1;
+///
+/// History: 1 = the first ABI; 2 = TCP ports (`HostApi::tcp_*`, `InfoFfi::port`, the
+/// `TCP_*` info kinds).
+pub const ABI_VERSION: u32 = 2;
 
 /// Name of the one symbol a module library exports: `extern "C" fn() -> *const ModuleDescriptor`.
 pub const DESCRIPTOR_SYMBOL: &str = "relup_module_descriptor";
@@ -110,6 +113,14 @@ pub mod info_kind {
     pub const DOWN: u32 = 1;
     /// An exit signal from a linked process (the receiver traps exits); payload = reason text.
     pub const EXIT: u32 = 2;
+    /// A listener accepted a connection: `reference` = the listener's port id, `port` = the
+    /// new connection's port id, payload = the peer address as text (`127.0.0.1:53211`).
+    pub const TCP_ACCEPTED: u32 = 3;
+    /// Bytes arrived on a connection: `port` = the connection, payload = the bytes.
+    pub const TCP_DATA: u32 = 4;
+    /// A connection or listener closed (not at the owner's own request): `port` = its id,
+    /// payload = the reason text (see `relup_module::CloseReason`).
+    pub const TCP_CLOSED: u32 = 5;
 }
 
 /// An info message as it crosses the boundary.
@@ -120,9 +131,11 @@ pub struct InfoFfi {
     pub kind: u32,
     /// The process the info is about (sender of an exit signal, the monitored process).
     pub pid: u64,
-    /// The monitor reference for `DOWN`, else 0.
+    /// The monitor reference for `DOWN`, the listener for `TCP_ACCEPTED`, else 0.
     pub reference: u64,
-    /// Encoded message, or exit reason text.
+    /// The port (connection or listener) a `TCP_*` info is about, else 0.
+    pub port: u64,
+    /// Encoded message, exit reason text, peer address, bytes read or close reason.
     pub payload: Slice,
 }
 
@@ -135,6 +148,22 @@ pub mod direction {
     /// Restore: the state was exported by this very version (a snapshot taken before an
     /// install); it is decoded as it is, without the module's `code_change`.
     pub const RESTORE: u32 = 2;
+}
+
+/// Status of the TCP port functions of [`HostApi`] (`tcp_send`, `tcp_close`, `tcp_set_owner`).
+pub mod port_status {
+    /// Done.
+    pub const OK: i32 = 0;
+    /// No such port: never opened, or closed already.
+    pub const NO_PORT: i32 = 1;
+    /// Only the port's owner may do that (`tcp_set_owner`).
+    pub const NOT_OWNER: i32 = 2;
+    /// The connection's unsent output passed the node's hard limit: the connection was closed.
+    pub const OUTPUT_FULL: i32 = 3;
+    /// The new owner is not a live process.
+    pub const NO_PROC: i32 = 4;
+    /// The port is a listener, and the operation needs a connection (or the reverse).
+    pub const WRONG_KIND: i32 = 5;
 }
 
 /// Status of a host call (`HostApi::call`).
@@ -201,6 +230,20 @@ pub struct HostApi {
     /// Reads a config key of the process's application; writes the encoded
     /// [`crate::ConfigValue`] and returns 0, or returns 1 when the key is unset.
     pub env_get: unsafe extern "C" fn(ctx: *mut c_void, key: Slice, out: *const Sink) -> i32,
+    /// Opens a TCP listener on `addr` (UTF-8, `host:port`; port 0 picks a free one) owned by
+    /// the calling process. Returns the listener's port id and writes its bound address
+    /// (text) to `out`; on failure returns 0 and writes the error text.
+    pub tcp_listen: unsafe extern "C" fn(ctx: *mut c_void, addr: Slice, out: *const Sink) -> u64,
+    /// Queues `bytes` for sending on connection `port` (any process may send); returns a
+    /// [`port_status`].
+    pub tcp_send: unsafe extern "C" fn(ctx: *mut c_void, port: u64, bytes: Slice) -> i32,
+    /// Closes a connection (after its queued output is sent) or a listener; returns a
+    /// [`port_status`]. The owner gets no `TCP_CLOSED` for a close it asked for.
+    pub tcp_close: unsafe extern "C" fn(ctx: *mut c_void, port: u64) -> i32,
+    /// Makes `pid` the owner of connection `port` and starts delivering its bytes to it (a
+    /// freshly accepted connection is not read until its owner calls this, possibly with its
+    /// own pid). Only the current owner may call it. Returns a [`port_status`].
+    pub tcp_set_owner: unsafe extern "C" fn(ctx: *mut c_void, port: u64, pid: u64) -> i32,
 }
 
 /// An opaque module-owned server instance (the process state).

@@ -1,8 +1,8 @@
 //! The module's view of the runtime during a callback.
 
-use crate::abi::{HostApi, Sink, Slice, call_status};
+use crate::abi::{HostApi, Sink, Slice, call_status, port_status};
 use crate::codec::{self, CodecError};
-use crate::types::{ConfigValue, ExitReason, MonitorRef, Pid, TimerRef};
+use crate::types::{ConfigValue, ExitReason, MonitorRef, Pid, PortId, TimerRef};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -65,6 +65,53 @@ impl std::fmt::Display for CallError {
 }
 
 impl std::error::Error for CallError {}
+
+/// Why a TCP port operation from a module failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpError {
+    /// The listener could not be opened (bad address, address in use, ...), with the reason.
+    Listen(String),
+    /// No such port: never opened, or closed already.
+    NoPort(PortId),
+    /// Only the port's owner may do that.
+    NotOwner(PortId),
+    /// The connection's unsent output passed the node's hard limit; it was closed.
+    OutputFull(PortId),
+    /// The new owner is not a live process.
+    NoProc(Pid),
+    /// The operation needs a connection and got a listener (or the reverse).
+    WrongKind(PortId),
+    /// The runtime answered with a status this module does not know.
+    Unknown(i32),
+}
+
+impl std::fmt::Display for TcpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TcpError::Listen(why) => write!(f, "cannot listen: {why}"),
+            TcpError::NoPort(port) => write!(f, "no such port {port} (closed?)"),
+            TcpError::NotOwner(port) => write!(f, "not the owner of {port}"),
+            TcpError::OutputFull(port) => write!(f, "output limit reached on {port}; closed"),
+            TcpError::NoProc(pid) => write!(f, "no such process {pid}"),
+            TcpError::WrongKind(port) => write!(f, "{port} is not that kind of port"),
+            TcpError::Unknown(code) => write!(f, "unknown port status {code}"),
+        }
+    }
+}
+
+impl std::error::Error for TcpError {}
+
+fn port_result(rc: i32, port: PortId, pid: Pid) -> Result<(), TcpError> {
+    match rc {
+        port_status::OK => Ok(()),
+        port_status::NO_PORT => Err(TcpError::NoPort(port)),
+        port_status::NOT_OWNER => Err(TcpError::NotOwner(port)),
+        port_status::OUTPUT_FULL => Err(TcpError::OutputFull(port)),
+        port_status::NO_PROC => Err(TcpError::NoProc(pid)),
+        port_status::WRONG_KIND => Err(TcpError::WrongKind(port)),
+        other => Err(TcpError::Unknown(other)),
+    }
+}
 
 /// Log levels for [`Context::log`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,5 +321,52 @@ impl<'a> Context<'a> {
             return None;
         }
         codec::decode(&out).ok()
+    }
+
+    /// Opens a TCP listener on `addr` (`host:port`; port 0 picks a free port), owned by this
+    /// process. Returns the listener and the address it is bound to. Each accepted connection
+    /// arrives as [`crate::Info::TcpAccepted`]; the listener stays open across upgrades of
+    /// this process's module and closes when this process exits or calls
+    /// [`Context::tcp_close`].
+    pub fn tcp_listen(&self, addr: &str) -> Result<(PortId, String), TcpError> {
+        let mut out = Vec::new();
+        let sink = Sink::for_vec(&mut out);
+        // SAFETY: as in `call`.
+        let id =
+            unsafe { (self.host.tcp_listen)(self.host.ctx, Slice::new(addr.as_bytes()), &sink) };
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if id == 0 {
+            Err(TcpError::Listen(text))
+        } else {
+            Ok((PortId(id), text))
+        }
+    }
+
+    /// Queues `bytes` for sending on connection `conn`, in order with earlier sends. Any
+    /// process may send on any connection. It never blocks: what the socket does not take at
+    /// once is kept by the node (reads of that connection pause while much is kept, and past
+    /// the hard limit the connection is closed with [`TcpError::OutputFull`]).
+    pub fn tcp_send(&self, conn: PortId, bytes: &[u8]) -> Result<(), TcpError> {
+        // SAFETY: as in `send`.
+        let rc = unsafe { (self.host.tcp_send)(self.host.ctx, conn.0, Slice::new(bytes)) };
+        port_result(rc, conn, Pid(0))
+    }
+
+    /// Closes a connection (once its queued output is sent) or a listener. No
+    /// [`crate::Info::TcpClosed`] follows a close asked for by the owner.
+    pub fn tcp_close(&self, port: PortId) -> Result<(), TcpError> {
+        // SAFETY: as in `send`.
+        let rc = unsafe { (self.host.tcp_close)(self.host.ctx, port.0) };
+        port_result(rc, port, Pid(0))
+    }
+
+    /// Makes `pid` the owner of connection `conn` (Erlang's `controlling_process`) and starts
+    /// delivering its bytes there. A freshly accepted connection is not read until its owner
+    /// calls this, so no byte reaches a process that is about to hand the connection over.
+    /// Only the current owner may call it; `pid` may be its own pid.
+    pub fn tcp_set_owner(&self, conn: PortId, pid: Pid) -> Result<(), TcpError> {
+        // SAFETY: as in `send`.
+        let rc = unsafe { (self.host.tcp_set_owner)(self.host.ctx, conn.0, pid.0) };
+        port_result(rc, conn, pid)
     }
 }

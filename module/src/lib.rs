@@ -6,6 +6,11 @@
 //! and calls it through plain `extern "C"` function pointers. Messages and migrated state cross
 //! the boundary as serde-encoded bytes ([`codec`]); every entry point catches panics.
 //!
+//! TCP: a process opens listeners with [`Context::tcp_listen`], gets each accepted connection
+//! and its bytes as [`Info`] messages, and writes with [`Context::tcp_send`]. The sockets
+//! belong to the node, not to module code, so they stay open across upgrades, downgrades and
+//! rollbacks of the modules that handle them (see the runtime's `ports` module).
+//!
 //! The same descriptor also serves statically linked ("native") server types: the runtime calls
 //! [`descriptor`] directly, so native and dynamically loaded modules share one code path.
 
@@ -16,10 +21,12 @@ mod server;
 mod shim;
 mod types;
 
-pub use context::{CallError, Context, LogLevel, Target};
+pub use context::{CallError, Context, LogLevel, Target, TcpError};
 pub use server::{Direction, OldState, Server};
 pub use shim::descriptor;
-pub use types::{ConfigChange, ConfigValue, ExitReason, Info, MonitorRef, Pid, TimerRef};
+pub use types::{
+    CloseReason, ConfigChange, ConfigValue, ExitReason, Info, MonitorRef, Pid, PortId, TimerRef,
+};
 
 /// Exports a [`Server`] type from a cdylib as a relup module.
 ///

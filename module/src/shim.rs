@@ -10,7 +10,7 @@ use crate::abi::{
 use crate::codec;
 use crate::context::Context;
 use crate::server::{Direction, OldState, Server};
-use crate::types::{ConfigChange, ExitReason, Info, MonitorRef, Pid};
+use crate::types::{CloseReason, ConfigChange, ExitReason, Info, MonitorRef, Pid, PortId};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Builds the descriptor of server type `S` named `name` at `version`.
@@ -195,6 +195,19 @@ unsafe extern "C" fn handle_info<S: Server>(
             info_kind::EXIT => Info::Exit {
                 pid: Pid(info.pid),
                 reason: reason(),
+            },
+            info_kind::TCP_ACCEPTED => Info::TcpAccepted {
+                listener: PortId(info.reference),
+                conn: PortId(info.port),
+                peer: String::from_utf8_lossy(payload).into_owned(),
+            },
+            info_kind::TCP_DATA => Info::TcpData {
+                conn: PortId(info.port),
+                bytes: payload.to_vec(),
+            },
+            info_kind::TCP_CLOSED => Info::TcpClosed {
+                port: PortId(info.port),
+                reason: CloseReason::from_text(&String::from_utf8_lossy(payload)),
             },
             other => {
                 put(out, format!("unknown info kind {other}").as_bytes());

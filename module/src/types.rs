@@ -68,8 +68,65 @@ impl fmt::Display for ExitReason {
     }
 }
 
+/// A TCP port (a listener or a connection) owned by the node, as returned by
+/// `Context::tcp_listen` or carried by [`Info::TcpAccepted`]. Unique for the life of a node
+/// (never reused), so it can be kept in state across upgrades.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortId(pub u64);
+
+impl fmt::Display for PortId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#Port<{}>", self.0)
+    }
+}
+
+/// Why a connection (or a listener) closed, as [`Info::TcpClosed`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloseReason {
+    /// The peer closed its side (end of stream). Queued output is still sent, then the node
+    /// closes the connection once the owner has handled this message.
+    PeerClosed,
+    /// The peer reset the connection; nothing more can be sent.
+    Reset,
+    /// Unsent output passed the node's hard limit (a peer that does not read its replies).
+    OutputFull,
+    /// Another socket error, with its text.
+    Error(String),
+}
+
+impl CloseReason {
+    /// The text form used across the ABI; inverse of [`CloseReason::from_text`].
+    pub fn to_text(&self) -> String {
+        match self {
+            CloseReason::PeerClosed => "closed".into(),
+            CloseReason::Reset => "reset".into(),
+            CloseReason::OutputFull => "output_full".into(),
+            CloseReason::Error(text) => text.clone(),
+        }
+    }
+
+    /// Parses the text form (`closed`, `reset`, `output_full`, anything else is an error).
+    pub fn from_text(text: &str) -> CloseReason {
+        match text {
+            "closed" => CloseReason::PeerClosed,
+            "reset" => CloseReason::Reset,
+            "output_full" => CloseReason::OutputFull,
+            other => CloseReason::Error(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
 /// A message delivered to `handle_info`.
+///
+/// New kinds of info may be added in later ABI versions: match with a `_` arm.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Info<T> {
     /// A plain message: sent with `send`, or fired by a timer.
     Message(T),
@@ -88,6 +145,33 @@ pub enum Info<T> {
         pid: Pid,
         /// Its exit reason.
         reason: ExitReason,
+    },
+    /// A listener of this process accepted a connection. The connection belongs to this
+    /// process but is not read until it calls `Context::tcp_set_owner` (with its own pid to
+    /// keep it, or another process's to hand it over).
+    TcpAccepted {
+        /// The listener.
+        listener: PortId,
+        /// The new connection.
+        conn: PortId,
+        /// The peer's address (`127.0.0.1:53211`).
+        peer: String,
+    },
+    /// Bytes arrived on a connection this process owns, in order. A chunk is whatever one
+    /// read returned: a protocol frame may span chunks, and a chunk may hold many frames.
+    TcpData {
+        /// The connection.
+        conn: PortId,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// A connection (or listener) this process owns closed, not at its own request. It is
+    /// the last message about that port.
+    TcpClosed {
+        /// The connection or listener.
+        port: PortId,
+        /// Why.
+        reason: CloseReason,
     },
 }
 

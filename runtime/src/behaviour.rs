@@ -3,6 +3,7 @@
 
 use crate::code_server::LoadedModule;
 use crate::host::{self, ProcCx};
+use crate::ports::TcpEvent;
 use crate::process::{InfoMsg, Payload};
 use relup_module::abi::{
     self, HostApi, InfoFfi, Instance, STATUS_BAD_MESSAGE, STATUS_OK, STATUS_STOP, Sink, Slice,
@@ -246,6 +247,46 @@ impl ModuleInstance {
         }
     }
 
+    /// Hands a port event to the module's `handle_info`.
+    fn tcp_info(&mut self, api: &HostApi, event: &TcpEvent) -> (i32, Vec<u8>) {
+        let (kind, reference, port, payload) = match event {
+            TcpEvent::Accepted {
+                listener,
+                conn,
+                peer,
+            } => (
+                abi::info_kind::TCP_ACCEPTED,
+                listener.0,
+                conn.0,
+                peer.to_string().into_bytes(),
+            ),
+            TcpEvent::Data { conn, bytes, .. } => {
+                let info = InfoFfi {
+                    kind: abi::info_kind::TCP_DATA,
+                    pid: 0,
+                    reference: 0,
+                    port: conn.0,
+                    payload: Slice::new(bytes),
+                };
+                return self.info(api, &info);
+            }
+            TcpEvent::Closed { port, reason, .. } => (
+                abi::info_kind::TCP_CLOSED,
+                0,
+                port.0,
+                reason.to_text().into_bytes(),
+            ),
+        };
+        let info = InfoFfi {
+            kind,
+            pid: 0,
+            reference,
+            port,
+            payload: Slice::new(&payload),
+        };
+        self.info(api, &info)
+    }
+
     fn info(&mut self, api: &HostApi, info: &InfoFfi) -> (i32, Vec<u8>) {
         let mut out = Vec::new();
         // SAFETY: our instance; valid pointers for the call.
@@ -325,6 +366,7 @@ impl Behaviour for ModuleInstance {
                     kind: abi::info_kind::MESSAGE,
                     pid: 0,
                     reference: 0,
+                    port: 0,
                     payload: Slice::new(&msg),
                 },
             ),
@@ -341,6 +383,7 @@ impl Behaviour for ModuleInstance {
                         kind: abi::info_kind::DOWN,
                         pid: pid.0,
                         reference,
+                        port: 0,
                         payload: Slice::new(reason.as_bytes()),
                     },
                 )
@@ -353,10 +396,14 @@ impl Behaviour for ModuleInstance {
                         kind: abi::info_kind::EXIT,
                         pid: pid.0,
                         reference: 0,
+                        port: 0,
                         payload: Slice::new(reason.as_bytes()),
                     },
                 )
             }
+            // The event (with its credit or close guard) is dropped after the callback: that
+            // is when its bytes count as handled.
+            InfoMsg::Tcp(event) => self.tcp_info(&api, &event),
         };
         if status == STATUS_BAD_MESSAGE {
             cx.log_warn(&format!(

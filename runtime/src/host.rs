@@ -2,8 +2,8 @@
 
 use crate::node::NodeInner;
 use crate::process::{InfoMsg, Payload, Process, SysMsg};
-use relup_module::abi::{HostApi, Sink, Slice, call_status};
-use relup_module::{ExitReason, Pid, Target};
+use relup_module::abi::{HostApi, Sink, Slice, call_status, port_status};
+use relup_module::{ExitReason, Pid, PortId, Target};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -95,6 +95,10 @@ pub(crate) fn api(cx: &ProcCx<'_>) -> HostApi {
         whereis: host_whereis,
         log: host_log,
         env_get: host_env_get,
+        tcp_listen: host_tcp_listen,
+        tcp_send: host_tcp_send,
+        tcp_close: host_tcp_close,
+        tcp_set_owner: host_tcp_set_owner,
     }
 }
 
@@ -292,5 +296,65 @@ unsafe extern "C" fn host_env_get(ctx: *mut c_void, key: Slice, out: *const Sink
             unsafe { (*out).put(&encoded) }
         }
         0
+    })
+}
+
+unsafe extern "C" fn host_tcp_listen(ctx: *mut c_void, addr: Slice, out: *const Sink) -> u64 {
+    // SAFETY: slice valid for the call.
+    let addr = unsafe { bytes(addr) };
+    let put = |b: &[u8]| {
+        if !out.is_null() {
+            // SAFETY: the module's sink is valid for the call.
+            unsafe { (*out).put(b) }
+        }
+    };
+    with_cx(ctx, 0, |cx| {
+        let Ok(addr) = std::str::from_utf8(addr) else {
+            put(b"the address is not UTF-8");
+            return 0;
+        };
+        match cx.node.ports.listen(cx.node, cx.pid(), addr) {
+            Ok((id, local)) => {
+                put(local.to_string().as_bytes());
+                id.0
+            }
+            Err(e) => {
+                put(e.to_string().as_bytes());
+                0
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn host_tcp_send(ctx: *mut c_void, port: u64, data: Slice) -> i32 {
+    // SAFETY: slice valid for the call.
+    let data = unsafe { bytes(data) };
+    with_cx(ctx, port_status::NO_PORT, |cx| {
+        match cx.node.ports.send(PortId(port), data) {
+            Ok(()) => port_status::OK,
+            Err(e) => e.status(),
+        }
+    })
+}
+
+unsafe extern "C" fn host_tcp_close(ctx: *mut c_void, port: u64) -> i32 {
+    with_cx(ctx, port_status::NO_PORT, |cx| {
+        match cx.node.ports.close(PortId(port)) {
+            Ok(()) => port_status::OK,
+            Err(e) => e.status(),
+        }
+    })
+}
+
+unsafe extern "C" fn host_tcp_set_owner(ctx: *mut c_void, port: u64, pid: u64) -> i32 {
+    with_cx(ctx, port_status::NO_PORT, |cx| {
+        match cx
+            .node
+            .ports
+            .set_owner(cx.node, PortId(port), Some(cx.pid()), Pid(pid))
+        {
+            Ok(()) => port_status::OK,
+            Err(e) => e.status(),
+        }
     })
 }

@@ -6,6 +6,8 @@
 //! - Supervisors ([`SupervisorSpec`]) restart children by strategy and intensity.
 //! - The code server ([`CodeServer`]) loads module libraries from private copies, keeps a
 //!   current and old versions, and soft-purges.
+//! - Ports ([`ports`]): TCP listeners and connections owned by the node; their events arrive
+//!   as messages, so sockets outlive any code change of the processes that handle them.
 //! - The upgrade hooks ([`Node::suspend`], [`Node::change_code`], [`Node::resume`], ...) let
 //!   the release handler switch code and migrate state with rollback.
 //!
@@ -21,6 +23,7 @@ mod host;
 pub mod install;
 mod loader;
 mod node;
+pub mod ports;
 mod process;
 pub mod release;
 mod run;
@@ -38,8 +41,9 @@ pub use error::{
 pub use node::{
     ExitCounts, LogLine, Logger, ModuleRef, Node, NodeConfig, NodeError, ProcessInfo, SpawnOptions,
 };
+pub use ports::{PortError, PortInfo, PortKind, PortLimits};
 pub use process::{InfoMsg, Payload};
-pub use relup_module::{ConfigValue, Direction, ExitReason, Pid, Target};
+pub use relup_module::{CloseReason, ConfigValue, Direction, ExitReason, Pid, PortId, Target};
 pub use supervisor::{
     ChildCounts, ChildInfo, ChildSpec, ChildStart, Restart, Shutdown, Strategy, SupervisorSpec,
 };

@@ -4,6 +4,7 @@ use crate::behaviour::{Behaviour, ModuleInstance, ProcessKind};
 use crate::code_server::{CodeServer, LoadedModule};
 use crate::error::{CallError, SendError, SpawnError};
 use crate::host::ProcCx;
+use crate::ports::{PortError, PortId, PortInfo, PortLimits, Ports};
 use crate::process::{Envelope, InfoMsg, Payload, Process, SysMsg};
 use crate::scheduler::Scheduler;
 use crate::timer::Timers;
@@ -53,6 +54,8 @@ pub struct NodeConfig {
     pub copy_dir: Option<PathBuf>,
     /// Where log lines go (default: standard error, info and above).
     pub logger: Option<Logger>,
+    /// Buffering limits of TCP ports (see [`crate::ports`]).
+    pub ports: PortLimits,
 }
 
 impl Default for NodeConfig {
@@ -64,6 +67,7 @@ impl Default for NodeConfig {
             max_threads: 1024,
             copy_dir: None,
             logger: None,
+            ports: PortLimits::default(),
         }
     }
 }
@@ -74,6 +78,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("schedulers", &self.schedulers)
             .field("max_threads", &self.max_threads)
             .field("copy_dir", &self.copy_dir)
+            .field("ports", &self.ports)
             .finish()
     }
 }
@@ -153,6 +158,7 @@ pub(crate) struct NodeInner {
     pub(crate) scheduler: Scheduler,
     pub(crate) timers: Timers,
     pub(crate) code: CodeServer,
+    pub(crate) ports: Ports,
     shards: Box<[Shard]>,
     registry: RwLock<HashMap<String, Pid>>,
     next_pid: AtomicU64,
@@ -460,6 +466,8 @@ impl NodeInner {
         }
         // It runs no code any more: a soft purge right after the exit sees that.
         process.set_running(None);
+        // Its listeners close, its connections close once their queued output is sent.
+        self.ports.owner_exited(pid);
         let signals = std::mem::take(&mut *process.signals.lock());
         for linked in signals.links {
             let _ = self.send_sys(
@@ -593,6 +601,7 @@ impl Node {
             scheduler: Scheduler::new(config.schedulers, config.max_threads),
             timers: Timers::new(),
             code,
+            ports: Ports::new(config.ports),
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             registry: RwLock::new(HashMap::new()),
             next_pid: AtomicU64::new(1),
@@ -901,6 +910,40 @@ impl Node {
             .collect()
     }
 
+    /// Opens a TCP listener on `addr` (`host:port`, port 0 for a free one) owned by process
+    /// `owner`, which gets each accepted connection as an `Info::TcpAccepted`. Returns the
+    /// listener's id and bound address.
+    pub fn tcp_listen(
+        &self,
+        owner: Pid,
+        addr: &str,
+    ) -> Result<(PortId, std::net::SocketAddr), PortError> {
+        if !self.is_alive(owner) {
+            return Err(PortError::NoProc(owner));
+        }
+        self.inner.ports.listen(&self.inner, owner, addr)
+    }
+
+    /// Queues bytes on a connection (see `Context::tcp_send`).
+    pub fn tcp_send(&self, conn: PortId, bytes: &[u8]) -> Result<(), PortError> {
+        self.inner.ports.send(conn, bytes)
+    }
+
+    /// Closes a listener, or a connection once its queued output is sent.
+    pub fn tcp_close(&self, port: PortId) -> Result<(), PortError> {
+        self.inner.ports.close(port)
+    }
+
+    /// Makes `pid` the owner of a port, whoever owns it now, and starts reading a connection.
+    pub fn tcp_set_owner(&self, port: PortId, pid: Pid) -> Result<(), PortError> {
+        self.inner.ports.set_owner(&self.inner, port, None, pid)
+    }
+
+    /// Every open port (listeners and connections), by id.
+    pub fn ports(&self) -> Vec<PortInfo> {
+        self.inner.ports.info()
+    }
+
     /// Number of active timers.
     pub fn active_timers(&self) -> usize {
         self.inner.timers.active()
@@ -941,6 +984,7 @@ impl Node {
                 }
             }
         }
+        self.inner.ports.stop();
         self.inner.timers.stop();
         if let Some(handle) = self.inner.timer_thread.lock().take() {
             let _ = handle.join();

@@ -65,6 +65,8 @@ pub enum InfoMsg {
         /// Its exit reason.
         reason: ExitReason,
     },
+    /// An event of a TCP port the process owns (see [`crate::ports`]).
+    Tcp(crate::ports::TcpEvent),
 }
 
 /// A message in a process's ordinary mailbox (held back while the process is suspended).

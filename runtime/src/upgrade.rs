@@ -32,6 +32,19 @@ pub struct CodeChange {
     pub restore: Option<Arc<HashMap<Pid, Vec<u8>>>>,
 }
 
+impl CodeChange {
+    /// A change to `module` in `direction` with the appup's encoded `extra`, migrating every
+    /// state (nothing restored).
+    pub fn new(module: Arc<LoadedModule>, direction: Direction, extra: Vec<u8>) -> CodeChange {
+        CodeChange {
+            module,
+            direction,
+            extra,
+            restore: None,
+        }
+    }
+}
+
 /// What an upgrade of one module did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpgradeReport {

@@ -42,12 +42,11 @@ fn setup(n: usize) -> (Node, Arc<LoadedModule>, Arc<LoadedModule>, Vec<Pid>) {
 }
 
 fn change(module: &Arc<LoadedModule>, direction: Direction, extra: &str) -> CodeChange {
-    CodeChange {
-        module: module.clone(),
+    CodeChange::new(
+        module.clone(),
         direction,
-        extra: relup_module::codec::encode(extra).unwrap(),
-        restore: None,
-    }
+        relup_module::codec::encode(extra).unwrap(),
+    )
 }
 
 fn describe(node: &Node, pid: Pid) -> (String, i64, i64) {

@@ -238,12 +238,7 @@ impl ReleaseHandler {
                             appup::CodeChange::Up { .. } => Direction::Up,
                             appup::CodeChange::Down { .. } => Direction::Down,
                         };
-                        let change = CodeChange {
-                            module: code,
-                            direction,
-                            extra: encode_value(extra),
-                            restore: None,
-                        };
+                        let change = CodeChange::new(code, direction, encode_value(extra));
                         match chains.iter_mut().find(|c| &c.module == module) {
                             Some(chain) => chain.changes.push(change),
                             None => chains.push(Chain {

@@ -22,14 +22,20 @@ pub struct Fixtures {
     pub bad_abi: PathBuf,
     /// The ticker tutorial's module, release 0.4.0 (reads its interval from config).
     pub ticker_v040: PathBuf,
+    /// Module `echo` 1.0.0: a TCP echo server on the node's ports.
+    pub echo_v1: PathBuf,
+    /// Module `echo` 2.0.0 (the same source).
+    pub echo_v2: PathBuf,
 }
 
-const PACKAGES: [&str; 5] = [
+const PACKAGES: [&str; 7] = [
     "relup-fixture-counter-v1",
     "relup-fixture-counter-v2",
     "relup-fixture-not-a-module",
     "relup-fixture-bad-abi",
     "relup-example-ticker-v040",
+    "relup-fixture-echo-v1",
+    "relup-fixture-echo-v2",
 ];
 
 /// The workspace root (this crate lives in `tests/testkit`).
@@ -71,6 +77,8 @@ fn build(release: bool) -> Fixtures {
         not_a_module: lib("not_a_module"),
         bad_abi: lib("bad_abi"),
         ticker_v040: target.join(profile).join("librelup_example_ticker_v040.so"),
+        echo_v1: lib("echo_v1"),
+        echo_v2: lib("echo_v2"),
     }
 }
 

@@ -156,6 +156,8 @@ impl Server for Counter {
                 self.down_order.push(pid.0);
             }
             Info::Exit { .. } => self.exits += 1,
+            // The counter owns no TCP ports.
+            _ => {}
         }
     }
 

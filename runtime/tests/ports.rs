@@ -1,0 +1,375 @@
+//! Ports on real sockets with a real cdylib (`echo`): accepted connections and bytes arrive
+//! as messages, back-pressure bounds what the node buffers for a suspended owner, sockets
+//! survive an upgrade and a downgrade, an owner's death closes its ports, hand-over, and the
+//! output limit.
+
+mod common;
+
+use common::{eventually, fixtures};
+use relup_runtime::{
+    CodeChange, Direction, Expect, LogLine, Node, NodeConfig, Pid, PortError, PortId, PortInfo,
+    PortKind, PortLimits, SpawnOptions,
+};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+#[derive(Serialize, Default)]
+struct Args {
+    listen: Option<String>,
+    register_as: Option<String>,
+    hand_to: Option<String>,
+}
+
+#[derive(Serialize)]
+enum Call {
+    Status,
+    Close(u64),
+    Take(u64),
+    Blast(u64, usize),
+}
+
+#[derive(Deserialize, Debug)]
+enum Reply {
+    Status(Status),
+    Done(Result<(), String>),
+}
+
+#[derive(Deserialize, Debug, Default, Clone)]
+struct Status {
+    version: String,
+    addr: Option<String>,
+    accepted: u64,
+    echoed: u64,
+    closed: Vec<(u64, String)>,
+}
+
+fn quiet_node(limits: PortLimits) -> Node {
+    let node = Node::start(NodeConfig {
+        schedulers: 2,
+        logger: Some(Arc::new(|_: &LogLine<'_>| {})),
+        ports: limits,
+        ..NodeConfig::default()
+    })
+    .expect("node starts");
+    node.code()
+        .load_current(&fixtures().echo_v1, &Expect::default())
+        .expect("echo v1 loads");
+    node
+}
+
+fn spawn_echo(node: &Node, args: Args) -> Pid {
+    node.spawn("echo", &args, SpawnOptions::default())
+        .expect("echo starts")
+}
+
+fn status(node: &Node, pid: Pid) -> Status {
+    match node.call::<_, Reply>(pid, &Call::Status, T).unwrap() {
+        Reply::Status(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn done(node: &Node, pid: Pid, call: Call) -> Result<(), String> {
+    match node.call::<_, Reply>(pid, &call, T).unwrap() {
+        Reply::Done(result) => result,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A listening echo process and its address.
+fn listening(node: &Node) -> (Pid, SocketAddr) {
+    let pid = spawn_echo(
+        node,
+        Args {
+            listen: Some("127.0.0.1:0".into()),
+            ..Args::default()
+        },
+    );
+    let addr = status(node, pid).addr.expect("bound").parse().unwrap();
+    (pid, addr)
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(T)).unwrap();
+    stream
+}
+
+fn round_trip(stream: &mut TcpStream, text: &[u8]) {
+    stream.write_all(text).unwrap();
+    let mut back = vec![0; text.len()];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(back, text);
+}
+
+fn conns(node: &Node) -> Vec<PortInfo> {
+    node.ports()
+        .into_iter()
+        .filter(|p| p.kind == PortKind::Connection)
+        .collect()
+}
+
+/// Reads until end of stream or a reset; false if the peer kept the connection open.
+fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn echo_round_trip_then_peer_close() {
+    let node = quiet_node(PortLimits::default());
+    let (pid, addr) = listening(&node);
+    let mut client = connect(addr);
+    round_trip(&mut client, b"hello ports");
+    round_trip(&mut client, b"and again");
+    let ports = node.ports();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    assert_eq!(ports[0].kind, PortKind::Listener);
+    assert_eq!(ports[0].local, addr);
+    assert_eq!(ports[1].owner, pid);
+    assert_eq!(ports[1].peer, Some(client.local_addr().unwrap()));
+    let conn = ports[1].id;
+    assert_eq!(status(&node, pid).accepted, 1);
+
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(
+        closed_by_peer(&mut client),
+        "the node closes after the peer's end"
+    );
+    assert!(eventually(|| conns(&node).is_empty()));
+    let s = status(&node, pid);
+    assert_eq!(s.closed, vec![(conn.0, "closed".to_string())]);
+    assert_eq!(s.echoed, 20);
+    node.shutdown(T);
+}
+
+#[test]
+fn a_suspended_owner_pauses_reading_at_the_in_flight_limit_and_loses_nothing() {
+    let limits = PortLimits {
+        max_in_flight: 8 * 1024,
+        read_chunk: 2 * 1024,
+        output_soft: 64 * 1024,
+        ..PortLimits::default()
+    };
+    let node = quiet_node(limits);
+    let (pid, addr) = listening(&node);
+    let mut client = connect(addr);
+    round_trip(&mut client, b"warm");
+    node.suspend(&[pid], T).unwrap();
+
+    const TOTAL: usize = 4 * 1024 * 1024;
+    let data: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
+    let mut writer = client.try_clone().unwrap();
+    let sent = data.clone();
+    let writing = std::thread::spawn(move || writer.write_all(&sent).unwrap());
+
+    // The node reads up to its limit, then stops: the rest waits in the kernel and the peer.
+    assert!(
+        eventually(|| conns(&node)
+            .first()
+            .is_some_and(|c| c.reading_paused && c.in_flight >= limits.max_in_flight)),
+        "reading pauses at the limit: {:?}",
+        node.ports()
+    );
+    let conn = conns(&node)[0].clone();
+    assert!(
+        conn.in_flight <= limits.max_in_flight + limits.read_chunk,
+        "{conn:?}"
+    );
+    assert!(node.is_alive(pid));
+
+    node.resume(&[pid]);
+    let mut back = vec![0; TOTAL];
+    client.read_exact(&mut back).unwrap();
+    writing.join().unwrap();
+    assert!(back == data, "every byte came back, in order");
+    assert_eq!(status(&node, pid).echoed, (TOTAL + 4) as u64);
+    assert!(eventually(|| conns(&node)[0].in_flight == 0));
+    node.shutdown(T);
+}
+
+#[test]
+fn connections_and_the_listener_survive_an_upgrade_and_a_downgrade() {
+    let node = quiet_node(PortLimits::default());
+    let v2 = node
+        .code()
+        .load(&fixtures().echo_v2, &Expect::default())
+        .unwrap();
+    let (pid, addr) = listening(&node);
+    let mut a = connect(addr);
+    round_trip(&mut a, b"on 1.0.0");
+    // Sent before the upgrade, read after it.
+    a.write_all(b"in flight across the upgrade").unwrap();
+
+    let up = CodeChange::new(
+        v2.clone(),
+        Direction::Up,
+        relup_module::codec::encode(&()).unwrap(),
+    );
+    node.upgrade_module(&up, T).unwrap();
+    assert_eq!(status(&node, pid).version, "2.0.0");
+    let mut back = vec![0; 28];
+    a.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"in flight across the upgrade");
+    round_trip(&mut a, b"on 2.0.0");
+    let mut b = connect(addr);
+    round_trip(&mut b, b"new connection on 2.0.0");
+
+    let v1 = node
+        .code()
+        .load(&fixtures().echo_v1, &Expect::default())
+        .unwrap();
+    let down = CodeChange::new(
+        v1,
+        Direction::Down,
+        relup_module::codec::encode(&()).unwrap(),
+    );
+    node.upgrade_module(&down, T).unwrap();
+    let s = status(&node, pid);
+    assert_eq!(s.version, "1.0.0");
+    round_trip(&mut a, b"back on 1.0.0");
+    round_trip(&mut b, b"b too");
+    assert_eq!(s.accepted, 2);
+    assert!(s.closed.is_empty(), "{:?}", s.closed);
+    node.shutdown(T);
+}
+
+#[test]
+fn a_crashed_owner_closes_its_listener_and_connections() {
+    let node = quiet_node(PortLimits::default());
+    let (pid, addr) = listening(&node);
+    let mut client = connect(addr);
+    round_trip(&mut client, b"alive");
+    client.write_all(b"crash").unwrap();
+    assert!(closed_by_peer(&mut client), "the connection closes");
+    assert!(eventually(|| !node.is_alive(pid)));
+    assert!(eventually(|| node.ports().is_empty()), "{:?}", node.ports());
+    // Its listener closed with its exit: a successor binds the same address at once (what a
+    // supervisor's restart does).
+    let successor = spawn_echo(
+        &node,
+        Args {
+            listen: Some(addr.to_string()),
+            ..Args::default()
+        },
+    );
+    let mut again = connect(addr);
+    round_trip(&mut again, b"the successor answers");
+    assert!(node.is_alive(successor));
+    node.shutdown(T);
+}
+
+#[test]
+fn an_accepted_connection_is_handed_over_and_only_its_owner_may_move_it() {
+    let node = quiet_node(PortLimits::default());
+    let worker = spawn_echo(
+        &node,
+        Args {
+            register_as: Some("worker".into()),
+            ..Args::default()
+        },
+    );
+    let acceptor = spawn_echo(
+        &node,
+        Args {
+            listen: Some("127.0.0.1:0".into()),
+            hand_to: Some("worker".into()),
+            ..Args::default()
+        },
+    );
+    let addr: SocketAddr = status(&node, acceptor).addr.unwrap().parse().unwrap();
+    let mut client = connect(addr);
+    round_trip(&mut client, b"to the worker");
+    assert_eq!(status(&node, worker).echoed, 13);
+    assert_eq!(status(&node, acceptor).echoed, 0);
+    let conn = conns(&node)[0].clone();
+    assert_eq!(conn.owner, worker);
+
+    let refused = done(&node, acceptor, Call::Take(conn.id.0)).unwrap_err();
+    assert!(refused.contains("not the owner"), "{refused}");
+    assert_eq!(conns(&node)[0].owner, worker);
+
+    // The worker dies: its connection closes, the acceptor's listener stays.
+    client.write_all(b"crash").unwrap();
+    assert!(closed_by_peer(&mut client));
+    assert!(eventually(|| conns(&node).is_empty()));
+    assert!(node.is_alive(acceptor));
+    let mut again = connect(addr);
+    round_trip(&mut again, b"the acceptor keeps it now");
+    assert_eq!(status(&node, acceptor).accepted, 2);
+    node.shutdown(T);
+}
+
+#[test]
+fn output_past_the_hard_limit_closes_the_connection() {
+    let limits = PortLimits {
+        output_soft: 64 * 1024,
+        output_hard: 1024 * 1024,
+        ..PortLimits::default()
+    };
+    let node = quiet_node(limits);
+    let (pid, addr) = listening(&node);
+    let mut client = connect(addr);
+    round_trip(&mut client, b"then I stop reading");
+    let conn = conns(&node)[0].id;
+    // 256 MiB: far more than loopback socket buffers and the limit together.
+    let err = done(&node, pid, Call::Blast(conn.0, 256 * 1024 * 1024)).unwrap_err();
+    assert!(err.contains("output limit"), "{err}");
+    assert!(eventually(|| conns(&node).is_empty()));
+    assert!(eventually(|| status(&node, pid)
+        .closed
+        .contains(&(conn.0, "output_full".to_string()))));
+    node.shutdown(T);
+}
+
+#[test]
+fn node_side_port_calls_check_their_arguments() {
+    let node = quiet_node(PortLimits::default());
+    let (pid, addr) = listening(&node);
+    let listener = node.ports()[0].id;
+    assert!(matches!(
+        node.tcp_send(PortId(999_999), b"x"),
+        Err(PortError::NoPort(_))
+    ));
+    assert!(matches!(
+        node.tcp_send(listener, b"x"),
+        Err(PortError::NotAConnection(_))
+    ));
+    assert!(matches!(
+        node.tcp_listen(Pid(999_999), "127.0.0.1:0"),
+        Err(PortError::NoProc(_))
+    ));
+    let taken = node.tcp_listen(pid, &addr.to_string()).unwrap_err();
+    assert!(taken.to_string().contains("cannot listen on"), "{taken}");
+    let mut client = connect(addr);
+    round_trip(&mut client, b"x");
+    let conn = conns(&node)[0].id;
+    assert!(matches!(
+        node.tcp_set_owner(conn, Pid(999_999)),
+        Err(PortError::NoProc(_))
+    ));
+    // The node side may write and close too.
+    node.tcp_send(conn, b"from the node").unwrap();
+    let mut back = [0u8; 13];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"from the node");
+    node.tcp_close(conn).unwrap();
+    assert!(closed_by_peer(&mut client));
+    assert!(matches!(node.tcp_close(conn), Err(PortError::NoPort(_))));
+    assert!(done(&node, pid, Call::Close(listener.0)).is_ok());
+    assert!(eventually(|| node.ports().is_empty()));
+    node.shutdown(T);
+}

@@ -1,0 +1,360 @@
+//! The kv example under real Redis clients while its code changes: the real `relup` binary
+//! builds, deploys and starts releases 0.1.0 and 0.2.0 of examples/kv; `redis-benchmark` (from
+//! Debian's redis-tools) runs back to back against it on 127.0.0.1 while the test upgrades to
+//! 0.2.0 and downgrades to 0.1.0 three times. Then: every benchmark run exited 0 with no error
+//! reply and no dropped connection, every key written before each upgrade or downgrade reads
+//! back with its value after it, a connection opened before the first upgrade still works after
+//! the last, and the release statuses are right.
+//!
+//! redis-tools is installed when missing (as root, with apt-get); when that is impossible the
+//! test fails and says so: it never passes without having run the clients.
+
+mod common;
+
+use common::{RELUP, ok, relup};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const CYCLES: usize = 3;
+const KEYS_PER_BATCH: usize = 100;
+
+fn has(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs redis-tools if `redis-benchmark` or `redis-cli` is missing; panics with the reason
+/// when it cannot.
+fn ensure_redis_tools() {
+    if has("redis-benchmark") && has("redis-cli") {
+        return;
+    }
+    let install = "apt-get install -y --no-install-recommends redis-tools >/dev/null \
+                   || (apt-get update >/dev/null && apt-get install -y --no-install-recommends \
+                   redis-tools >/dev/null)";
+    let installed = Command::new("sh")
+        .args(["-c", install])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        installed && has("redis-benchmark") && has("redis-cli"),
+        "this test needs redis-benchmark and redis-cli from Debian's redis-tools, and \
+         installing them failed (apt-get install redis-tools needs root); install them and \
+         run it again"
+    );
+}
+
+/// Runs a command to completion, killed (and failed) after `limit`.
+fn bounded(command: &mut Command, limit: Duration) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let pid = child.id();
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + limit;
+            while Instant::now() < deadline {
+                if done.load(Ordering::SeqCst) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // SAFETY: SIGKILL to the child this test started and has not reaped yet.
+            unsafe { kill(pid as i32, 9) };
+            true
+        })
+    };
+    let output = child.wait_with_output().expect("wait for the child");
+    done.store(true, Ordering::SeqCst);
+    let killed = watchdog.join().unwrap_or(false);
+    assert!(!killed, "{command:?} did not finish within {limit:?}");
+    output
+}
+
+unsafe extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// redis-cli with `commands` on its standard input, one per line; its output lines.
+fn redis_cli(port: u16, commands: &[String]) -> Vec<String> {
+    let mut child = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("redis-cli runs");
+    let input = commands.join("\n") + "\n";
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let text = common::text(&output);
+    assert!(output.status.success(), "redis-cli failed: {text}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A root with kv 0.1.0 deployed and 0.2.0 unpacked, its node running on a free port.
+struct Kv {
+    base: PathBuf,
+    root: PathBuf,
+    port: u16,
+}
+
+impl Kv {
+    fn start() -> Kv {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let base =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("relup-kv-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let out = base.join("out");
+        for version in ["0.1.0", "0.2.0"] {
+            // Built in target/fixtures, as the other fixtures: never waits on the lock of the
+            // `cargo test` that runs this.
+            let built = Command::new(RELUP)
+                .current_dir(workspace)
+                .env("CARGO_TARGET_DIR", workspace.join("target/fixtures"))
+                .args(["release", &format!("examples/kv/v{version}"), "--out"])
+                .arg(&out)
+                .output()
+                .expect("relup release runs");
+            ok(built);
+        }
+        let root = base.join("root");
+        ok(relup(&[
+            "deploy",
+            out.join("kv-0.1.0.tar.gz").to_str().unwrap(),
+            root.to_str().unwrap(),
+        ]));
+        // Port 0: the kernel picks a free one; the node's log says which.
+        std::fs::create_dir_all(root.join("config")).unwrap();
+        std::fs::write(
+            root.join("config/config.toml"),
+            "[kv.kv_server]\nlisten = \"127.0.0.1:0\"\n",
+        )
+        .unwrap();
+        let mut kv = Kv {
+            base,
+            root,
+            port: 0,
+        };
+        ok(kv.run(&["start"]));
+        let log = std::fs::read_to_string(kv.root.join("log/node.log")).unwrap();
+        let addr = log
+            .lines()
+            .find_map(|l| l.split("listening on ").nth(1))
+            .unwrap_or_else(|| panic!("no listening line in the node log:\n{log}"));
+        kv.port = addr
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad address {addr}"));
+        ok(kv.run(&["unpack", out.join("kv-0.2.0.tar.gz").to_str().unwrap()]));
+        kv
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--root", self.root.to_str().unwrap()];
+        all.extend_from_slice(args);
+        relup(&all)
+    }
+
+    /// Writes a batch of keys with redis-cli; returns them with their values.
+    fn write_batch(&self, tag: &str) -> Vec<(String, String)> {
+        let batch: Vec<(String, String)> = (0..KEYS_PER_BATCH)
+            .map(|i| (format!("known:{tag}:{i}"), format!("value-{tag}-{i}")))
+            .collect();
+        let commands: Vec<String> = batch.iter().map(|(k, v)| format!("SET {k} {v}")).collect();
+        let replies = redis_cli(self.port, &commands);
+        assert_eq!(replies, vec!["OK"; KEYS_PER_BATCH], "SET replies");
+        batch
+    }
+
+    /// Reads every key back with redis-cli and compares.
+    fn check(&self, written: &[(String, String)], when: &str) {
+        let commands: Vec<String> = written.iter().map(|(k, _)| format!("GET {k}")).collect();
+        let replies = redis_cli(self.port, &commands);
+        let expected: Vec<String> = written.iter().map(|(_, v)| v.clone()).collect();
+        assert!(replies == expected, "keys changed {when}: {replies:?}");
+    }
+}
+
+impl Drop for Kv {
+    fn drop(&mut self) {
+        if self.root.join("run/control.sock").exists() {
+            let _ = self.run(&["stop"]);
+        }
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// A raw client connection of the test's own, kept open across every upgrade.
+struct Raw {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Raw {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Sends one request (RESP array) and reads a one-line reply (or a bulk string).
+    fn ask(&mut self, args: &[&str]) -> String {
+        let mut request = format!("*{}\r\n", args.len());
+        for a in args {
+            request.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.writer.write_all(request.as_bytes()).unwrap();
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "the long-lived connection was closed");
+        if let Some(len) = line
+            .strip_prefix('$')
+            .and_then(|l| l.trim().parse::<usize>().ok())
+        {
+            let mut body = vec![0; len + 2];
+            self.reader.read_exact(&mut body).unwrap();
+            return String::from_utf8_lossy(&body[..len]).into_owned();
+        }
+        line.trim_end().to_string()
+    }
+}
+
+/// Runs bounded redis-benchmark runs back to back until told to stop; returns each run's
+/// exit status and output.
+fn benchmark_loop(port: u16, stop: Arc<AtomicBool>) -> Vec<Output> {
+    let mut runs = Vec::new();
+    loop {
+        let output = bounded(
+            Command::new("redis-benchmark").args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-n",
+                "20000",
+                "-c",
+                "20",
+                "-r",
+                "1000",
+                "-P",
+                "4",
+                "-t",
+                "set,get,incr,ping",
+                // redis-benchmark 7 exits non-zero on the first error reply or closed
+                // connection by itself (it says so when given -e).
+                "--csv",
+            ]),
+            Duration::from_secs(120),
+        );
+        runs.push(output);
+        if stop.load(Ordering::SeqCst) {
+            return runs;
+        }
+    }
+}
+
+#[test]
+fn redis_clients_see_no_error_and_no_lost_key_across_upgrades_and_downgrades() {
+    ensure_redis_tools();
+    let kv = Kv::start();
+    let mut raw = Raw::connect(kv.port);
+    assert_eq!(raw.ask(&["PING"]), "+PONG");
+    assert_eq!(raw.ask(&["SET", "raw", "kept"]), "+OK");
+    assert_eq!(raw.ask(&["INCR", "counter"]), ":1");
+
+    let mut written = kv.write_batch("start");
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let port = kv.port;
+        std::thread::spawn(move || benchmark_loop(port, stop))
+    };
+
+    let mut counter = 1;
+    for cycle in 0..CYCLES {
+        let up = ok(kv.run(&["upgrade", "0.2.0"]));
+        assert!(up.contains("kv 0.2.0 is running (permanent)"), "{up}");
+        kv.check(&written, &format!("by upgrade {cycle}"));
+        // 0.2.0's own command, on the connection opened under 0.1.0.
+        counter += 10;
+        assert_eq!(raw.ask(&["INCRBY", "counter", "10"]), format!(":{counter}"));
+        written.extend(kv.write_batch(&format!("up{cycle}")));
+
+        let down = ok(kv.run(&["downgrade", "0.1.0"]));
+        assert!(down.contains("kv 0.1.0 is running (permanent)"), "{down}");
+        kv.check(&written, &format!("by downgrade {cycle}"));
+        assert!(
+            raw.ask(&["INCRBY", "counter", "1"])
+                .starts_with("-ERR unknown command")
+        );
+        counter += 1;
+        assert_eq!(raw.ask(&["INCR", "counter"]), format!(":{counter}"));
+        written.extend(kv.write_batch(&format!("down{cycle}")));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let runs = load.join().expect("the benchmark loop");
+
+    for (i, run) in runs.iter().enumerate() {
+        let all = common::text(run);
+        assert!(
+            run.status.success(),
+            "redis-benchmark run {i} failed:\n{all}"
+        );
+        assert!(
+            !all.to_lowercase().contains("error"),
+            "redis-benchmark run {i} saw errors:\n{all}"
+        );
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        for test in ["PING_INLINE", "PING_MBULK", "SET", "GET", "INCR"] {
+            assert!(
+                stdout.contains(&format!("\"{test}\",\"")),
+                "run {i} has no {test} result:\n{all}"
+            );
+        }
+    }
+    assert!(!runs.is_empty());
+
+    // The connection opened before the first upgrade still works, with its data.
+    assert_eq!(raw.ask(&["PING"]), "+PONG");
+    assert_eq!(raw.ask(&["GET", "raw"]), "kept");
+    kv.check(&written, "at the end");
+    let releases = ok(kv.run(&["releases"]));
+    assert!(
+        releases.contains("0.1.0 permanent") && releases.contains("0.2.0 old"),
+        "{releases}"
+    );
+    let status = ok(kv.run(&["status"]));
+    assert!(status.contains("kv_server 0.1.0"), "{status}");
+    eprintln!(
+        "{} redis-benchmark runs across {CYCLES} upgrade/downgrade cycles; {} keys checked",
+        runs.len(),
+        written.len()
+    );
+}
