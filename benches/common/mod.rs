@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod release;
+pub mod report;
+
 use relup::runtime::{Expect, LogLine, Node, NodeConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
