@@ -4,22 +4,22 @@
 //! For each N (default 1, 1 000, 10 000, 100 000; `RELUP_BENCH_NS` overrides), a fresh
 //! 2-scheduler node boots release `bench` 0.1.0 from a real release root (packed, deployed,
 //! booted by the [`ReleaseHandler`](relup::runtime::handler::ReleaseHandler)), 0.2.0 is
-//! unpacked, and N `counter` workers are started under the application's simple_one_for_one
-//! supervisor, each with its own count and, like the anchor's ticker_server, a 1 s interval
-//! timer (`RELUP_BENCH_TICK_MS`, 0 = none). Then each of 5 cycles (`RELUP_BENCH_CYCLES`) runs
+//! unpacked, and N processes of module `worker` are started under the application's
+//! simple_one_for_one supervisor. `worker` is shaped like the anchor's ticker_server: a small
+//! state (id, interval, timer, last tick) and a 1 s interval timer (`RELUP_BENCH_TICK_MS`,
+//! 0 = none); its 2.0.0 adds a field (`ticks`) that the upgrade sets and the downgrade drops. Then each of 5 cycles (`RELUP_BENCH_CYCLES`) runs
 //! the same measured install in both directions:
-//! - up: `handler.install(0.2.0)`: plan from the appups on disk, load `counter` 2.0.0 (sha256
+//! - up: `handler.install(0.2.0)`: plan from the appups on disk, load `worker` 2.0.0 (sha256
 //!   checked, private copy, dlopen), suspend all N, migrate each state through 2.0.0's
-//!   `code_change` (which sets a new field), make 2.0.0 current, commit, resume, journal and
-//!   `RELEASES` written;
-//! - down: `handler.install(0.1.0)`, the same back to counter 1.0.0.
+//!   `code_change`, make 2.0.0 current, commit, resume, journal and `RELEASES` written;
+//! - down: `handler.install(0.1.0)`, the same back to `worker` 1.0.0.
 //!
 //! Measured per install, printed as median (min..max) over the cycles:
 //! - `total`: wall time of `install` (what OTP's `install_release` covers);
 //! - `resumed`: `total` plus one call to the last worker, i.e. until every process takes
 //!   messages again;
 //! - `pause`: the longest round trip of a probe thread that calls one affected process (the
-//!   middle worker) with `Call::Get` every ~0.25 ms throughout the install;
+//!   middle worker) with `Call::Ping` every ~0.25 ms throughout the install;
 //! - the install's steps as its progress reports them (`code_change` includes suspending).
 //!
 //! After every install every worker is checked for the new version and its migrated state
@@ -29,17 +29,20 @@
 //! N = 1 and 100, one cycle. Figures also go to `$RELUP_BENCH_JSON` (see `common/report.rs`).
 
 mod common;
+#[allow(dead_code)]
+#[path = "../tests/modules/worker_v1/src/api.rs"]
+mod worker;
 
 use common::release::{BenchRoot, SUPERVISOR};
 use common::report;
 use relup::runtime::install::{InstallOptions, Progress};
 use relup::runtime::{Node, Pid};
-use relup_fixture_counter_api::{Args, Call, Reply};
 use semver::Version;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use worker::{Args, Call, Reply};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -73,11 +76,12 @@ impl Way {
         }
     }
 
-    /// Module version and `bonus` field a migrated worker reports.
-    fn expected(self) -> (&'static str, i64) {
+    /// Module version and `ticks` field a migrated worker reports (the upgrade starts the
+    /// count at 0; the downgrade drops the field).
+    fn expected(self) -> (&'static str, Option<u64>) {
         match self {
-            Way::Up => ("2.0.0", 100),
-            Way::Down => ("1.0.0", 0),
+            Way::Up => ("2.0.0", Some(0)),
+            Way::Down => ("1.0.0", None),
         }
     }
 }
@@ -96,27 +100,31 @@ fn probe(node: Node, pid: Pid, stop: Arc<AtomicBool>) -> Duration {
     let mut longest = Duration::ZERO;
     while !stop.load(Ordering::Acquire) {
         let start = Instant::now();
-        let reply = node.call::<Call, Reply>(pid, &Call::Get, TIMEOUT);
+        let reply = node.call::<Call, Reply>(pid, &Call::Ping, TIMEOUT);
         longest = longest.max(start.elapsed());
-        assert!(matches!(reply, Ok(Reply::Count(_))), "probe got {reply:?}");
+        assert!(matches!(reply, Ok(Reply::Pong)), "probe got {reply:?}");
         std::thread::sleep(Duration::from_micros(250));
     }
     longest
 }
 
-/// Every worker runs the version `way` installs, with its own count and the migrated field.
-fn check_all(node: &Node, pids: &[Pid], way: Way) {
-    let (version, bonus) = way.expected();
+/// Every worker runs the version `way` installs, with its own id and the migrated field.
+/// (With ticks on, a tick can land between the install and the check, so only the field's
+/// presence is checked then.)
+fn check_all(node: &Node, pids: &[Pid], way: Way, ticking: bool) {
+    let (version, ticks) = way.expected();
     for (i, &pid) in pids.iter().enumerate() {
         match node.call::<Call, Reply>(pid, &Call::Describe, TIMEOUT) {
             Ok(Reply::Description {
                 version: v,
-                count,
-                bonus: b,
-                ..
+                id,
+                ticks: t,
             }) => assert!(
-                v == version && count == i as i64 && b == bonus,
-                "worker {i} after the {}: {v} count {count} bonus {b}",
+                v == version
+                    && id == i as u64
+                    && t.is_some() == ticks.is_some()
+                    && (ticking || t == ticks),
+                "worker {i} after the {}: {v} id {id} ticks {t:?}",
                 way.name()
             ),
             other => panic!("unexpected reply {other:?}"),
@@ -145,7 +153,7 @@ fn install(root: &BenchRoot, way: Way, probe_pid: Pid, last: Pid) -> Install {
         )
         .expect("install succeeds");
     let total = start.elapsed();
-    node.call::<Call, Reply>(last, &Call::Get, TIMEOUT)
+    node.call::<Call, Reply>(last, &Call::Ping, TIMEOUT)
         .expect("last worker answers");
     let resumed = start.elapsed();
     stop.store(true, Ordering::Release);
@@ -214,7 +222,7 @@ fn print(n: usize, way: Way, installs: &[Install]) {
     );
 }
 
-fn run(n: usize, cycles: usize, tick_ms: Option<u64>) {
+fn run(n: usize, cycles: usize, tick_ms: u64) {
     let fixtures = common::fixtures();
     let node = common::node(2);
     let base = std::env::temp_dir().join(format!("relup-bench-upgrade-{}-{n}", std::process::id()));
@@ -222,9 +230,8 @@ fn run(n: usize, cycles: usize, tick_ms: Option<u64>) {
     let pids: Vec<Pid> = (0..n)
         .map(|i| {
             let args = Args {
-                start: i as i64,
-                tick_ms,
-                ..Args::default()
+                id: i as u64,
+                interval_ms: tick_ms,
             };
             node.start_simple_child(SUPERVISOR, &args)
                 .expect("worker starts")
@@ -236,7 +243,7 @@ fn run(n: usize, cycles: usize, tick_ms: Option<u64>) {
     for _ in 0..cycles {
         for (way, installs) in [(Way::Up, &mut ups), (Way::Down, &mut downs)] {
             installs.push(install(&root, way, middle, last));
-            check_all(&node, &pids, way);
+            check_all(&node, &pids, way, tick_ms > 0);
         }
     }
     print(n, Way::Up, &ups);
@@ -257,7 +264,7 @@ fn main() {
     } else {
         1
     };
-    let tick_ms = Some(report::env_num("RELUP_BENCH_TICK_MS", 1000)).filter(|&t| t > 0);
+    let tick_ms = report::env_num("RELUP_BENCH_TICK_MS", 1000);
     for n in ns {
         run(n as usize, cycles as usize, tick_ms);
     }

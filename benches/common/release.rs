@@ -1,8 +1,8 @@
-//! A release root for the install benchmarks: release `bench` 0.1.0 (counter 1.0.0) and 0.2.0
-//! (counter 2.0.0, with an appup that updates `counter` up from and down to 0.1.0), packed as
-//! tarballs, 0.1.0 deployed and booted by a real [`ReleaseHandler`], 0.2.0 unpacked. The
-//! application's supervisor `bench_sup` is a simple_one_for_one of `counter` workers, like the
-//! OTP anchor's `ticker_worker_sup`.
+//! A release root for the install benchmarks: release `bench` 0.1.0 (module `worker` 1.0.0)
+//! and 0.2.0 (`worker` 2.0.0, with an appup that updates `worker` up from and down to 0.1.0),
+//! packed as tarballs, 0.1.0 deployed and booted by a real [`ReleaseHandler`], 0.2.0 unpacked.
+//! The application's supervisor `bench_sup` is a simple_one_for_one of `worker` processes, like
+//! the OTP anchor's `ticker_worker_sup` of `ticker_server` processes.
 
 use super::Fixtures;
 use relup::runtime::Node;
@@ -18,11 +18,11 @@ version = "0.2.0"
 
 [[up]]
 from = "0.1.0"
-instructions = [ { update = "counter", extra = "" } ]
+instructions = [ { update = "worker", extra = "" } ]
 
 [[down]]
 to = "0.1.0"
-instructions = [ { update = "counter", extra = "" } ]
+instructions = [ { update = "worker", extra = "" } ]
 "#;
 
 fn manifest(version: &str, module_vsn: &str) -> String {
@@ -35,8 +35,8 @@ name = "bench"
 version = "{version}"
 
 [[applications.modules]]
-name = "counter"
-file = "lib/libcounter.so"
+name = "worker"
+file = "lib/libworker.so"
 sha256 = ""
 version = "{module_vsn}"
 
@@ -47,8 +47,8 @@ period_secs = 1
 
 [[applications.supervisor.children]]
 id = "w"
-module = "counter"
-args = {{ start = 0 }}
+module = "worker"
+args = {{ id = 0, interval_ms = 0 }}
 "#
     )
 }
@@ -57,7 +57,7 @@ args = {{ start = 0 }}
 fn pack(base: &Path, version: &str, lib: &Path, module_vsn: &str, appup: bool) -> PathBuf {
     let src = base.join("src").join(version);
     std::fs::create_dir_all(src.join("lib")).expect("release source dir");
-    std::fs::copy(lib, src.join("lib/libcounter.so")).expect("library copied");
+    std::fs::copy(lib, src.join("lib/libworker.so")).expect("library copied");
     std::fs::write(src.join("release.toml"), manifest(version, module_vsn)).expect("manifest");
     if appup {
         std::fs::write(src.join("appup.toml"), APPUP).expect("appup");
@@ -76,8 +76,8 @@ impl BenchRoot {
     /// Builds both releases under `base` (emptied first) and boots 0.1.0 on `node`.
     pub fn start(base: &Path, node: &Node, fixtures: &Fixtures) -> BenchRoot {
         let _ = std::fs::remove_dir_all(base);
-        let v1 = pack(base, "0.1.0", &fixtures.counter_v1, "1.0.0", false);
-        let v2 = pack(base, "0.2.0", &fixtures.counter_v2, "2.0.0", true);
+        let v1 = pack(base, "0.1.0", &fixtures.worker_v1, "1.0.0", false);
+        let v2 = pack(base, "0.2.0", &fixtures.worker_v2, "2.0.0", true);
         deploy(&v1, &base.join("root")).expect("0.1.0 deploys");
         let root = ReleaseRoot::open(base.join("root")).expect("release root");
         let handler = ReleaseHandler::start(node.clone(), root).expect("0.1.0 boots");
