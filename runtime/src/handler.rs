@@ -352,6 +352,8 @@ impl ReleaseHandler {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<InstallReport, HandlerError> {
         let _one_at_a_time = self.installing.try_lock().ok_or(HandlerError::Busy)?;
+        // The install's journal lines are synced once, when it ends (see Journal::batch).
+        let _batch = self.journal.batch();
         let from = self.booted.lock().release.version.clone();
         if &from == target {
             return Err(HandlerError::AlreadyRunning(target.clone()));
