@@ -21,6 +21,7 @@ mod host;
 pub mod install;
 mod loader;
 mod node;
+mod par;
 mod process;
 pub mod release;
 mod run;
