@@ -24,6 +24,7 @@ mod node;
 mod par;
 mod process;
 pub mod release;
+mod reply;
 mod run;
 mod scheduler;
 mod supervisor;

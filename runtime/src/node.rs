@@ -296,7 +296,7 @@ impl NodeInner {
             return Err(CallError::CallingSelf);
         }
         let process = self.lookup(pid).ok_or_else(|| CallError::NoProc(who()))?;
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = crate::reply::channel();
         let pushed = process
             .push_user(Envelope::Call {
                 from,
@@ -307,11 +307,11 @@ impl NodeInner {
         if pushed.needs_schedule() {
             self.scheduler.schedule(process.clone());
         }
-        let result = self.scheduler.blocking(self, || rx.recv_timeout(timeout));
+        let result = self.scheduler.blocking(self, || rx.wait(timeout));
         match result {
             Ok(reply) => reply,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(CallError::Timeout(who())),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            Err(crate::reply::WaitError::Timeout) => Err(CallError::Timeout(who())),
+            Err(crate::reply::WaitError::Closed) => {
                 let reason = process
                     .exit
                     .wait(Some(Duration::from_secs(1)))

@@ -6,7 +6,6 @@
 //! - `code`: the behaviour; held by the worker running the process for a whole batch.
 
 use crate::behaviour::Behaviour;
-use crate::error::CallError;
 use parking_lot::{Condvar, Mutex};
 use relup_module::{ExitReason, Pid};
 use std::any::Any;
@@ -42,7 +41,7 @@ impl std::fmt::Debug for Payload {
 }
 
 /// Where a call's reply goes.
-pub(crate) type ReplyTx = crossbeam_channel::Sender<Result<Payload, CallError>>;
+pub(crate) use crate::reply::ReplyTx;
 
 /// An info message for `handle_info`.
 #[derive(Debug)]
