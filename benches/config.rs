@@ -10,6 +10,10 @@
 //! A plain `main` (no criterion): each sample is one file write and one wait. Prints the median,
 //! p90 and max over the samples. Under `cargo test --benches` it runs 3 samples.
 
+#[allow(dead_code)]
+#[path = "common/report.rs"]
+mod report;
+
 use relup::runtime::handler::ReleaseHandler;
 use relup::runtime::release::{PackOptions, ReleaseRoot, deploy, pack_with};
 use relup::runtime::{LogLine, Node, NodeConfig};
@@ -101,6 +105,8 @@ fn main() {
     let _ = std::fs::remove_dir_all(&base);
 
     times.sort();
+    let median_ms = times[times.len() / 2].as_secs_f64() * 1000.0;
+    report::emit("config_change", 1, median_ms, "ms");
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let median = times[times.len() / 2];
     let p90 = times[(times.len() * 9 / 10).min(times.len() - 1)];

@@ -72,6 +72,13 @@ fn plain(n: u64) {
         before as f64 / 1048576.0,
         after as f64 / 1048576.0
     );
+    common::report::emit("spawn", n, took.as_secs_f64() * 1e6 / n as f64, "us");
+    common::report::emit(
+        "memory",
+        n,
+        (after.saturating_sub(before) / n) as f64,
+        "bytes",
+    );
     let stopping = Instant::now();
     stop_sup(&node, sup);
     println!(

@@ -1,85 +1,140 @@
-//! Live upgrade and downgrade of one module run by N processes (DESIGN.md §5 "Targets").
+//! Live upgrade and downgrade of one module run by N processes, through a full install
+//! (DESIGN.md §5 "Targets"; the counterpart of OTP's `release_handler:install_release`).
 //!
-//! For N = 1, 1 000, 10 000 and 100 000 `counter` processes (children of a simple_one_for_one
-//! supervisor, on a fresh 2-scheduler node per N), each cycle:
-//! - up: loads `counter` 2.0.0 from its file (`code().load`: private copy + dlopen) and calls
-//!   `upgrade_module(Direction::Up)`: suspend all N, migrate each state through 2.0.0's
-//!   `code_change` (which sets a new field), make 2.0.0 current, commit, resume;
-//! - down: loads 1.0.0 again from its file and `upgrade_module(Direction::Down)`.
+//! For each N (default 1, 1 000, 10 000, 100 000; `RELUP_BENCH_NS` overrides), a fresh
+//! 2-scheduler node boots release `bench` 0.1.0 from a real release root (packed, deployed,
+//! booted by the [`ReleaseHandler`](relup::runtime::handler::ReleaseHandler)), 0.2.0 is
+//! unpacked, and N processes of module `worker` are started under the application's
+//! simple_one_for_one supervisor. `worker` is shaped like the anchor's ticker_server: a small
+//! state (id, interval, timer, last tick) and a 1 s interval timer (`RELUP_BENCH_TICK_MS`,
+//! 0 = none); its 2.0.0 adds a field (`ticks`) that the upgrade sets and the downgrade drops. Then each of 5 cycles (`RELUP_BENCH_CYCLES`) runs
+//! the same measured install in both directions:
+//! - up: `handler.install(0.2.0)`: plan from the appups on disk, load `worker` 2.0.0 (sha256
+//!   checked, private copy, dlopen), suspend all N, migrate each state through 2.0.0's
+//!   `code_change`, make 2.0.0 current, commit, resume, journal and `RELEASES` written;
+//! - down: `handler.install(0.1.0)`, the same back to `worker` 1.0.0.
 //!
 //! Measured per install, printed as median (min..max) over the cycles:
-//! - `total`: wall time of load + `upgrade_module` (what OTP's `install_release` covers);
-//! - `resumed`: `total` plus one call to the last process resumed, i.e. until every process
-//!   takes messages again (`upgrade_module` returns once the resumes are *sent*);
+//! - `total`: wall time of `install` (what OTP's `install_release` covers);
+//! - `resumed`: `total` plus one call to the last worker, i.e. until every process takes
+//!   messages again;
 //! - `pause`: the longest round trip of a probe thread that calls one affected process (the
-//!   middle child) with `Call::Get` every ~0.25 ms throughout the install;
-//! - `pause while loading`: the longest of those round trips that started before the load
-//!   was done (a process of the module can stall while the new version is dlopen'd);
-//! - `load`, `suspend`, `migrate`, `commit+resume`: the parts (the last three from
-//!   `UpgradeReport`; `suspend` includes finding the processes that run the module).
+//!   middle worker) with `Call::Ping` every ~0.25 ms throughout the install;
+//! - the install's steps as its progress reports them (`code_change` includes suspending).
 //!
-//! After every install a few processes (first, middle, last) are checked for the new version
-//! and migrated state. This is a plain `main` (no criterion): at N = 100 000 an install is far
-//! too slow for criterion's sampling, and the pause is not a time criterion can measure.
-//! Under `cargo test --benches` (no `--bench` argument) it runs N = 1 and 100, one cycle.
+//! After every install every worker is checked for the new version and its migrated state
+//! (OTP's anchor checks every process too). This is a plain `main` (no criterion): at
+//! N = 100 000 an install is far too slow for criterion's sampling, and the pause is not a
+//! time criterion can measure. Under `cargo test --benches` (no `--bench` argument) it runs
+//! N = 1 and 100, one cycle. Figures also go to `$RELUP_BENCH_JSON` (see `common/report.rs`).
 
 mod common;
+#[allow(dead_code)]
+#[path = "../tests/modules/worker_v1/src/api.rs"]
+mod worker;
 
-use relup::module::Direction;
-use relup::runtime::{
-    ChildSpec, CodeChange, Expect, Node, Pid, Strategy, SupervisorSpec, UpgradeReport,
-};
-use relup_fixture_counter_api::{Args, Call, Reply};
-use std::path::Path;
+use common::release::{BenchRoot, SUPERVISOR};
+use common::report;
+use relup::runtime::install::{InstallOptions, Progress};
+use relup::runtime::{Node, Pid};
+use semver::Version;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use worker::{Args, Call, Reply};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Which way an install goes, and what every worker must look like afterwards.
+#[derive(Clone, Copy)]
+enum Way {
+    Up,
+    Down,
+}
+
+impl Way {
+    fn name(self) -> &'static str {
+        match self {
+            Way::Up => "upgrade",
+            Way::Down => "downgrade",
+        }
+    }
+
+    /// Scenario suffix in the JSON figures.
+    fn tag(self) -> &'static str {
+        match self {
+            Way::Up => "up",
+            Way::Down => "down",
+        }
+    }
+
+    fn release(self) -> Version {
+        match self {
+            Way::Up => Version::new(0, 2, 0),
+            Way::Down => Version::new(0, 1, 0),
+        }
+    }
+
+    /// Module version and `ticks` field a migrated worker reports (the upgrade starts the
+    /// count at 0; the downgrade drops the field).
+    fn expected(self) -> (&'static str, Option<u64>) {
+        match self {
+            Way::Up => ("2.0.0", Some(0)),
+            Way::Down => ("1.0.0", None),
+        }
+    }
+}
 
 /// One install's figures.
 struct Install {
     total: Duration,
     resumed: Duration,
     pause: Duration,
-    pause_loading: Duration,
-    load: Duration,
-    report: UpgradeReport,
+    /// Microseconds per step kind (first word of the step: `suspend`, `code_change`, ...).
+    steps: BTreeMap<String, u64>,
 }
 
-/// Calls `pid` every ~0.25 ms until stopped; when each call started and how long it took.
-fn probe(node: Node, pid: Pid, stop: Arc<AtomicBool>) -> Vec<(Instant, Duration)> {
-    let mut calls = Vec::new();
+/// Calls `pid` every ~0.25 ms until stopped; the longest round trip.
+fn probe(node: Node, pid: Pid, stop: Arc<AtomicBool>) -> Duration {
+    let mut longest = Duration::ZERO;
     while !stop.load(Ordering::Acquire) {
         let start = Instant::now();
-        let reply = node.call::<Call, Reply>(pid, &Call::Get, TIMEOUT);
-        calls.push((start, start.elapsed()));
-        assert!(matches!(reply, Ok(Reply::Count(_))), "probe got {reply:?}");
+        let reply = node.call::<Call, Reply>(pid, &Call::Ping, TIMEOUT);
+        longest = longest.max(start.elapsed());
+        assert!(matches!(reply, Ok(Reply::Pong)), "probe got {reply:?}");
         std::thread::sleep(Duration::from_micros(250));
     }
-    calls
+    longest
 }
 
-fn describe(node: &Node, pid: Pid) -> (String, i64, i64) {
-    match node.call::<Call, Reply>(pid, &Call::Describe, TIMEOUT) {
-        Ok(Reply::Description {
-            version,
-            count,
-            bonus,
-            ..
-        }) => (version, count, bonus),
-        other => panic!("unexpected reply {other:?}"),
+/// Every worker runs the version `way` installs, with its own id and the migrated field.
+/// (With ticks on, a tick can land between the install and the check, so only the field's
+/// presence is checked then.)
+fn check_all(node: &Node, pids: &[Pid], way: Way, ticking: bool) {
+    let (version, ticks) = way.expected();
+    for (i, &pid) in pids.iter().enumerate() {
+        match node.call::<Call, Reply>(pid, &Call::Describe, TIMEOUT) {
+            Ok(Reply::Description {
+                version: v,
+                id,
+                ticks: t,
+            }) => assert!(
+                v == version
+                    && id == i as u64
+                    && t.is_some() == ticks.is_some()
+                    && (ticking || t == ticks),
+                "worker {i} after the {}: {v} id {id} ticks {t:?}",
+                way.name()
+            ),
+            other => panic!("unexpected reply {other:?}"),
+        }
     }
 }
 
-/// Loads `library` and switches every `counter` process to it, with a probe on `probe_pid`.
-fn install(
-    node: &Node,
-    library: &Path,
-    direction: Direction,
-    probe_pid: Pid,
-    last: Pid,
-) -> Install {
+/// Installs the release `way` goes to, with a probe calling `probe_pid` throughout.
+fn install(root: &BenchRoot, way: Way, probe_pid: Pid, last: Pid) -> Install {
+    let node = root.handler.node().clone();
     let stop = Arc::new(AtomicBool::new(false));
     let prober = {
         let (node, stop) = (node.clone(), stop.clone());
@@ -87,47 +142,37 @@ fn install(
     };
     // Let the probe get going before the install starts.
     std::thread::sleep(Duration::from_millis(20));
+    let mut progress: Vec<Progress> = Vec::new();
     let start = Instant::now();
-    let module = node
-        .code()
-        .load(library, &Expect::default())
-        .expect("module loads");
-    let load = start.elapsed();
-    let change = CodeChange::new(
-        module,
-        direction,
-        relup::module::codec::encode(&()).expect("unit encodes"),
-    );
-    let report = node
-        .upgrade_module(&change, TIMEOUT)
-        .expect("upgrade succeeds");
+    root.handler
+        .install(
+            &way.release(),
+            &InstallOptions::default(),
+            false,
+            &mut |p| progress.push(p.clone()),
+        )
+        .expect("install succeeds");
     let total = start.elapsed();
-    node.call::<Call, Reply>(last, &Call::Get, TIMEOUT)
-        .expect("last process answers");
+    node.call::<Call, Reply>(last, &Call::Ping, TIMEOUT)
+        .expect("last worker answers");
     let resumed = start.elapsed();
     stop.store(true, Ordering::Release);
-    let calls = prober.join().expect("probe thread");
-    let longest = |keep: &dyn Fn(Instant) -> bool| {
-        calls
-            .iter()
-            .filter(|(at, _)| keep(*at))
-            .map(|(_, took)| *took)
-            .max()
-            .unwrap_or_default()
-    };
-    let loaded = start + load;
+    let pause = prober.join().expect("probe thread");
+    let mut steps = BTreeMap::new();
+    for p in progress.iter().filter(|p| p.step != "note") {
+        let kind = p.step.split_whitespace().next().unwrap_or_default();
+        *steps.entry(kind.to_string()).or_default() += p.micros;
+    }
     Install {
         total,
         resumed,
-        pause: longest(&|_| true),
-        pause_loading: longest(&|at| at < loaded),
-        load,
-        report,
+        pause,
+        steps,
     }
 }
 
-fn summary(values: &mut [Duration]) -> String {
-    let median = common::median(values);
+fn summary(mut values: Vec<Duration>) -> String {
+    let median = common::median(&mut values);
     format!(
         "{:.2} ms ({:.2}..{:.2})",
         common::ms(median),
@@ -136,88 +181,92 @@ fn summary(values: &mut [Duration]) -> String {
     )
 }
 
-fn print(n: usize, direction: &str, installs: &[Install]) {
+fn print(n: usize, way: Way, installs: &[Install]) {
     let pick = |f: fn(&Install) -> Duration| installs.iter().map(f).collect::<Vec<_>>();
-    let mut total = pick(|i| i.total);
-    let mut resumed = pick(|i| i.resumed);
-    let mut pause = pick(|i| i.pause);
-    let mut pause_loading = pick(|i| i.pause_loading);
-    let mut load = pick(|i| i.load);
-    let mut suspend = pick(|i| i.report.suspend);
-    let mut migrate = pick(|i| i.report.migrate);
-    let mut finish = pick(|i| i.report.total - i.report.suspend - i.report.migrate);
-    let max_pause = *pause.iter().max().expect("installs");
+    let total = common::median(&mut pick(|i| i.total));
+    let pause = common::median(&mut pick(|i| i.pause));
+    let max_pause = pick(|i| i.pause).into_iter().max().unwrap_or_default();
     println!(
-        "{direction} N={n}: total median {:.2} ms, max probe pause {:.2} ms",
-        common::ms(common::median(&mut total)),
+        "{} N={n}: install median {:.2} ms, probe pause median {:.2} ms (max {:.2} ms)",
+        way.name(),
+        common::ms(total),
+        common::ms(pause),
         common::ms(max_pause),
     );
-    println!("    total   {}", summary(&mut total));
-    println!("    resumed {}", summary(&mut resumed));
-    println!("    pause   {}", summary(&mut pause));
-    println!("    pause while loading {}", summary(&mut pause_loading));
-    println!(
-        "    load {} | suspend {} | migrate {} | commit+resume {}",
-        summary(&mut load),
-        summary(&mut suspend),
-        summary(&mut migrate),
-        summary(&mut finish)
+    println!("    total   {}", summary(pick(|i| i.total)));
+    println!("    resumed {}", summary(pick(|i| i.resumed)));
+    println!("    pause   {}", summary(pick(|i| i.pause)));
+    let kinds: Vec<&String> = installs[0].steps.keys().collect();
+    let steps: Vec<String> = kinds
+        .iter()
+        .map(|kind| {
+            let micros = installs
+                .iter()
+                .map(|i| Duration::from_micros(i.steps.get(*kind).copied().unwrap_or(0)))
+                .collect();
+            format!("{kind} {}", summary(micros))
+        })
+        .collect();
+    println!("    steps: {}", steps.join(" | "));
+    report::emit(
+        &format!("install_{}", way.tag()),
+        n as u64,
+        common::ms(total),
+        "ms",
+    );
+    report::emit(
+        &format!("pause_{}", way.tag()),
+        n as u64,
+        common::ms(pause),
+        "ms",
     );
 }
 
-fn run(n: usize, cycles: usize) {
+fn run(n: usize, cycles: usize, tick_ms: u64) {
     let fixtures = common::fixtures();
-    let node = common::node_with_counter();
-    let spec = SupervisorSpec::new(
-        Strategy::SimpleOneForOne,
-        vec![ChildSpec::worker("w", "counter", &Args::default())],
-    )
-    .intensity(10, Duration::from_secs(1));
-    node.start_supervisor(spec, Some("sup"))
-        .expect("supervisor starts");
+    let node = common::node(2);
+    let base = std::env::temp_dir().join(format!("relup-bench-upgrade-{}-{n}", std::process::id()));
+    let root = BenchRoot::start(&base, &node, fixtures);
     let pids: Vec<Pid> = (0..n)
         .map(|i| {
-            node.start_simple_child(
-                "sup",
-                &Args {
-                    start: i as i64,
-                    ..Args::default()
-                },
-            )
-            .expect("child starts")
+            let args = Args {
+                id: i as u64,
+                interval_ms: tick_ms,
+            };
+            node.start_simple_child(SUPERVISOR, &args)
+                .expect("worker starts")
         })
         .collect();
-    let (first, middle, last) = (pids[0], pids[n / 2], pids[n - 1]);
-    let checked = [(first, 0), (middle, (n / 2) as i64), (last, n as i64 - 1)];
+    let (middle, last) = (pids[n / 2], pids[n - 1]);
     let mut ups = Vec::new();
     let mut downs = Vec::new();
     for _ in 0..cycles {
-        let up = install(&node, &fixtures.counter_v2, Direction::Up, middle, last);
-        assert_eq!(up.report.processes, n);
-        for (pid, count) in checked {
-            assert_eq!(describe(&node, pid), ("2.0.0".into(), count, 100));
+        for (way, installs) in [(Way::Up, &mut ups), (Way::Down, &mut downs)] {
+            installs.push(install(&root, way, middle, last));
+            check_all(&node, &pids, way, tick_ms > 0);
         }
-        ups.push(up);
-        let down = install(&node, &fixtures.counter_v1, Direction::Down, middle, last);
-        assert_eq!(down.report.processes, n);
-        for (pid, count) in checked {
-            assert_eq!(describe(&node, pid), ("1.0.0".into(), count, 0));
-        }
-        downs.push(down);
     }
-    print(n, "upgrade", &ups);
-    print(n, "downgrade", &downs);
+    print(n, Way::Up, &ups);
+    print(n, Way::Down, &downs);
+    root.remove();
     common::stop(node);
 }
 
 fn main() {
-    let (ns, cycles): (&[usize], usize) = if common::bench_mode() {
-        (&[1, 1_000, 10_000, 100_000], 5)
+    let bench = common::bench_mode();
+    let ns = if bench {
+        report::env_list("RELUP_BENCH_NS", &[1, 1_000, 10_000, 100_000])
     } else {
-        (&[1, 100], 1)
+        vec![1, 100]
     };
-    for &n in ns {
-        run(n, cycles);
+    let cycles = if bench {
+        report::env_num("RELUP_BENCH_CYCLES", 5)
+    } else {
+        1
+    };
+    let tick_ms = report::env_num("RELUP_BENCH_TICK_MS", 1000);
+    for n in ns {
+        run(n as usize, cycles as usize, tick_ms);
     }
     println!("{}", common::machine());
 }

@@ -1,7 +1,10 @@
-//! Shared bench support: builds the counter fixture modules (real cdylibs from this workspace)
+//! Shared bench support: builds the counter and worker fixture modules (real cdylibs from this workspace)
 //! in release mode, starts quiet nodes, reads RSS, and describes the machine.
 
 #![allow(dead_code)]
+
+pub mod release;
+pub mod report;
 
 use relup::runtime::{Expect, LogLine, Node, NodeConfig};
 use std::path::{Path, PathBuf};
@@ -16,9 +19,13 @@ pub struct Fixtures {
     pub counter_v1: PathBuf,
     /// `counter` 2.0.0.
     pub counter_v2: PathBuf,
+    /// `worker` 1.0.0 (shaped like the OTP anchor's ticker_server).
+    pub worker_v1: PathBuf,
+    /// `worker` 2.0.0 (adds a state field).
+    pub worker_v2: PathBuf,
 }
 
-/// Builds the counter fixture crates once, optimized, into `target/fixtures` (their own target
+/// Builds the counter and worker fixture crates once, optimized, into `target/fixtures` (their own target
 /// directory, so the build never waits on the lock of the `cargo bench` that runs us).
 pub fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
@@ -34,6 +41,10 @@ pub fn fixtures() -> &'static Fixtures {
                 "relup-fixture-counter-v1",
                 "-p",
                 "relup-fixture-counter-v2",
+                "-p",
+                "relup-fixture-worker-v1",
+                "-p",
+                "relup-fixture-worker-v2",
             ])
             .arg("--target-dir")
             .arg(&target)
@@ -49,6 +60,8 @@ pub fn fixtures() -> &'static Fixtures {
         Fixtures {
             counter_v1: lib("counter_v1"),
             counter_v2: lib("counter_v2"),
+            worker_v1: lib("worker_v1"),
+            worker_v2: lib("worker_v2"),
         }
     })
 }

@@ -36,6 +36,8 @@ pub enum Origin {
 pub struct LoadedModule {
     name: String,
     version: semver::Version,
+    /// `version` as text (what a migration tells the new code it comes from).
+    version_text: String,
     descriptor: &'static ModuleDescriptor,
     origin: Origin,
     serial: u64,
@@ -61,6 +63,11 @@ impl LoadedModule {
     /// The module version from its descriptor.
     pub fn version(&self) -> &semver::Version {
         &self.version
+    }
+
+    /// The module version as text.
+    pub(crate) fn version_text(&self) -> &str {
+        &self.version_text
     }
 
     /// Where the code came from.
@@ -243,6 +250,7 @@ impl CodeServer {
         }
         Ok(Arc::new(LoadedModule {
             name: image.name.clone(),
+            version_text: image.version.to_string(),
             version: image.version.clone(),
             descriptor: image.descriptor,
             origin: Origin::Library {
@@ -281,6 +289,7 @@ impl CodeServer {
             })?;
         let module = Arc::new(LoadedModule {
             name,
+            version_text: version.to_string(),
             version,
             descriptor,
             origin: Origin::Native,

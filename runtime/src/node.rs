@@ -317,7 +317,7 @@ impl NodeInner {
             return Err(CallError::CallingSelf);
         }
         let process = self.lookup(pid).ok_or_else(|| CallError::NoProc(who()))?;
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = crate::reply::channel();
         let pushed = process
             .push_user(Envelope::Call {
                 from,
@@ -328,11 +328,11 @@ impl NodeInner {
         if pushed.needs_schedule() {
             self.scheduler.schedule(process.clone());
         }
-        let result = self.scheduler.blocking(self, || rx.recv_timeout(timeout));
+        let result = self.scheduler.blocking(self, || rx.wait(timeout));
         match result {
             Ok(reply) => reply,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(CallError::Timeout(who())),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            Err(crate::reply::WaitError::Timeout) => Err(CallError::Timeout(who())),
+            Err(crate::reply::WaitError::Closed) => {
                 let reason = process
                     .exit
                     .wait(Some(Duration::from_secs(1)))
@@ -807,21 +807,36 @@ impl Node {
         })
     }
 
-    /// Pids of the processes running any version of `module`.
+    /// Pids of the processes running any version of `module`, sorted.
     pub fn processes_running(&self, module: &str) -> Vec<Pid> {
-        self.inner
-            .all_pids()
-            .into_iter()
-            .filter(|pid| {
-                self.inner.lookup(*pid).is_some_and(|p| {
-                    p.running
-                        .lock()
-                        .module
-                        .as_ref()
-                        .is_some_and(|m| m.name() == module)
-                })
-            })
-            .collect()
+        // One pass over the table, its shards split between as many threads as the node has
+        // schedulers (an upgrade's first step at 100k processes).
+        let runs = |process: &Process| {
+            process
+                .running
+                .lock()
+                .module
+                .as_ref()
+                .is_some_and(|m| m.name() == module)
+        };
+        let threads = if self.inner.count() < 4096 {
+            1
+        } else {
+            self.inner.scheduler.size()
+        };
+        let mut pids: Vec<Pid> = crate::par::par_chunks(&self.inner.shards, threads, |shards| {
+            let mut pids = Vec::new();
+            for shard in shards {
+                let table = shard.read();
+                pids.extend(table.values().filter(|p| runs(p)).map(|p| p.pid));
+            }
+            pids
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+        pids.sort_unstable();
+        pids
     }
 
     /// Calls an exported function of a module version (appup `apply`) with encoded args;

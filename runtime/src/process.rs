@@ -6,7 +6,6 @@
 //! - `code`: the behaviour; held by the worker running the process for a whole batch.
 
 use crate::behaviour::Behaviour;
-use crate::error::CallError;
 use parking_lot::{Condvar, Mutex};
 use relup_module::{ExitReason, Pid};
 use std::any::Any;
@@ -42,7 +41,7 @@ impl std::fmt::Debug for Payload {
 }
 
 /// Where a call's reply goes.
-pub(crate) type ReplyTx = crossbeam_channel::Sender<Result<Payload, CallError>>;
+pub(crate) use crate::reply::ReplyTx;
 
 /// An info message for `handle_info`.
 #[derive(Debug)]
@@ -294,15 +293,27 @@ impl Process {
 
     /// Mirrors what `behaviour` runs into `running` (None once the process has exited).
     pub(crate) fn set_running(&self, behaviour: Option<&dyn Behaviour>) {
-        let mut running = self.running.lock();
-        running.kind = behaviour.map(|b| b.kind());
-        let module = behaviour.and_then(|b| b.module().cloned());
-        if let Some(new) = &module {
+        if let Some(new) = behaviour.and_then(|b| b.module()) {
             new.add_runner(1);
         }
-        if let Some(old) = std::mem::replace(&mut running.module, module) {
+        if let Some(old) = self.replace_running(behaviour) {
             old.add_runner(-1);
         }
+    }
+
+    /// Mirrors what `behaviour` runs into `running` like [`Process::set_running`], but leaves
+    /// the runner counts to the caller (an upgrade counts them in bulk); returns the module
+    /// the process ran before.
+    pub(crate) fn replace_running(
+        &self,
+        behaviour: Option<&dyn Behaviour>,
+    ) -> Option<Arc<crate::code_server::LoadedModule>> {
+        let mut running = self.running.lock();
+        running.kind = behaviour.map(|b| b.kind());
+        std::mem::replace(
+            &mut running.module,
+            behaviour.and_then(|b| b.module().cloned()),
+        )
     }
 
     pub(crate) fn is_dead(&self) -> bool {

@@ -175,18 +175,18 @@ fn handle_user(cx: &ProcCx<'_>, code: &mut CodeSlot, envelope: Envelope) -> Opti
             .unwrap_or_else(|p| CallOutcome::Stop(panic_reason(p)));
             match outcome {
                 CallOutcome::Reply(answer) => {
-                    let _ = reply.send(Ok(answer));
+                    reply.send(Ok(answer));
                     None
                 }
                 CallOutcome::ReplyThenStop(answer, reason) => {
-                    let _ = reply.send(Ok(answer));
+                    reply.send(Ok(answer));
                     Some(Exit {
                         reason,
                         run_terminate: true,
                     })
                 }
                 CallOutcome::BadMessage(text) => {
-                    let _ = reply.send(Err(crate::error::CallError::BadMessage(text)));
+                    reply.send(Err(crate::error::CallError::BadMessage(text)));
                     None
                 }
                 CallOutcome::Stop(reason) => {

@@ -7,15 +7,19 @@
 //! message being handled; every process does its own migration on a scheduler thread, so N
 //! processes migrate in parallel across the pool.
 
+mod tally;
+
 use crate::behaviour::ModuleInstance;
 use crate::code_server::LoadedModule;
 use crate::error::{CodeChangeError, SuspendError};
 use crate::node::Node;
-use crate::process::{ControlCx, SysMsg};
+use crate::par::{par_chunks, par_map};
+use crate::process::{CodeSlot, ControlCx, Process, SysMsg};
 use relup_module::{Direction, Pid};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tally::Tally;
 
 /// A code change to apply to the processes running a module.
 #[derive(Clone, Debug)]
@@ -181,28 +185,36 @@ impl Node {
         migrate_timeout: Duration,
     ) -> Result<(), UpgradeError> {
         let timeout_ms = suspend_timeout.as_millis() as u64;
-        let mut processes = Vec::with_capacity(pids.len());
-        let mut gone = Vec::new();
-        for &pid in pids {
-            match self.inner.lookup(pid) {
-                Some(process) => processes.push(process),
-                None => gone.push(pid),
-            }
-        }
+        let threads = self.inner.scheduler.size();
+        // Idle processes are suspended on the spot (in parallel); busy ones are asked to
+        // suspend after their current message, and say when they have.
+        let found = par_map(pids, threads, |&pid| {
+            self.inner.lookup(pid).map(|process| {
+                let idle = process.try_suspend_idle();
+                (process, idle)
+            })
+        });
+        let gone: Vec<Pid> = pids
+            .iter()
+            .zip(&found)
+            .filter(|(_, found)| found.is_none())
+            .map(|(pid, _)| *pid)
+            .collect();
         if !gone.is_empty() {
+            self.resume(pids);
             return Err(SuspendError::Timeout {
                 pids: gone,
                 timeout_ms,
             }
             .into());
         }
-        // Idle processes are suspended on the spot; busy ones are asked to suspend after
-        // their current message, and say when they have.
+        let (processes, idle): (Vec<Arc<Process>>, Vec<bool>) = found.into_iter().flatten().unzip();
         let (tx, rx) = crossbeam_channel::unbounded::<(Pid, ())>();
         let busy: Vec<Pid> = processes
             .iter()
-            .filter(|p| !p.try_suspend_idle())
-            .map(|p| p.pid)
+            .zip(&idle)
+            .filter(|(_, idle)| !**idle)
+            .map(|(p, _)| p.pid)
             .collect();
         let unreachable = self.control_each(&busy, &tx, |pid, ack| {
             Box::new(move |cx: &mut ControlCx<'_>| {
@@ -232,17 +244,21 @@ impl Node {
             .into());
         }
         // Every process is suspended and idle: migrate them right here, spread over as many
-        // threads as the node has schedulers, with no message round trip.
+        // threads as the node has schedulers, with no message round trip. Each thread stops
+        // at its first failure (everything is rolled back then anyway).
         let started = Instant::now();
-        let results = par_map(&processes, self.inner.scheduler.size(), |process| {
-            let mut code = process.code.lock();
-            let mut cx = ControlCx {
-                process,
-                code: &mut code,
-            };
-            migrate(process.pid, &mut cx, change)
+        let results = par_chunks(&processes, threads, |chunk| {
+            let mut tally = Tally::default();
+            let error = chunk
+                .iter()
+                .find_map(|process| migrate_in_place(process, change, &mut tally).err());
+            (tally, error)
         });
-        let first_error = results.into_iter().find_map(Result::err);
+        let mut first_error = None;
+        for (tally, error) in results {
+            tally.apply(&change.module);
+            first_error = first_error.or(error);
+        }
         let error = match first_error {
             None if started.elapsed() <= migrate_timeout => return Ok(()),
             None => CodeChangeError::Timeout {
@@ -251,7 +267,7 @@ impl Node {
             },
             Some(error) => error,
         };
-        par_map(&processes, self.inner.scheduler.size(), |process| {
+        par_map(&processes, threads, |process| {
             let mut code = process.code.lock();
             restore_old(&mut ControlCx {
                 process,
@@ -332,23 +348,29 @@ impl Node {
     /// and a soft purge right after sees the old version unused. Returns the pids that are
     /// gone.
     pub fn commit_and_resume(&self, pids: &[Pid]) -> Vec<Pid> {
-        let processes: Vec<_> = pids.iter().filter_map(|p| self.inner.lookup(*p)).collect();
-        // Directly, in parallel: each process drops its old instance and resumes; those with
-        // queued messages go back in the run queue.
-        let runnable = par_map(&processes, self.inner.scheduler.size(), |process| {
-            process.code.lock().staged_old = None;
-            process.resume_now()
-        });
-        for (process, runnable) in processes.iter().zip(runnable) {
-            if runnable {
-                self.inner.scheduler.schedule(process.clone());
+        // Directly, in parallel: each process gives up its old instance and resumes (those
+        // with queued messages go back in the run queue). The old instances are dropped only
+        // after the thread's whole share is resumed: their drop (the old code's destructor,
+        // freeing the old state) is off the pause.
+        par_chunks(pids, self.inner.scheduler.size(), |chunk| {
+            let mut gone = Vec::new();
+            let mut old = Vec::with_capacity(chunk.len());
+            for &pid in chunk {
+                let Some(process) = self.inner.lookup(pid) else {
+                    gone.push(pid);
+                    continue;
+                };
+                old.extend(process.code.lock().staged_old.take());
+                if process.resume_now() {
+                    self.inner.scheduler.schedule(process);
+                }
             }
-        }
-        let alive: std::collections::HashSet<Pid> = processes.iter().map(|p| p.pid).collect();
-        pids.iter()
-            .filter(|p| !alive.contains(p))
-            .copied()
-            .collect()
+            drop(old);
+            gone
+        })
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Puts the staged old instances back (old code, old state); the new ones are dropped.
@@ -460,75 +482,77 @@ fn restore_old(cx: &mut ControlCx<'_>) {
     }
 }
 
-/// Maps `f` over `items` on up to `threads` threads (scoped), keeping the order.
-pub(crate) fn par_map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let threads = threads.clamp(1, 16);
-    if threads == 1 || items.len() < 64 {
-        return items.iter().map(&f).collect();
+/// Migrates a process that a control request runs on (the message path): checks that it is
+/// suspended, builds the new instance and stages the old one.
+fn migrate(pid: Pid, cx: &mut ControlCx<'_>, change: &CodeChange) -> Result<(), CodeChangeError> {
+    if !cx.process.mailbox.lock().suspended {
+        return Err(CodeChangeError::NotEligible {
+            pid,
+            reason: "it is not suspended".into(),
+        });
     }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    let new = new_instance(pid, cx.code, change)?;
+    cx.code.staged_old = cx.code.behaviour.replace(Box::new(new));
+    cx.process.set_running(cx.code.behaviour.as_deref());
+    Ok(())
 }
 
-fn migrate(pid: Pid, cx: &mut ControlCx<'_>, change: &CodeChange) -> Result<(), CodeChangeError> {
+/// Migrates a process that this upgrade suspended itself (the direct path): the runner
+/// counts go to `tally`.
+fn migrate_in_place(
+    process: &Arc<Process>,
+    change: &CodeChange,
+    tally: &mut Tally,
+) -> Result<(), CodeChangeError> {
+    let mut code = process.code.lock();
+    let new = new_instance(process.pid, &mut code, change)?;
+    code.staged_old = code.behaviour.replace(Box::new(new));
+    tally.moved(process.replace_running(code.behaviour.as_deref()));
+    Ok(())
+}
+
+/// The process's state carried into `change.module`: its instance exports the state and the
+/// new version's `code_change` builds the new instance. The process is not changed.
+fn new_instance(
+    pid: Pid,
+    code: &mut CodeSlot,
+    change: &CodeChange,
+) -> Result<ModuleInstance, CodeChangeError> {
     let not_eligible = |reason: &str| CodeChangeError::NotEligible {
         pid,
         reason: reason.to_string(),
     };
-    if !cx.process.mailbox.lock().suspended {
-        return Err(not_eligible("it is not suspended"));
-    }
-    if cx.code.staged_old.is_some() {
+    if code.staged_old.is_some() {
         return Err(not_eligible("a previous code change is not committed"));
     }
-    let Some(instance) = cx.code.behaviour.as_mut().and_then(|b| b.as_module()) else {
+    let Some(instance) = code.behaviour.as_mut().and_then(|b| b.as_module()) else {
         return Err(not_eligible("it runs no module"));
     };
-    let module_name = change.module.name().to_string();
+    let module_name = change.module.name();
     if instance.loaded().name() != module_name {
         return Err(not_eligible(&format!(
             "it runs {}, not {module_name}",
             instance.loaded().name()
         )));
     }
-    let from_vsn = instance.loaded().version().to_string();
     let failed = |reason: String| CodeChangeError::Failed {
         pid,
-        module: module_name.clone(),
+        module: module_name.to_string(),
         reason,
     };
     if let Some(state) = change.restore.as_ref().and_then(|r| r.get(&pid)) {
-        let new = ModuleInstance::restore(change.module.clone(), state)
-            .map_err(|e| failed(format!("restore from snapshot: {e}")))?;
-        cx.code.staged_old = cx.code.behaviour.replace(Box::new(new));
-        cx.process.set_running(cx.code.behaviour.as_deref());
-        return Ok(());
+        return ModuleInstance::restore(change.module.clone(), state)
+            .map_err(|e| failed(format!("restore from snapshot: {e}")));
     }
     let state = instance
         .export_state()
         .map_err(|e| failed(format!("export_state: {e}")))?;
-    let new = ModuleInstance::code_change(
+    ModuleInstance::code_change(
         change.module.clone(),
-        &from_vsn,
+        instance.loaded().version_text(),
         change.direction,
         &state,
         &change.extra,
     )
-    .map_err(failed)?;
-    cx.code.staged_old = cx.code.behaviour.replace(Box::new(new));
-    cx.process.set_running(cx.code.behaviour.as_deref());
-    Ok(())
+    .map_err(failed)
 }

@@ -485,6 +485,8 @@ impl ReleaseHandler {
         permanent: bool,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<InstallReport, HandlerError> {
+        // The install's journal lines are synced once, when it ends (see Journal::batch).
+        let _batch = self.journal.batch();
         let from = self.booted.lock().release.version.clone();
         let target = plan.chain.last().unwrap_or(&from).clone();
         let chain: Vec<String> = plan.chain.iter().map(|v| v.to_string()).collect();

@@ -5,7 +5,7 @@
 //! downgrade to the permanent release; a quiet window makes it permanent.
 
 use crate::node::Node;
-use crate::upgrade::par_map;
+use crate::par::par_map;
 use parking_lot::{Condvar, Mutex};
 use relup_appup::Release;
 use relup_module::Pid;

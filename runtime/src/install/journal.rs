@@ -1,4 +1,10 @@
 //! The upgrade journal: one line per step of every install, appended and synced.
+//!
+//! Each line is written to the file at once (it survives a crash of the node). It is synced
+//! to disk (it survives a crash of the machine) at once too, except inside a [`Batch`]: an
+//! install writes its lines as it goes and syncs them once, when it ends. A sync costs
+//! 0.2–4 ms on a busy disk, and a hop records ~20 lines, several of them while processes
+//! are suspended; the state that decides what boots (`RELEASES`) is synced on its own.
 
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
@@ -6,11 +12,40 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// An append-only log file; each line is written and synced before the step it records
-/// is considered done.
+/// An append-only log file; each line is written before the step it records is considered
+/// done, and synced then too unless a [`Batch`] is open.
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<Option<File>>,
+    file: Mutex<Writer>,
+}
+
+#[derive(Default)]
+struct Writer {
+    file: Option<File>,
+    /// Open batches; lines are synced when the last one closes.
+    batches: usize,
+    /// Lines written since the last sync.
+    unsynced: bool,
+}
+
+/// While alive, the journal's lines are written but not synced; dropping the last open batch
+/// syncs them once (see [`Journal::batch`]).
+#[must_use = "the batch ends (and syncs) when dropped"]
+pub struct Batch<'a> {
+    journal: &'a Journal,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        let mut writer = self.journal.file.lock();
+        writer.batches = writer.batches.saturating_sub(1);
+        if writer.batches == 0 && writer.unsynced {
+            writer.unsynced = false;
+            if let Some(file) = writer.file.as_ref() {
+                let _ = file.sync_data();
+            }
+        }
+    }
 }
 
 /// Formats a time as RFC 3339 UTC with milliseconds (`2026-11-21T23:55:01.123Z`).
@@ -42,15 +77,22 @@ impl Journal {
     pub fn new(path: &Path) -> Journal {
         Journal {
             path: path.to_path_buf(),
-            file: Mutex::new(None),
+            file: Mutex::new(Writer::default()),
         }
+    }
+
+    /// Opens a batch: until it is dropped, [`Journal::record`] writes lines without syncing
+    /// each; the drop syncs them once. Batches nest.
+    pub fn batch(&self) -> Batch<'_> {
+        self.file.lock().batches += 1;
+        Batch { journal: self }
     }
 
     /// A journal that records nothing (for callers without a release root).
     pub fn disabled() -> Journal {
         Journal {
             path: PathBuf::new(),
-            file: Mutex::new(None),
+            file: Mutex::new(Writer::default()),
         }
     }
 
@@ -59,14 +101,16 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one line (a timestamp is prepended) and syncs it. Journal I/O errors are
-    /// returned so that an install can refuse to go on without its record.
+    /// Appends one line (a timestamp is prepended) and syncs it, or leaves the sync to the
+    /// open [`Batch`]. Journal I/O errors are returned so that an install can refuse to go on
+    /// without its record.
     pub fn record(&self, line: &str) -> std::io::Result<()> {
         if self.path.as_os_str().is_empty() {
             return Ok(());
         }
-        let mut guard = self.file.lock();
-        if guard.is_none() {
+        let mut writer = self.file.lock();
+        let writer = &mut *writer;
+        if writer.file.is_none() {
             if let Some(dir) = self.path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
@@ -74,17 +118,24 @@ impl Journal {
                 .create(true)
                 .append(true)
                 .open(&self.path)?;
-            *guard = Some(file);
+            writer.file = Some(file);
         }
-        let Some(file) = guard.as_mut() else {
+        let Some(file) = writer.file.as_mut() else {
             return Ok(());
         };
         let clean: String = line
             .chars()
             .map(|c| if c == '\n' { ' ' } else { c })
             .collect();
-        writeln!(file, "{} {clean}", rfc3339(SystemTime::now()))?;
-        file.sync_data()
+        // One write call per line, so that lines from a crash are whole.
+        let text = format!("{} {clean}\n", rfc3339(SystemTime::now()));
+        file.write_all(text.as_bytes())?;
+        if writer.batches > 0 {
+            writer.unsynced = true;
+            Ok(())
+        } else {
+            file.sync_data()
+        }
     }
 
     /// Reads the whole journal (empty when it does not exist yet).
@@ -108,5 +159,34 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-21T23:49:43.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn lines_of_a_batch_are_written_at_once_and_batches_nest() {
+        let dir = std::env::temp_dir().join(format!("relup-journal-{}", std::process::id()));
+        let journal = Journal::new(&dir.join("log/upgrade.log"));
+        journal.record("before").unwrap();
+        {
+            let _outer = journal.batch();
+            {
+                let _inner = journal.batch();
+                journal.record("inside").unwrap();
+            }
+            journal.record("still inside").unwrap();
+            let text = journal.read().unwrap();
+            assert!(
+                text.contains(" inside\n") && text.contains(" still inside\n"),
+                "{text}"
+            );
+        }
+        journal.record("after").unwrap();
+        let lines: Vec<String> = journal
+            .read()
+            .unwrap()
+            .lines()
+            .map(|l| l.split_once(' ').unwrap().1.to_string())
+            .collect();
+        assert_eq!(lines, ["before", "inside", "still inside", "after"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

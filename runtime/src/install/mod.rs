@@ -17,4 +17,4 @@ pub use boot::{BootedRelease, boot_release, stop_release};
 pub use convert::{child_spec, config_value, encode_value, supervisor_spec};
 pub use error::InstallError;
 pub use evaluate::{HopOutcome, HopTarget, InstallOptions, Progress, RestoreSet, run_hop};
-pub use journal::{Journal, rfc3339};
+pub use journal::{Batch, Journal, rfc3339};

@@ -1,0 +1,4 @@
+//! Bench module `worker` version 1.0.0 (see server.rs).
+mod api;
+mod server;
+relup_module::export_module!(server::Worker, "worker");
