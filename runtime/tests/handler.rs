@@ -76,7 +76,9 @@ fn fails_and_rolls_back(name: &str, up: &str, opts: InstallOptions, busy: bool) 
         let node = node.clone();
         std::thread::spawn(move || node.call::<_, Reply>("c1", &Call::Sleep(1500), T))
     });
-    std::thread::sleep(Duration::from_millis(50));
+    if sleeper.is_some() {
+        common::wait_until_busy(&node, "c1");
+    }
     let error = handler
         .install(&v("0.2.0"), &opts, true, &mut |_| {})
         .unwrap_err();

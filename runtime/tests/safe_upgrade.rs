@@ -341,7 +341,10 @@ fn a_snapshot_restore_returns_the_exact_pre_install_states() {
     node.call::<_, Reply>("c1", &Call::Add(41), T).unwrap();
     node.call::<_, Reply>("c2", &Call::NoteAfter { ms: 1, n: 5 }, T)
         .unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    assert!(common::eventually(|| matches!(
+        describe(&node, "c2"),
+        Reply::Description { ref notes, .. } if notes == &[5]
+    )));
     let before = (describe(&node, "c1"), describe(&node, "c2"));
     let up = handler
         .upgrade(&v("0.2.0"), &no_probation(), &mut |_| {})

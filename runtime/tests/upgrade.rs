@@ -147,7 +147,7 @@ fn a_process_that_does_not_suspend_in_time_fails_the_suspend_and_nobody_stays_su
         let node = node.clone();
         std::thread::spawn(move || node.call::<_, Reply>(busy, &Call::Sleep(1000), T))
     };
-    std::thread::sleep(Duration::from_millis(50));
+    common::wait_until_busy(&node, busy);
     let err = node
         .upgrade_module(&change(&v2, Direction::Up, ""), Duration::from_millis(100))
         .unwrap_err();

@@ -5,6 +5,7 @@
 
 use relup_runtime::{LogLine, Node, NodeConfig};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub use relup_testkit::fixtures;
 use sha2::{Digest, Sha256};
@@ -140,4 +141,23 @@ default = {default}
         std::fs::write(dir.join("appup.toml"), appup).unwrap();
     }
     dir
+}
+
+/// Waits until `target` is busy in a callback (a short call to it times out), so that a test
+/// that needs a busy process does not depend on how fast another thread got its call in.
+pub fn wait_until_busy<'t>(node: &Node, target: impl Into<relup_runtime::Target<'t>> + Copy) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node
+        .call::<_, relup_fixture_counter_api::Reply>(
+            target,
+            &relup_fixture_counter_api::Call::Get,
+            Duration::from_millis(20),
+        )
+        .is_ok()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the process never got busy"
+        );
+    }
 }
