@@ -16,6 +16,8 @@ mod code_server;
 pub mod config;
 pub mod control;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod handler;
 mod host;
 pub mod install;

@@ -502,7 +502,10 @@ fn app_names(release: &Release) -> String {
 
 /// The declared key of a change, after the application, module, key, type, range and allowed
 /// values checks.
-fn check_declared<'r>(release: &'r Release, c: &ChangeLine) -> Result<&'r ConfigKey, String> {
+pub(crate) fn check_declared<'r>(
+    release: &'r Release,
+    c: &ChangeLine,
+) -> Result<&'r ConfigKey, String> {
     let app = release.application(&c.app).ok_or_else(|| {
         format!(
             "unknown application {:?}; release {} {} has {}",
