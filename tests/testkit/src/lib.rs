@@ -22,14 +22,23 @@ pub struct Fixtures {
     pub bad_abi: PathBuf,
     /// The ticker tutorial's module, release 0.4.0 (reads its interval from config).
     pub ticker_v040: PathBuf,
+    /// Module `counter` 2.0.0 that panics in every entry point (`init` only when asked).
+    pub panicky: PathBuf,
+    /// Module `counter` 2.0.0, hand-written against the ABI, returning garbage everywhere.
+    pub garbage: PathBuf,
+    /// A descriptor of ABI version 1 whose name claims 5000 bytes.
+    pub bad_descriptor: PathBuf,
 }
 
-const PACKAGES: [&str; 5] = [
+const PACKAGES: [&str; 8] = [
     "relup-fixture-counter-v1",
     "relup-fixture-counter-v2",
     "relup-fixture-not-a-module",
     "relup-fixture-bad-abi",
     "relup-example-ticker-v040",
+    "relup-fixture-panicky",
+    "relup-fixture-garbage",
+    "relup-fixture-bad-descriptor",
 ];
 
 /// The workspace root (this crate lives in `tests/testkit`).
@@ -71,6 +80,9 @@ fn build(release: bool) -> Fixtures {
         not_a_module: lib("not_a_module"),
         bad_abi: lib("bad_abi"),
         ticker_v040: target.join(profile).join("librelup_example_ticker_v040.so"),
+        panicky: lib("panicky"),
+        garbage: lib("garbage"),
+        bad_descriptor: lib("bad_descriptor"),
     }
 }
 
