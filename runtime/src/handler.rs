@@ -151,6 +151,10 @@ impl ReleaseHandler {
                 known: releases.known_list(),
             })?;
         let journal = Journal::new(&root.upgrade_log());
+        // What a crash mid-unpack or mid-write left (RELIABILITY.md, crash consistency).
+        for repair in crate::release::recover(&root).unwrap_or_else(|e| vec![e.to_string()]) {
+            let _ = journal.record(&format!("recover: {repair}"));
+        }
         let _ = journal.record(&format!("boot {} {}", release.name, release.version));
         // The operator's values go into the env before the applications start, so processes
         // start with them (boot only fills in defaults for keys that are still unset).

@@ -16,6 +16,7 @@ mod code_server;
 pub mod config;
 pub mod control;
 mod error;
+mod fault;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod handler;

@@ -867,3 +867,32 @@ fn a_hostile_tarball_dropped_in_place_is_refused_and_left_as_it_was() {
     assert!(err.contains("holds release 0.3.0"), "{err}");
     assert_eq!(snapshot(&s.dir), before, "{err}");
 }
+
+#[test]
+fn crash_recovery_repairs_only_what_an_interrupted_operation_left() {
+    // (The crash harness, tests/crash.rs, kills real nodes at each step; this is what
+    // recovery must leave alone.)
+    let s = setup();
+    let releases = s.root.releases_dir();
+    // A tarball the operator dropped in place: no MANIFEST, untouched.
+    let dropped = releases.join("0.2.0");
+    fs::create_dir_all(&dropped).unwrap();
+    fs::copy(&s.good, dropped.join("ticker-0.2.0.tar.gz")).unwrap();
+    // An unpack that was renamed into place but not recorded: removed; a stale temp file of
+    // an atomic write: removed.
+    let orphan = releases.join("0.3.0");
+    fs::create_dir_all(&orphan).unwrap();
+    fs::write(orphan.join(MANIFEST), "name = \"ticker\"\n").unwrap();
+    fs::write(releases.join(".RELEASES.tmp-1-2-3"), "half").unwrap();
+    let done = relup_runtime::release::recover(&s.root).unwrap();
+    assert_eq!(done.len(), 2, "{done:?}");
+    assert!(!orphan.exists() && dropped.join("ticker-0.2.0.tar.gz").is_file());
+    assert_eq!(names(&releases), ["0.1.0", "0.2.0", "RELEASES"]);
+    assert!(relup_runtime::release::recover(&s.root).unwrap().is_empty());
+    // With RELEASES unreadable, nothing says what is listed: no directory is touched.
+    fs::create_dir_all(&orphan).unwrap();
+    fs::write(orphan.join(MANIFEST), "name = \"ticker\"\n").unwrap();
+    fs::write(s.root.releases_file(), "not toml [").unwrap();
+    assert!(relup_runtime::release::recover(&s.root).unwrap().is_empty());
+    assert!(orphan.join(MANIFEST).is_file());
+}

@@ -84,7 +84,9 @@ impl Journal {
             .map(|c| if c == '\n' { ' ' } else { c })
             .collect();
         writeln!(file, "{} {clean}", rfc3339(SystemTime::now()))?;
-        file.sync_data()
+        file.sync_data()?;
+        crate::fault::crash_point(|| format!("journal: {clean}"));
+        Ok(())
     }
 
     /// Reads the whole journal (empty when it does not exist yet).

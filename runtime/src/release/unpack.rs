@@ -73,6 +73,7 @@ pub fn unpack_with(
     let mut releases = Releases::load(root)?;
     let tmp = TempDir::create(root)?;
     let verified = verify(root, &releases, tarball, limits, &tmp.path, None)?;
+    crate::fault::crash_point(|| format!("unpack: extracted into {}", tmp.path.display()));
     let dest = root.release_dir(&verified.release.version);
     if dest.exists() {
         return Err(UnpackError::DirExists {
@@ -85,6 +86,7 @@ pub fn unpack_with(
         source,
     })?;
     tmp.disarm();
+    crate::fault::crash_point(|| format!("unpack: renamed into {}", dest.display()));
     commit(root, &mut releases, verified, dest, |dest| {
         let _ = fs::remove_dir_all(dest);
     })
@@ -127,13 +129,20 @@ pub fn unpack_in_place(root: &ReleaseRoot, vsn: &Version) -> Result<UnpackedRele
     )?;
     // Move the tarball next to the verified files, swap the directories.
     let kept = tmp.path.join(&tarball_name);
+    crate::fault::crash_point(|| format!("unpack in place: extracted into {}", tmp.path.display()));
     fs::rename(&tarball, &kept).map_err(io(&tarball))?;
-    if let Err(source) = fs::remove_dir(&dir).and_then(|()| fs::rename(&tmp.path, &dir)) {
+    crate::fault::crash_point(|| format!("unpack in place: tarball moved to {}", kept.display()));
+    let swapped = fs::remove_dir(&dir).and_then(|()| {
+        crate::fault::crash_point(|| format!("unpack in place: {} removed", dir.display()));
+        fs::rename(&tmp.path, &dir)
+    });
+    if let Err(source) = swapped {
         let _ = fs::create_dir(&dir);
         let _ = fs::rename(&kept, &tarball);
         return Err(UnpackError::Io { path: dir, source });
     }
     tmp.disarm();
+    crate::fault::crash_point(|| format!("unpack in place: renamed into {}", dir.display()));
     let tarball_for_undo = tarball.clone();
     commit(root, &mut releases, verified, dir, move |dir| {
         // Put the directory back as it was: only the tarball.
