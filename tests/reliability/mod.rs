@@ -100,15 +100,17 @@ pub struct Tarballs {
     pub v1: PathBuf,
     /// `demo-0.2.0.tar.gz`.
     pub v2: PathBuf,
+    /// Another `demo-0.2.0.tar.gz` whose upgrade holds 1.5 s in an apply step, with the
+    /// processes suspended (to have an upgrade in progress).
+    pub v2_slow: PathBuf,
     /// A root with 0.1.0 deployed (permanent), node not running.
     pub deployed: PathBuf,
 }
 
-/// Where this test binary keeps its files.
+/// Where this test binary keeps its files (short: a control socket path must fit in
+/// `sun_path`, 108 bytes).
 pub fn base_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let name = exe.file_stem().unwrap().to_string_lossy().into_owned();
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()))
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("r{}", std::process::id()))
 }
 
 /// The tarballs, packed on first use.
@@ -118,25 +120,43 @@ pub fn tarballs() -> &'static Tarballs {
         let base = base_dir().join("tarballs");
         let _ = std::fs::remove_dir_all(&base);
         let f = fixtures();
-        let appup = r#"application = "app"
+        let appup = |extra: &str| {
+            format!(
+                r#"application = "app"
 version = "0.2.0"
 
 [[up]]
 from = "0.1.0"
-instructions = [ { update = "counter" } ]
+instructions = [ {{ update = "counter" }}{extra} ]
 
 [[down]]
 to = "0.1.0"
-instructions = [ { update = "counter" } ]
-"#;
+instructions = [ {{ update = "counter" }} ]
+"#
+            )
+        };
         let r1 = release_dir(&base, "0.1.0", &f.counter_v1, "1.0.0", None);
-        let r2 = release_dir(&base, "0.2.0", &f.counter_v2, "2.0.0", Some(appup));
+        let r2 = release_dir(&base, "0.2.0", &f.counter_v2, "2.0.0", Some(&appup("")));
         let out = base.join("out");
         let v1 = pack_with(&r1, &out, PackOptions::default()).unwrap();
         let v2 = pack_with(&r2, &out, PackOptions::default()).unwrap();
+        let slow = appup(r#", { apply = "counter", function = "sleep", args = [1500] }"#);
+        let r2 = release_dir(
+            &base.join("slow"),
+            "0.2.0",
+            &f.counter_v2,
+            "2.0.0",
+            Some(&slow),
+        );
+        let v2_slow = pack_with(&r2, &base.join("out-slow"), PackOptions::default()).unwrap();
         let deployed = base.join("deployed");
         deploy(&v1, &deployed).unwrap();
-        Tarballs { v1, v2, deployed }
+        Tarballs {
+            v1,
+            v2,
+            v2_slow,
+            deployed,
+        }
     })
 }
 
@@ -150,6 +170,21 @@ impl Root {
     /// A fresh copy of the deployed template as `<base>/<name>`; with `unpacked`, 0.2.0 is
     /// unpacked too.
     pub fn new(name: &str, unpacked: bool) -> Root {
+        let root = Root::bare(name);
+        if unpacked {
+            unpack(&root.release_root(), &tarballs().v2).unwrap();
+        }
+        root
+    }
+
+    /// As [`Root::new`], with the slow 0.2.0 unpacked.
+    pub fn slow(name: &str) -> Root {
+        let root = Root::bare(name);
+        unpack(&root.release_root(), &tarballs().v2_slow).unwrap();
+        root
+    }
+
+    fn bare(name: &str) -> Root {
         let t = tarballs();
         let path = base_dir().join(name);
         let _ = std::fs::remove_dir_all(&path);
@@ -160,9 +195,6 @@ impl Root {
             .status()
             .unwrap();
         assert!(status.success());
-        if unpacked {
-            unpack(&ReleaseRoot::new(&path), &t.v2).unwrap();
-        }
         Root { path }
     }
 
