@@ -370,20 +370,92 @@ fn fuzz_module() -> &'static Arc<LoadedModule> {
     })
 }
 
-/// Runs `body` on a thread with the default 2 MiB stack of the node's scheduler threads
-/// (a decoder that recurses too deep for them must be caught here, not on the fuzzer's main
-/// thread with its larger stack).
-fn on_node_stack(body: impl FnOnce() + Send) {
-    std::thread::scope(|s| {
-        let worker = std::thread::Builder::new()
+/// A job for the decode thread, and where its outcome goes.
+type Job = (Vec<u8>, fn(&[u8]) -> bool);
+type Outcome = std::thread::Result<bool>;
+
+/// Runs `body(data)` on a thread with the default 2 MiB stack of the node's scheduler
+/// threads (a decoder that recurses too deep for them must be caught here, not on the
+/// fuzzer's main thread with its larger stack). One such thread serves every call.
+fn on_node_stack(data: &[u8], body: fn(&[u8]) -> bool) -> bool {
+    type Channels = (
+        crossbeam_channel::Sender<Job>,
+        crossbeam_channel::Receiver<Outcome>,
+    );
+    static WORKER: OnceLock<Mutex<Channels>> = OnceLock::new();
+    let worker = WORKER.get_or_init(|| {
+        let (job_tx, job_rx) = crossbeam_channel::unbounded::<Job>();
+        let (out_tx, out_rx) = crossbeam_channel::unbounded::<Outcome>();
+        let spawned = std::thread::Builder::new()
+            .name("relup-fuzz-decode".into())
             .stack_size(2 << 20)
-            .spawn_scoped(s, body);
-        match worker.map(|h| h.join()) {
-            Ok(Ok(())) => {}
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("cannot start the decode thread: {e}"),
+            .spawn(move || {
+                for (data, body) in job_rx {
+                    let outcome =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&data)));
+                    if out_tx.send(outcome).is_err() {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            panic!("cannot start the decode thread: {e}");
         }
+        Mutex::new((job_tx, out_rx))
     });
+    let channels = match worker.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if channels.0.send((data.to_vec(), body)).is_err() {
+        panic!("the decode thread is gone");
+    }
+    match channels.1.recv() {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("the decode thread is gone"),
+    }
+}
+
+/// The decodings of [`abi_decode`] that recurse (run on a node-sized stack).
+fn decode_as_module_buffers(data: &[u8]) -> bool {
+    // Replies and values, decoded as the runtime and modules decode them.
+    let _ = relup_module::codec::decode::<ConfigValue>(data);
+    let _ = relup_module::codec::decode::<ConfigChange>(data);
+    let _ = relup_module::codec::decode::<(String, ConfigValue)>(data);
+    let _ = relup_module::codec::decode::<ExitReason>(data);
+    let _ = relup_module::codec::decode::<Result<Vec<u8>, String>>(data);
+    // An exported state handed to another version's code_change, through the runtime.
+    let module = fuzz_module().clone();
+    let mut accepted = false;
+    for (state, extra) in [(data, &[0xc0u8][..]), (&[0x80u8][..], data)] {
+        if let Ok(mut instance) = crate::behaviour::ModuleInstance::code_change(
+            module.clone(),
+            "0.9.0",
+            Direction::Up,
+            state,
+            extra,
+        ) {
+            // A state it accepted exports and migrates again to the same bytes.
+            let exported = match instance.export_state() {
+                Ok(bytes) => bytes,
+                Err(e) => panic!("an accepted state does not export: {e}"),
+            };
+            match crate::behaviour::ModuleInstance::code_change(
+                module.clone(),
+                "1.0.0",
+                Direction::Down,
+                &exported,
+                &[0xc0],
+            ) {
+                Ok(mut again) => assert_eq!(again.export_state().ok(), Some(exported)),
+                Err(e) => panic!("an exported state does not migrate back: {e}"),
+            }
+            let _ = instance.health();
+            accepted = true;
+        }
+    }
+    accepted
 }
 
 /// Bytes as buffers coming back from a module across the ABI: as a reply, an exported state
@@ -391,44 +463,7 @@ fn on_node_stack(body: impl FnOnce() + Send) {
 /// config value, a config change, a validator's answer, an exit reason or error text, and
 /// a descriptor's name and version. Accepted: the bytes migrated as a state or an `extra`.
 pub fn abi_decode(data: &[u8]) -> bool {
-    let accepted = std::sync::atomic::AtomicBool::new(false);
-    on_node_stack(|| {
-        // Replies and values, decoded as the runtime and modules decode them.
-        let _ = relup_module::codec::decode::<ConfigValue>(data);
-        let _ = relup_module::codec::decode::<ConfigChange>(data);
-        let _ = relup_module::codec::decode::<(String, ConfigValue)>(data);
-        let _ = relup_module::codec::decode::<ExitReason>(data);
-        let _ = relup_module::codec::decode::<Result<Vec<u8>, String>>(data);
-        // An exported state handed to another version's code_change, through the runtime.
-        let module = fuzz_module().clone();
-        for (state, extra) in [(data, &[0xc0u8][..]), (&[0x80u8][..], data)] {
-            if let Ok(mut instance) = crate::behaviour::ModuleInstance::code_change(
-                module.clone(),
-                "0.9.0",
-                Direction::Up,
-                state,
-                extra,
-            ) {
-                // A state it accepted exports and migrates again to the same bytes.
-                let exported = match instance.export_state() {
-                    Ok(bytes) => bytes,
-                    Err(e) => panic!("an accepted state does not export: {e}"),
-                };
-                match crate::behaviour::ModuleInstance::code_change(
-                    module.clone(),
-                    "1.0.0",
-                    Direction::Down,
-                    &exported,
-                    &[0xc0],
-                ) {
-                    Ok(mut again) => assert_eq!(again.export_state().ok(), Some(exported)),
-                    Err(e) => panic!("an exported state does not migrate back: {e}"),
-                }
-                let _ = instance.health();
-                accepted.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-    });
+    let accepted = on_node_stack(data, decode_as_module_buffers);
     // Error texts and exit reasons cross as bytes of any kind.
     let text = String::from_utf8_lossy(data);
     let reason = ExitReason::from_text(&text);
@@ -443,5 +478,5 @@ pub fn abi_decode(data: &[u8]) -> bool {
         assert!(!name.is_empty());
         let _ = version.to_string();
     }
-    accepted.into_inner()
+    accepted
 }

@@ -51,3 +51,31 @@ fn tarball_unpack_corpus() {
 fn abi_decode_corpus() {
     replay("abi_decode", relup_runtime::fuzz::abi_decode);
 }
+
+#[test]
+fn deeply_nested_buffers_are_refused_on_a_scheduler_sized_stack() {
+    // `{"List":[{"List":[ ... ]}]}` nested far deeper than any real value: the decoder's
+    // depth limit must refuse it before a 2 MiB thread stack overflows (which would abort
+    // the whole node).
+    for depth in [100, 1_000, 100_000] {
+        let mut bytes = b"\x81\xa4List\x91".repeat(depth);
+        bytes.extend_from_slice(b"\x81\xa3Int\x01");
+        relup_runtime::fuzz::abi_decode(&bytes);
+        let mut deep_state = b"\x91".repeat(depth);
+        deep_state.push(0xc0);
+        relup_runtime::fuzz::abi_decode(&deep_state);
+    }
+}
+
+#[test]
+fn deeply_nested_config_values_are_refused_before_they_reach_a_module() {
+    // An operator's line (or config.toml) nesting arrays thousands deep: refused by the TOML
+    // parser, never converted recursively or handed to a module's validator.
+    for depth in [100, 10_000] {
+        let value = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let line = format!("app:m:l:{value}");
+        relup_runtime::fuzz::config_line(line.as_bytes());
+        let file = format!("[app.m]\nl = {value}\n");
+        relup_runtime::fuzz::config_line(file.as_bytes());
+    }
+}
