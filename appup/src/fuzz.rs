@@ -1,5 +1,5 @@
-//! Fuzzing entry points, shared by the cargo-fuzz targets in `appup/fuzz/` and by the corpus
-//! replay test (so the seed corpus runs in plain `cargo test`, no nightly needed).
+//! Fuzzing entry points, shared by the cargo-fuzz targets in the workspace's `fuzz/` crate and
+//! by the corpus replay test (so the corpus runs in plain `cargo test`, no nightly needed).
 
 use crate::{Appup, Release, generate, validate};
 

@@ -1,11 +1,11 @@
-//! Replays the fuzz seed corpus (`appup/fuzz/corpus/<target>/*`) through the same entry points
+//! Replays the fuzz corpus (`fuzz/corpus/<target>/*` at the workspace root) through the same entry points
 //! the cargo-fuzz targets use, so plain `cargo test` checks them without a nightly toolchain.
 
 use std::path::Path;
 
 fn replay(target: &str, f: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("../fuzz/corpus")
         .join(target);
     let mut n = 0;
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
@@ -24,10 +24,10 @@ fn replay(target: &str, f: fn(&[u8])) {
 
 #[test]
 fn release_corpus() {
-    replay("release", relup_appup::fuzz::release);
+    replay("release_toml", relup_appup::fuzz::release);
 }
 
 #[test]
 fn appup_corpus() {
-    replay("appup", relup_appup::fuzz::appup);
+    replay("appup_toml", relup_appup::fuzz::appup);
 }

@@ -249,7 +249,7 @@ proptest! {
 /// Seeds for the mutation test: the fuzz corpus files, read at run time.
 fn seeds(target: &str) -> Vec<Vec<u8>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("../fuzz/corpus")
         .join(target);
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
         .map(|d| {
@@ -284,7 +284,7 @@ proptest! {
     /// A cheap stand-in for fuzzing on stable: mutated corpus files never make a parser panic.
     #[test]
     fn mutated_inputs_never_panic(pick in any::<usize>(), edits in prop::collection::vec((any::<usize>(), any::<u8>(), prop::sample::select(b"[]{}=\",.\n #0aZ_-\\".to_vec())), 1..8)) {
-        for (target, f) in [("appup", relup_appup::fuzz::appup as fn(&[u8])), ("release", relup_appup::fuzz::release)] {
+        for (target, f) in [("appup_toml", relup_appup::fuzz::appup as fn(&[u8])), ("release_toml", relup_appup::fuzz::release)] {
             let s = seeds(target);
             if s.is_empty() { continue; }
             let seed = &s[pick % s.len()];

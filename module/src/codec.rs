@@ -30,9 +30,17 @@ pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Resul
         .map_err(|e| CodecError(format!("encode failed: {e}")))
 }
 
-/// Decodes a value.
+/// Deepest nesting of maps and arrays a decoded value may have: far more than any state or
+/// message needs, and shallow enough for a 2 MiB thread stack (a scheduler thread's). The
+/// decoder's own default, 1024, lets a hostile buffer overflow such a stack in a debug
+/// build, which aborts the whole node.
+pub const MAX_DEPTH: usize = 128;
+
+/// Decodes a value (at most [`MAX_DEPTH`] levels deep).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    rmp_serde::from_slice(bytes).map_err(|e| {
+    let mut decoder = rmp_serde::Deserializer::from_read_ref(bytes);
+    decoder.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut decoder).map_err(|e| {
         CodecError(format!(
             "cannot decode {} from {} bytes: {e}",
             std::any::type_name::<T>(),

@@ -18,6 +18,9 @@ mod code_server;
 pub mod config;
 pub mod control;
 mod error;
+mod fault;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod handler;
 mod host;
 pub mod install;

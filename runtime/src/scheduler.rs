@@ -15,10 +15,15 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long an idle worker waits before checking whether it is a spare that can retire.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// How long [`Scheduler::stop`] waits for the workers. A worker stuck in a callback that
+/// never returns (its process was already killed from outside) is left behind rather than
+/// waited for forever, so that a node with a hung module still stops.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 thread_local! {
     static ON_WORKER: Cell<bool> = const { Cell::new(false) };
@@ -120,15 +125,22 @@ impl Scheduler {
         result
     }
 
-    /// Asks every worker to stop and waits for them (not from a worker thread).
+    /// Asks every worker to stop and waits for them, at most [`STOP_GRACE`] (not from a
+    /// worker thread).
     pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         if ON_WORKER.with(|w| w.get()) {
             return;
         }
         let handles: Vec<JoinHandle<()>> = std::mem::take(&mut *self.handles.lock());
+        let deadline = Instant::now() + STOP_GRACE;
         for handle in handles {
-            let _ = handle.join();
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
         }
     }
 

@@ -282,8 +282,9 @@ impl SnapshotStore {
         Ok(manifest)
     }
 
-    /// Removes directories left by a write that did not finish (a crash mid-write).
-    fn remove_partial(&self) {
+    /// Removes directories left by a write that did not finish (a crash mid-write); the node
+    /// calls it when it starts, and every write does first.
+    pub fn remove_partial(&self) {
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
                 if entry.file_name().to_string_lossy().ends_with(".tmp") {

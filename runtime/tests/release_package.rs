@@ -685,3 +685,214 @@ fn tarballs_with_dot_slash_and_directory_entries_are_accepted() {
     assert_eq!(u.release.version, v("0.2.0"));
     assert!(u.dir.join("lib/libticker_server.so").is_file());
 }
+
+/// A PAX record `"<len> <key>=<value>\n"` (the length counts itself).
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while format!("{len}{body}").len() != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
+/// A PAX header entry with `records`.
+fn pax(records: &[(&str, &str)]) -> Raw {
+    Raw {
+        path: "././@PaxHeader".into(),
+        kind: tar::EntryType::XHeader,
+        data: records.iter().flat_map(|(k, v)| pax_record(k, v)).collect(),
+        link: None,
+    }
+}
+
+/// A GNU long-name entry naming the next entry `name`.
+fn long_name(name: &str) -> Raw {
+    let mut data = name.as_bytes().to_vec();
+    data.push(0);
+    Raw {
+        path: "././@LongLink".into(),
+        kind: tar::EntryType::GNULongName,
+        data,
+        link: None,
+    }
+}
+
+/// Every path under `dir` with its size, sorted (the hostile tarball being tried aside): a
+/// snapshot to prove nothing was written.
+fn snapshot(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = fs::symlink_metadata(e.path()).unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            if rel != "hostile.tar.gz" {
+                out.push((rel, if meta.is_dir() { 0 } else { meta.len() }));
+            }
+            if meta.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn long_names_and_pax_headers_cannot_smuggle_paths_or_sizes() {
+    let s = setup();
+    let before = snapshot(&s.dir);
+    let with = |extra: Vec<Raw>| {
+        let mut raws = raws_of(&s.good);
+        raws.extend(extra);
+        raws
+    };
+    // Traversal and absolute paths hidden in a GNU long name or a PAX path.
+    for name in ["../../evil", "lib/../../../evil", "/tmp/relup-evil"] {
+        let hidden = vec![long_name(name), file("innocent", b"x")];
+        s.refused_with(&with(hidden), Limits::default(), &[name]);
+        let hidden = vec![pax(&[("path", name)]), file("innocent", b"x")];
+        s.refused_with(&with(hidden), Limits::default(), &[name]);
+    }
+    // A PAX size record (another reader would see a different archive), a PAX link path.
+    for key in ["size", "linkpath"] {
+        let raws = with(vec![pax(&[(key, "10")]), file("innocent", b"x")]);
+        s.refused_with(&raws, Limits::default(), &[&format!("PAX `{key}` record")]);
+    }
+    // Two long names for one entry; a long name at the very end.
+    let raws = with(vec![long_name("a"), pax(&[("path", "b")]), file("c", b"x")]);
+    s.refused_with(&raws, Limits::default(), &["second long name"]);
+    let raws = with(vec![long_name("lib/dangling.so")]);
+    s.refused_with(&raws, Limits::default(), &["describes no entry"]);
+    // A directory carrying data (it would only be skipped), a file under a file.
+    let raws = with(vec![Raw {
+        path: "lib/data-dir".into(),
+        kind: tar::EntryType::Directory,
+        data: vec![0; 4096],
+        link: None,
+    }]);
+    s.refused_with(
+        &raws,
+        Limits::default(),
+        &["a directory with 4096 bytes of data"],
+    );
+    let raws = with(vec![file("release.toml/inside", b"x")]);
+    s.refused_with(&raws, Limits::default(), &["release.toml/inside"]);
+    // A long name over the metadata cap.
+    let raws = with(vec![long_name(&"d/".repeat(40_000)), file("x", b"x")]);
+    s.refused_with(&raws, Limits::default(), &["GNU long name of 80001 bytes"]);
+    assert_eq!(
+        snapshot(&s.dir),
+        before,
+        "nothing written outside the temp dir"
+    );
+}
+
+#[test]
+fn the_total_cap_counts_bytes_read_not_bytes_declared() {
+    let s = setup();
+    // Three 100-byte files whose headers declare 0 bytes, behind PAX size records in the
+    // archive a lenient reader would honour: each file passes a check made on the declared
+    // size only. Raw reading refuses the size record; and a header that understates its data
+    // is caught by the running total.
+    let mut raws = raws_of(&s.good);
+    for i in 0..3 {
+        raws.push(pax(&[("size", "100")]));
+        raws.push(file(&format!("lib/extra{i}.so"), b""));
+    }
+    s.refused_with(&raws, Limits::default(), &["PAX `size` record"]);
+    let mut raws = raws_of(&s.good);
+    raws.push(file("lib/big.so", &[7u8; 300]));
+    let total: u64 = raws.iter().map(|r| r.data.len() as u64).sum();
+    let limits = Limits {
+        max_total: total - 1,
+        ..Limits::default()
+    };
+    s.refused_with(&raws, limits, &["bytes in all"]);
+}
+
+#[test]
+fn a_release_with_a_long_file_name_still_unpacks() {
+    // relup's own packer writes GNU long-name entries for paths over 100 bytes.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = release_dir(tmp.path(), "ticker", "0.1.0");
+    // The module library at a path over 100 bytes.
+    let deep = format!("lib/{}/libticker_server.so", "n".repeat(150));
+    fs::create_dir_all(src.join(&deep).parent().unwrap()).unwrap();
+    fs::rename(src.join("lib/libticker_server.so"), src.join(&deep)).unwrap();
+    let text = fs::read_to_string(src.join("release.toml")).unwrap();
+    fs::write(
+        src.join("release.toml"),
+        text.replace("lib/libticker_server.so", &deep),
+    )
+    .unwrap();
+    let t = pack(&src, &tmp.path().join("out")).unwrap();
+    let root = tmp.path().join("root");
+    let u = deploy(&t, &root).unwrap();
+    let listed: Vec<&str> = u.manifest.files.iter().map(|f| f.path.as_str()).collect();
+    assert!(listed.contains(&deep.as_str()), "{listed:?}");
+    assert!(
+        fs::read(u.dir.join(&deep))
+            .unwrap()
+            .starts_with(b"\x7fELF fake library")
+    );
+    assert!(u.manifest.files.iter().any(|f| f.path == deep));
+}
+
+#[test]
+fn a_hostile_tarball_dropped_in_place_is_refused_and_left_as_it_was() {
+    let s = setup();
+    let dir = s.root.release_dir(&v("0.2.0"));
+    fs::create_dir_all(&dir).unwrap();
+    let dropped = dir.join("ticker-0.2.0.tar.gz");
+    let mut raws = raws_of(&s.good);
+    raws.push(file("../../../evil", b"x"));
+    write_raw(&dropped, &raws);
+    let releases = fs::read(s.root.releases_file()).unwrap();
+    let before = snapshot(&s.dir);
+    let err = unpack_in_place(&s.root, &v("0.2.0"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`..`"), "{err}");
+    assert_eq!(snapshot(&s.dir), before, "{err}");
+    assert_eq!(fs::read(s.root.releases_file()).unwrap(), releases);
+    // Another release's tarball dropped under 0.2.0 is refused too.
+    fs::copy(tarball(&s.dir, "ticker", "0.3.0"), &dropped).unwrap();
+    let before = snapshot(&s.dir);
+    let err = unpack_in_place(&s.root, &v("0.2.0"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds release 0.3.0"), "{err}");
+    assert_eq!(snapshot(&s.dir), before, "{err}");
+}
+
+#[test]
+fn crash_recovery_repairs_only_what_an_interrupted_operation_left() {
+    // (The crash harness, tests/crash.rs, kills real nodes at each step; this is what
+    // recovery must leave alone.)
+    let s = setup();
+    let releases = s.root.releases_dir();
+    // A tarball the operator dropped in place: no MANIFEST, untouched.
+    let dropped = releases.join("0.2.0");
+    fs::create_dir_all(&dropped).unwrap();
+    fs::copy(&s.good, dropped.join("ticker-0.2.0.tar.gz")).unwrap();
+    // An unpack that was renamed into place but not recorded: removed; a stale temp file of
+    // an atomic write: removed.
+    let orphan = releases.join("0.3.0");
+    fs::create_dir_all(&orphan).unwrap();
+    fs::write(orphan.join(MANIFEST), "name = \"ticker\"\n").unwrap();
+    fs::write(releases.join(".RELEASES.tmp-1-2-3"), "half").unwrap();
+    let done = relup_runtime::release::recover(&s.root).unwrap();
+    assert_eq!(done.len(), 2, "{done:?}");
+    assert!(!orphan.exists() && dropped.join("ticker-0.2.0.tar.gz").is_file());
+    assert_eq!(names(&releases), ["0.1.0", "0.2.0", "RELEASES"]);
+    assert!(relup_runtime::release::recover(&s.root).unwrap().is_empty());
+    // With RELEASES unreadable, nothing says what is listed: no directory is touched.
+    fs::create_dir_all(&orphan).unwrap();
+    fs::write(orphan.join(MANIFEST), "name = \"ticker\"\n").unwrap();
+    fs::write(s.root.releases_file(), "not toml [").unwrap();
+    assert!(relup_runtime::release::recover(&s.root).unwrap().is_empty());
+    assert!(orphan.join(MANIFEST).is_file());
+}

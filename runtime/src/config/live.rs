@@ -70,20 +70,27 @@ impl LiveConfig {
         Ok(live)
     }
 
-    /// The file's text.
+    /// The file's text. The whole document goes through one TOML serializer, so a key whose
+    /// value is a table is written under `[app.module.key]` (a section of its own would
+    /// otherwise be read back as an application) and names are escaped TOML's way.
     pub fn render(&self) -> String {
-        let mut out = String::from(HEADER);
+        let mut doc = toml::Table::new();
         for (app, modules) in &self.apps {
+            let mut tables = toml::Table::new();
             for (module, keys) in modules {
                 if keys.is_empty() {
                     continue;
                 }
-                out.push_str(&format!("[{}.{}]\n", bare(app), bare(module)));
-                let table: toml::Table = keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                out.push_str(&toml::to_string(&table).unwrap_or_default());
-                out.push('\n');
+                let keys: toml::Table = keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                tables.insert(module.clone(), toml::Value::Table(keys));
+            }
+            if !tables.is_empty() {
+                doc.insert(app.clone(), toml::Value::Table(tables));
             }
         }
+        let mut out = String::from(HEADER);
+        // A table of TOML values always serializes.
+        out.push_str(&toml::to_string(&doc).unwrap_or_default());
         out
     }
 
@@ -126,19 +133,6 @@ impl LiveConfig {
             }
         }
         out
-    }
-}
-
-/// A table-name segment: bare when possible, else quoted.
-fn bare(name: &str) -> String {
-    if !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        name.to_string()
-    } else {
-        format!("{:?}", name)
     }
 }
 

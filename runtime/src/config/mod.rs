@@ -73,4 +73,5 @@ mod watch;
 pub use live::{LiveConfig, toml_value};
 pub use parse::{Batch, ChangeLine, LineError, parse_batch, parse_line};
 pub use store::{Applied, BatchReport, ConfigEntry, ConfigError, ConfigStore, Rejected};
+pub(crate) use store::{check_declared, resolve_child_id};
 pub use watch::{ConfigWatcher, CurrentRelease, WatchMode, WatchOptions};

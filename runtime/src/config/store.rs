@@ -195,6 +195,7 @@ impl ConfigStore {
                 std::fs::rename(&new, &work)
                     .map_err(io(format!("cannot claim {}", new.display())))?;
                 sync_dir(&dir).map_err(|e| ConfigError::Io(e.to_string()))?;
+                crate::fault::crash_point(|| format!("config: claimed {}", work.display()));
             }
             let mut done = 0usize;
             let mut lines_before = 0usize;
@@ -214,6 +215,7 @@ impl ConfigStore {
             }
             std::fs::remove_file(&work).map_err(io(format!("cannot remove {}", work.display())))?;
             sync_dir(&dir).map_err(|e| ConfigError::Io(e.to_string()))?;
+            crate::fault::crash_point(|| format!("config: removed {}", work.display()));
             if reports.len() > 1000 {
                 break;
             }
@@ -274,8 +276,12 @@ impl ConfigStore {
             .map(|(_, x)| x)
             .collect();
         self.append_rejects(&rejected, file)?;
+        crate::fault::crash_point(|| {
+            format!("config: {} rejected line(s) appended", rejected.len())
+        });
         let changes: Vec<ChangeLine> = accepted.iter().map(|(_, c)| c.clone()).collect();
         self.commit(&changes)?;
+        crate::fault::crash_point(|| format!("config: {} change(s) applied", changes.len()));
         for r in &rejected {
             self.log(
                 1,
@@ -502,7 +508,10 @@ fn app_names(release: &Release) -> String {
 
 /// The declared key of a change, after the application, module, key, type, range and allowed
 /// values checks.
-fn check_declared<'r>(release: &'r Release, c: &ChangeLine) -> Result<&'r ConfigKey, String> {
+pub(crate) fn check_declared<'r>(
+    release: &'r Release,
+    c: &ChangeLine,
+) -> Result<&'r ConfigKey, String> {
     let app = release.application(&c.app).ok_or_else(|| {
         format!(
             "unknown application {:?}; release {} {} has {}",

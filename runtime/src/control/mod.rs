@@ -12,5 +12,6 @@ mod status;
 
 pub use client::{Client, ClientError};
 pub use protocol::{Event, MAX_REQUEST, Request};
+pub(crate) use server::read_request;
 pub use server::{ControlServer, ServeError};
 pub use status::{StatusReport, TreeEntry, status_report};

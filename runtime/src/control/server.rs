@@ -13,10 +13,30 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long a client may take to send its request line (slow clients are cut off).
+/// How long a client may take to send its whole request line (slow clients are cut off).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A reader of a client's stream that fails once `until` has passed, however the bytes
+/// trickle in: a client sending a byte every few seconds (slow loris) cannot hold its
+/// connection, and its thread, longer than [`REQUEST_TIMEOUT`] in all.
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
 
 /// Why the control socket could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +100,8 @@ fn send(stream: &mut UnixStream, event: &Event) -> bool {
         .is_ok()
 }
 
-/// Reads one request line of at most [`MAX_REQUEST`] bytes.
-fn read_request(stream: &UnixStream) -> Result<Request, String> {
+/// Reads one request line of at most [`MAX_REQUEST`] bytes; the error says what was expected.
+pub(crate) fn read_request(stream: impl Read) -> Result<Request, String> {
     let mut line = Vec::new();
     let mut reader = BufReader::new(stream.take(MAX_REQUEST as u64 + 1));
     match reader.read_until(b'\n', &mut line) {
@@ -313,8 +333,11 @@ fn serve_connection(handler: &ReleaseHandler, mut stream: UnixStream, stop: &Sen
             return;
         }
     }
-    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
-    let request = match read_request(&stream) {
+    let deadline = Deadline {
+        stream: &stream,
+        until: Instant::now() + REQUEST_TIMEOUT,
+    };
+    let request = match read_request(deadline) {
         Ok(request) => request,
         Err(message) => {
             let _ = send(&mut stream, &Event::Error { message });

@@ -235,6 +235,12 @@ impl ReleaseHandler {
                 known: releases.known_list(),
             })?;
         let journal = Journal::new(&root.upgrade_log());
+        // A snapshot cut short by a crash is not a snapshot: its directory goes.
+        crate::snapshot::SnapshotStore::new(&root).remove_partial();
+        // What a crash mid-unpack or mid-write left (RELIABILITY.md, crash consistency).
+        for repair in crate::release::recover(&root).unwrap_or_else(|e| vec![e.to_string()]) {
+            let _ = journal.record(&format!("recover: {repair}"));
+        }
         let _ = journal.record(&format!("boot {} {}", release.name, release.version));
         // The operator's values go into the env before the applications start, so processes
         // start with them (boot only fills in defaults for keys that are still unset).

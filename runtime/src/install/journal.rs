@@ -132,10 +132,11 @@ impl Journal {
         file.write_all(text.as_bytes())?;
         if writer.batches > 0 {
             writer.unsynced = true;
-            Ok(())
         } else {
-            file.sync_data()
+            file.sync_data()?;
         }
+        crate::fault::crash_point(|| format!("journal: {clean}"));
+        Ok(())
     }
 
     /// Reads the whole journal (empty when it does not exist yet).

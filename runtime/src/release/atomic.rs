@@ -51,6 +51,7 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()>
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
+        crate::fault::crash_point(|| format!("write_atomic {}: temp written", path.display()));
         fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
@@ -60,7 +61,9 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()>
             format!("writing {} atomically: {e}", path.display()),
         ));
     }
-    sync_dir(&dir)
+    sync_dir(&dir)?;
+    crate::fault::crash_point(|| format!("write_atomic {}: renamed", path.display()));
+    Ok(())
 }
 
 /// Fsyncs a directory so that renames, creations and removals inside it are durable.

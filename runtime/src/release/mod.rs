@@ -8,6 +8,7 @@
 //!   `MANIFEST`.
 //! - [`unpack`], [`unpack_in_place`]: verified extraction into `releases/<vsn>/`.
 //! - [`deploy`], [`remove`], [`known_releases`].
+//! - [`recover`]: what a crash mid-unpack, mid-remove or mid-write left, put in order.
 
 // Errors carry paths, entries and expectations; they are on the cold path.
 #![allow(clippy::result_large_err)]
@@ -19,6 +20,7 @@ mod known;
 mod layout;
 mod manifest;
 mod package;
+mod recover;
 mod releases_file;
 mod unpack;
 
@@ -29,5 +31,6 @@ pub use known::known_releases;
 pub use layout::{ReleaseRoot, launcher_script, tarball_name};
 pub use manifest::{MANIFEST, Manifest, ManifestFile, sha256_file, sha256_hex};
 pub use package::{PackOptions, pack, pack_with};
+pub use recover::{RecoverError, recover};
 pub use releases_file::{ReleaseEntry, Releases, ReleasesError, StatusError, Violation, now_unix};
 pub use unpack::{Limits, UnpackedRelease, unpack, unpack_in_place, unpack_with};

@@ -73,6 +73,7 @@ pub fn unpack_with(
     let mut releases = Releases::load(root)?;
     let tmp = TempDir::create(root)?;
     let verified = verify(root, &releases, tarball, limits, &tmp.path, None)?;
+    crate::fault::crash_point(|| format!("unpack: extracted into {}", tmp.path.display()));
     let dest = root.release_dir(&verified.release.version);
     if dest.exists() {
         return Err(UnpackError::DirExists {
@@ -85,6 +86,7 @@ pub fn unpack_with(
         source,
     })?;
     tmp.disarm();
+    crate::fault::crash_point(|| format!("unpack: renamed into {}", dest.display()));
     commit(root, &mut releases, verified, dest, |dest| {
         let _ = fs::remove_dir_all(dest);
     })
@@ -127,13 +129,20 @@ pub fn unpack_in_place(root: &ReleaseRoot, vsn: &Version) -> Result<UnpackedRele
     )?;
     // Move the tarball next to the verified files, swap the directories.
     let kept = tmp.path.join(&tarball_name);
+    crate::fault::crash_point(|| format!("unpack in place: extracted into {}", tmp.path.display()));
     fs::rename(&tarball, &kept).map_err(io(&tarball))?;
-    if let Err(source) = fs::remove_dir(&dir).and_then(|()| fs::rename(&tmp.path, &dir)) {
+    crate::fault::crash_point(|| format!("unpack in place: tarball moved to {}", kept.display()));
+    let swapped = fs::remove_dir(&dir).and_then(|()| {
+        crate::fault::crash_point(|| format!("unpack in place: {} removed", dir.display()));
+        fs::rename(&tmp.path, &dir)
+    });
+    if let Err(source) = swapped {
         let _ = fs::create_dir(&dir);
         let _ = fs::rename(&kept, &tarball);
         return Err(UnpackError::Io { path: dir, source });
     }
     tmp.disarm();
+    crate::fault::crash_point(|| format!("unpack in place: renamed into {}", dir.display()));
     let tarball_for_undo = tarball.clone();
     commit(root, &mut releases, verified, dir, move |dir| {
         // Put the directory back as it was: only the tarball.
@@ -428,6 +437,44 @@ fn verify(
     })
 }
 
+/// Most bytes a metadata entry (GNU long name or link, PAX header) may have: names longer
+/// than a path can be are no names, and nothing else in them is kept.
+const META_MAX: u64 = 64 << 10;
+
+/// What a raw metadata entry is, for errors; `None` for an entry that is a file system
+/// object of its own.
+fn metadata_kind(kind: tar::EntryType) -> Option<&'static str> {
+    match kind {
+        tar::EntryType::GNULongName => Some("GNU long name"),
+        tar::EntryType::GNULongLink => Some("GNU long link name"),
+        tar::EntryType::XHeader => Some("PAX header"),
+        tar::EntryType::XGlobalHeader => Some("PAX global header"),
+        _ => None,
+    }
+}
+
+/// The path a PAX header gives the next entry, if any. Records that would change how the
+/// archive is read (`size`) or what an entry is (`linkpath`) are refused: relup's packer
+/// never writes them, and a reader that honoured them differently from this one could be
+/// shown a different archive.
+fn pax_path(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let mut path = None;
+    for record in tar::PaxExtensions::new(data) {
+        let record = record.map_err(|e| format!("a malformed PAX record: {e}"))?;
+        match record.key_bytes() {
+            b"path" => path = Some(record.value_bytes().to_vec()),
+            b"size" | b"linkpath" | b"GNU.sparse.size" | b"GNU.sparse.map" => {
+                return Err(format!(
+                    "a PAX `{}` record",
+                    String::from_utf8_lossy(record.key_bytes())
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(path)
+}
+
 /// Extracts every entry into `tmp`, refusing anything unsafe; returns each file's sha256 and
 /// size by package path.
 fn extract(
@@ -446,7 +493,11 @@ fn extract(
     let mut dirs: BTreeSet<String> = BTreeSet::new();
     let mut total = 0u64;
     let mut count = 0usize;
-    for entry in archive.entries().map_err(archive_err)? {
+    // Raw entries: the tar reader would buffer a GNU long name or a PAX header whole, in
+    // memory, before any check of ours runs (a 1 GiB long name of zeros is a 1 MB
+    // tarball); they are read here, capped at META_MAX, and applied to the next entry.
+    let mut long_name: Option<Vec<u8>> = None;
+    for entry in archive.entries().map_err(archive_err)?.raw(true) {
         let mut entry = entry.map_err(archive_err)?;
         count += 1;
         if count > limits.max_entries {
@@ -456,14 +507,62 @@ fn extract(
                 expected: format!("at most {} entries", limits.max_entries),
             });
         }
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = entry.header().entry_type();
+        if let Some(what) = metadata_kind(kind) {
+            let header_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let refuse_meta = |problem: String, expected: &str| UnpackError::Entry {
+                tarball: tb(),
+                entry: header_path.clone(),
+                problem,
+                expected: expected.to_string(),
+            };
+            let size = entry.size();
+            if size > META_MAX {
+                return Err(refuse_meta(
+                    format!("a {what} of {size} bytes"),
+                    &format!("at most {META_MAX} bytes of metadata per entry"),
+                ));
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            (&mut entry)
+                .take(META_MAX)
+                .read_to_end(&mut data)
+                .map_err(|e| refuse_meta(format!("cannot be read: {e}"), "a readable entry"))?;
+            let path = match kind {
+                tar::EntryType::GNULongName => {
+                    if data.last() == Some(&0) {
+                        data.pop();
+                    }
+                    Some(data)
+                }
+                tar::EntryType::XHeader => pax_path(&data).map_err(|problem| {
+                    refuse_meta(problem, "PAX records of a path, times or owners only")
+                })?,
+                // Global PAX headers and GNU long link names describe nothing relup keeps
+                // (a link entry is refused anyway).
+                _ => None,
+            };
+            if let Some(path) = path {
+                if long_name.is_some() {
+                    return Err(refuse_meta(
+                        "a second long name for the same entry".into(),
+                        "one long name (GNU or PAX) per entry",
+                    ));
+                }
+                long_name = Some(path);
+            }
+            continue;
+        }
+        let raw = match long_name.take() {
+            Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            None => String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+        };
         let refuse = |problem: &str, expected: &str| UnpackError::Entry {
             tarball: tb(),
             entry: raw.clone(),
             problem: problem.to_string(),
             expected: expected.to_string(),
         };
-        let kind = entry.header().entry_type();
         let name = raw.strip_prefix("./").unwrap_or(&raw);
         let name = if kind.is_dir() {
             name.trim_end_matches('/')
@@ -491,6 +590,13 @@ fn extract(
         let name = name.to_string();
         match kind {
             tar::EntryType::Directory => {
+                if entry.size() > 0 {
+                    // Its bytes would only be skipped: decompression work for nothing.
+                    return Err(refuse(
+                        &format!("a directory with {} bytes of data", entry.size()),
+                        "directories without data",
+                    ));
+                }
                 if files.contains_key(&name) {
                     return Err(refuse(
                         "duplicate entry (file and directory)",
@@ -519,7 +625,9 @@ fn extract(
         if files.contains_key(&name) || dirs.contains(&name) {
             return Err(refuse("duplicate entry", "each path once"));
         }
-        let declared = entry.header().size().unwrap_or(u64::MAX);
+        // Raw entries: the size the reader will read is the header's (a PAX `size` record
+        // would be ignored, and PAX records other than a path are refused above).
+        let declared = entry.size();
         if declared > limits.max_entry {
             return Err(refuse(
                 &format!("{declared} bytes"),
@@ -570,6 +678,16 @@ fn extract(
                     &format!("at most {} bytes per file", limits.max_entry),
                 ));
             }
+            if total.saturating_add(size) > limits.max_total {
+                return Err(UnpackError::Package {
+                    tarball: tb(),
+                    problem: format!(
+                        "more than {} bytes in all (at entry `{raw}`)",
+                        limits.max_total
+                    ),
+                    expected: format!("at most {} bytes in all", limits.max_total),
+                });
+            }
             hasher.update(&buf[..n]);
             out.write_all(&buf[..n]).map_err(|source| UnpackError::Io {
                 path: dest.clone(),
@@ -587,6 +705,14 @@ fn extract(
             .map(|b| format!("{b:02x}"))
             .collect();
         files.insert(name, (sha, size));
+    }
+    if let Some(name) = long_name {
+        return Err(UnpackError::Entry {
+            tarball: tb(),
+            entry: String::from_utf8_lossy(&name).into_owned(),
+            problem: "a long name that describes no entry (the archive ends)".into(),
+            expected: "a file or directory entry after each long name".into(),
+        });
     }
     // Make the extracted tree durable before it is renamed into place.
     let mut dirs_to_sync: BTreeSet<PathBuf> = BTreeSet::new();

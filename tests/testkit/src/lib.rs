@@ -26,9 +26,15 @@ pub struct Fixtures {
     pub echo_v1: PathBuf,
     /// Module `echo` 2.0.0 (the same source).
     pub echo_v2: PathBuf,
+    /// Module `counter` 2.0.0 that panics in every entry point (`init` only when asked).
+    pub panicky: PathBuf,
+    /// Module `counter` 2.0.0, hand-written against the ABI, returning garbage everywhere.
+    pub garbage: PathBuf,
+    /// A descriptor of ABI version 1 whose name claims 5000 bytes.
+    pub bad_descriptor: PathBuf,
 }
 
-const PACKAGES: [&str; 7] = [
+const PACKAGES: [&str; 10] = [
     "relup-fixture-counter-v1",
     "relup-fixture-counter-v2",
     "relup-fixture-not-a-module",
@@ -36,6 +42,9 @@ const PACKAGES: [&str; 7] = [
     "relup-example-ticker-v040",
     "relup-fixture-echo-v1",
     "relup-fixture-echo-v2",
+    "relup-fixture-panicky",
+    "relup-fixture-garbage",
+    "relup-fixture-bad-descriptor",
 ];
 
 /// The workspace root (this crate lives in `tests/testkit`).
@@ -79,6 +88,9 @@ fn build(release: bool) -> Fixtures {
         ticker_v040: target.join(profile).join("librelup_example_ticker_v040.so"),
         echo_v1: lib("echo_v1"),
         echo_v2: lib("echo_v2"),
+        panicky: lib("panicky"),
+        garbage: lib("garbage"),
+        bad_descriptor: lib("bad_descriptor"),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Fuzz target: `Appup::parse` (and writing a parsed appup back) must never panic.
+//! Fuzz target: `appup.toml` parsing never panics, and what parses writes back to an equal appup.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 

@@ -1,4 +1,4 @@
-//! Fuzz target: `Release::parse` must never panic, whatever the input.
+//! Fuzz target: `release.toml` parsing (and generation/validation of what parses) never panics.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
