@@ -11,8 +11,9 @@
 //! the killed run must end at the same step as the numbering run said (the numbering is
 //! deterministic, or the test fails).
 //!
-//! A scenario is a few lines: [`Scenario`]'s `setup`, `act` and `finish`. Probation rollback
-//! (issue 10) is pending: probation does not exist yet.
+//! A scenario is a few lines: [`Scenario`]'s `setup`, `act` and `finish`. The probation
+//! rollback scenario installs a 0.2.0 whose health check fails: killed anywhere in the
+//! install, the probation or the automatic downgrade, the node comes back on 0.1.0.
 
 mod reliability;
 
@@ -144,6 +145,35 @@ const SCENARIOS: &[Scenario] = &[
         config: &[("ticker", 5)],
     },
     Scenario {
+        name: "probation-rollback",
+        unpacked: false,
+        setup: |root| {
+            set_ticker(root);
+            ok(root.run(&["unpack", tarballs().v2_unhealthy.to_str().unwrap()]));
+        },
+        act: |root| {
+            let _ = root.run(&["upgrade", "0.2.0", "--probation", "3s"]);
+        },
+        finish: |root| {
+            // Killed or not, 0.1.0 runs and is permanent; 0.2.0 is only unpacked. Run again,
+            // the upgrade fails its probation again and rolls back again.
+            expect_running(root, "0.1.0", "1.0.0");
+            let releases = ok(root.run(&["releases"]));
+            assert!(
+                releases.contains("0.1.0 permanent") && releases.contains("0.2.0 unpacked"),
+                "{releases}"
+            );
+            let out = root.run(&["upgrade", "0.2.0", "--probation", "3s"]);
+            let all = text(&out);
+            assert!(
+                !out.status.success() && all.contains("failed its probation"),
+                "{all}"
+            );
+            expect_running(root, "0.1.0", "1.0.0");
+        },
+        config: &[("ticker", 5)],
+    },
+    Scenario {
         name: "unpack-in-place",
         unpacked: false,
         setup: |root| {
@@ -157,6 +187,14 @@ const SCENARIOS: &[Scenario] = &[
         config: &[("ticker", 5)],
     },
 ];
+
+/// The scenario called `name`.
+fn scenario(name: &str) -> &'static Scenario {
+    SCENARIOS
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no scenario {name}"))
+}
 
 /// `relup status` shows `release` running `counter` `module`.
 fn expect_running(root: &Root, release: &str, module: &str) {
@@ -359,25 +397,30 @@ fn run(scenario: &Scenario) {
 
 #[test]
 fn sigkill_at_every_step_of_an_install() {
-    run(&SCENARIOS[0]);
+    run(scenario("install"));
 }
 
 #[test]
 fn sigkill_at_every_step_of_a_downgrade() {
-    run(&SCENARIOS[1]);
+    run(scenario("downgrade"));
 }
 
 #[test]
 fn sigkill_at_every_step_of_a_config_apply() {
-    run(&SCENARIOS[2]);
+    run(scenario("config-apply"));
 }
 
 #[test]
 fn sigkill_at_every_step_of_an_unpack() {
-    run(&SCENARIOS[3]);
+    run(scenario("unpack"));
+}
+
+#[test]
+fn sigkill_at_every_step_of_a_probation_rollback() {
+    run(scenario("probation-rollback"));
 }
 
 #[test]
 fn sigkill_at_every_step_of_an_unpack_in_place_and_install() {
-    run(&SCENARIOS[4]);
+    run(scenario("unpack-in-place"));
 }

@@ -107,6 +107,9 @@ pub struct Tarballs {
     /// Another `demo-0.2.0.tar.gz` whose upgrade holds 1.5 s in an apply step, with the
     /// processes suspended (to have an upgrade in progress).
     pub v2_slow: PathBuf,
+    /// Another `demo-0.2.0.tar.gz` whose migration leaves a state that fails the health
+    /// check (`extra = "unhealthy"`): it fails its probation and is rolled back.
+    pub v2_unhealthy: PathBuf,
     /// A root with 0.1.0 deployed (permanent), node not running.
     pub deployed: PathBuf,
 }
@@ -153,12 +156,30 @@ instructions = [ {{ update = "counter" }} ]
             Some(&slow),
         );
         let v2_slow = pack_with(&r2, &base.join("out-slow"), PackOptions::default()).unwrap();
+        let unhealthy = appup("").replace(
+            r#"{ update = "counter" } ]
+
+[[down]]"#,
+            r#"{ update = "counter", extra = "unhealthy" } ]
+
+[[down]]"#,
+        );
+        let r2 = release_dir(
+            &base.join("unhealthy"),
+            "0.2.0",
+            &f.counter_v2,
+            "2.0.0",
+            Some(&unhealthy),
+        );
+        let v2_unhealthy =
+            pack_with(&r2, &base.join("out-unhealthy"), PackOptions::default()).unwrap();
         let deployed = base.join("deployed");
         deploy(&v1, &deployed).unwrap();
         Tarballs {
             v1,
             v2,
             v2_slow,
+            v2_unhealthy,
             deployed,
         }
     })
