@@ -30,7 +30,7 @@ pub struct Fixtures {
     pub panicky: PathBuf,
     /// Module `counter` 2.0.0, hand-written against the ABI, returning garbage everywhere.
     pub garbage: PathBuf,
-    /// A descriptor of ABI version 1 whose name claims 5000 bytes.
+    /// A descriptor of the current ABI version whose name claims 5000 bytes.
     pub bad_descriptor: PathBuf,
 }
 

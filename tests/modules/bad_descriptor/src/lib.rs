@@ -1,12 +1,12 @@
-//! Exports a descriptor that starts like ABI version 1 but whose module name is a 7-byte
+//! Exports a descriptor that starts like one of the runtime's ABI version but whose module name is a 7-byte
 //! string with a length of 5000: a runtime must refuse it from the length alone, without
 //! reading past the string. Only the fields before the name matter; the rest of the layout
 //! is never reached.
 
-/// The first fields of an ABI-1 descriptor.
+/// The first fields of a descriptor (their layout has not changed since ABI version 1).
 #[repr(C)]
 pub struct Prefix {
-    /// ABI version 1.
+    /// The ABI version the runtime speaks, so that the check goes on to the name.
     pub abi_version: u32,
     /// Must equal the runtime's descriptor size for it to read on.
     pub descriptor_size: u32,
@@ -31,7 +31,7 @@ extern "C" fn never() {
 }
 
 static DESCRIPTOR: Prefix = Prefix {
-    abi_version: 1,
+    abi_version: relup_module::abi::ABI_VERSION,
     descriptor_size: std::mem::size_of::<Prefix>() as u32,
     name_ptr: b"counter".as_ptr(),
     name_len: 5000,
