@@ -13,7 +13,9 @@ use relup_fixture_counter_api::{Args, Call, Cast, Reply};
 use relup_runtime::handler::{HandlerError, ReleaseHandler};
 use relup_runtime::install::InstallOptions;
 use relup_runtime::release::{PackOptions, ReleaseRoot, deploy, pack_with, unpack};
-use relup_runtime::{CallError, ConfigValue, Expect, LoadError, Node, Pid, SpawnOptions};
+use relup_runtime::{
+    CallError, ConfigValue, ExitReason, Expect, LoadError, Node, Pid, SpawnOptions,
+};
 use std::path::Path;
 use std::time::Duration;
 
@@ -98,6 +100,14 @@ fn refused_and_rolled_back(
     (node, handler)
 }
 
+/// Runs `act` (which kills `pid`) and returns the exit reason. The exit is watched before
+/// `act`: waiting only after it would race an exit that already happened (`noproc`).
+fn exit_of(node: &Node, pid: Pid, act: impl FnOnce()) -> ExitReason {
+    let exit = node.watch(pid).expect("the process runs");
+    act();
+    exit.wait(Some(T)).expect("the process exits")
+}
+
 #[test]
 fn every_entry_point_of_a_panicking_module_is_contained() {
     let (node, logs) = node(2);
@@ -146,24 +156,25 @@ fn every_entry_point_of_a_panicking_module_is_contained() {
     // handle_cast, handle_info, config_change: the process exits with the panic as reason
     // (terminate panics too, and drop: both are caught and logged or swallowed).
     let pid = spawn(&Args::default()).unwrap();
-    node.cast(pid, &Cast::Add(1)).unwrap();
-    let reason = node.wait_exit(pid, Some(T)).unwrap();
+    let reason = exit_of(&node, pid, || node.cast(pid, &Cast::Add(1)).unwrap());
     assert!(reason.to_text().contains("handle_cast panics"), "{reason}");
     let pid = spawn(&Args::default()).unwrap();
-    node.send(pid, &relup_fixture_counter_api::Info::Tick)
-        .unwrap();
-    let reason = node.wait_exit(pid, Some(T)).unwrap();
+    let reason = exit_of(&node, pid, || {
+        node.send(pid, &relup_fixture_counter_api::Info::Tick)
+            .unwrap();
+    });
     assert!(reason.to_text().contains("handle_info panics"), "{reason}");
     let pid = spawn(&Args::default()).unwrap();
     let change = relup_runtime::ConfigValue::Int(1);
-    assert!(node.config_change(
-        pid,
-        &relup_module::ConfigChange {
-            new: vec![("k".into(), change)],
-            ..Default::default()
-        }
-    ));
-    let reason = node.wait_exit(pid, Some(T)).unwrap();
+    let reason = exit_of(&node, pid, || {
+        assert!(node.config_change(
+            pid,
+            &relup_module::ConfigChange {
+                new: vec![("k".into(), change)],
+                ..Default::default()
+            }
+        ))
+    });
     assert!(
         reason.to_text().contains("config_change panics"),
         "{reason}"
@@ -213,14 +224,14 @@ fn garbage_from_a_module_becomes_errors_not_crashes() {
     assert!(err.to_string().contains("cannot decode"), "{err}");
     assert!(node.is_alive(pid));
     // Status codes no ABI version defines: a crash with the code's callback named.
-    node.cast(pid, &Cast::Add(1)).unwrap();
-    let reason = node.wait_exit(pid, Some(T)).unwrap();
+    let reason = exit_of(&node, pid, || node.cast(pid, &Cast::Add(1)).unwrap());
     assert!(reason.to_text().contains("counter:handle_cast"), "{reason}");
     // A stop reason that is not UTF-8.
     let pid = spawn();
-    node.send(pid, &relup_fixture_counter_api::Info::Tick)
-        .unwrap();
-    let reason = node.wait_exit(pid, Some(T)).unwrap();
+    let reason = exit_of(&node, pid, || {
+        node.send(pid, &relup_fixture_counter_api::Info::Tick)
+            .unwrap();
+    });
     assert!(reason.to_text().contains('x'), "{reason}");
     // A health answer of an unknown status with a 100 KiB text; an export of garbage bytes
     // (handed over as bytes: only a module decodes a state); an apply error that is not
