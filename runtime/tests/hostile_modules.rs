@@ -50,6 +50,15 @@ fn root(
     root
 }
 
+/// Removes a test case's directory when it ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// What the node looks like from outside: the pid and module version of every process
 /// running `counter` (the garbage module registers no names, so not by name).
 fn children(node: &Node) -> Vec<(Pid, Option<String>)> {
@@ -146,15 +155,18 @@ fn every_entry_point_of_a_panicking_module_is_contained() {
     // handle_cast, handle_info, config_change: the process exits with the panic as reason
     // (terminate panics too, and drop: both are caught and logged or swallowed).
     let pid = spawn(&Args::default()).unwrap();
+    let exit = node.watch(pid).unwrap();
     node.cast(pid, &Cast::Add(1)).unwrap();
-    let reason = node.wait_exit(pid, Some(T)).unwrap();
+    let reason = exit.wait(Some(T)).unwrap();
     assert!(reason.to_text().contains("handle_cast panics"), "{reason}");
     let pid = spawn(&Args::default()).unwrap();
+    let exit = node.watch(pid).unwrap();
     node.send(pid, &relup_fixture_counter_api::Info::Tick)
         .unwrap();
-    let reason = node.wait_exit(pid, Some(T)).unwrap();
+    let reason = exit.wait(Some(T)).unwrap();
     assert!(reason.to_text().contains("handle_info panics"), "{reason}");
     let pid = spawn(&Args::default()).unwrap();
+    let exit = node.watch(pid).unwrap();
     let change = relup_runtime::ConfigValue::Int(1);
     assert!(node.config_change(
         pid,
@@ -163,7 +175,7 @@ fn every_entry_point_of_a_panicking_module_is_contained() {
             ..Default::default()
         }
     ));
-    let reason = node.wait_exit(pid, Some(T)).unwrap();
+    let reason = exit.wait(Some(T)).unwrap();
     assert!(
         reason.to_text().contains("config_change panics"),
         "{reason}"
@@ -213,14 +225,16 @@ fn garbage_from_a_module_becomes_errors_not_crashes() {
     assert!(err.to_string().contains("cannot decode"), "{err}");
     assert!(node.is_alive(pid));
     // Status codes no ABI version defines: a crash with the code's callback named.
+    let exit = node.watch(pid).unwrap();
     node.cast(pid, &Cast::Add(1)).unwrap();
-    let reason = node.wait_exit(pid, Some(T)).unwrap();
+    let reason = exit.wait(Some(T)).unwrap();
     assert!(reason.to_text().contains("counter:handle_cast"), "{reason}");
     // A stop reason that is not UTF-8.
     let pid = spawn();
+    let exit = node.watch(pid).unwrap();
     node.send(pid, &relup_fixture_counter_api::Info::Tick)
         .unwrap();
-    let reason = node.wait_exit(pid, Some(T)).unwrap();
+    let reason = exit.wait(Some(T)).unwrap();
     assert!(reason.to_text().contains('x'), "{reason}");
     // A health answer of an unknown status with a 100 KiB text; an export of garbage bytes
     // (handed over as bytes: only a module decodes a state); an apply error that is not
@@ -266,6 +280,7 @@ fn upgrades_into_a_panicking_or_garbage_module_roll_back() {
             (lib, "2.0.0"),
             r#"{ update = "counter" }"#,
         );
+        let _cleanup = RemoveOnDrop(root.path.parent().unwrap().to_path_buf());
         let (node, handler) =
             refused_and_rolled_back(&root, &InstallOptions::default(), needle, |node| {
                 node.call::<_, Reply>("c1", &Call::Add(100), T).unwrap();
@@ -298,6 +313,7 @@ fn upgrades_out_of_a_panicking_or_garbage_module_roll_back() {
             (&f.counter_v1, "1.0.0"),
             r#"{ update = "counter" }"#,
         );
+        let _cleanup = RemoveOnDrop(root.path.parent().unwrap().to_path_buf());
         let (node, handler) =
             refused_and_rolled_back(&root, &InstallOptions::default(), needle, |_| {});
         for (_, version) in children(&node) {
@@ -346,6 +362,7 @@ fn libraries_that_do_not_match_their_manifest_are_refused_before_anything_change
             (lib, vsn),
             r#"{ update = "counter" }"#,
         );
+        let _cleanup = RemoveOnDrop(root.path.parent().unwrap().to_path_buf());
         let (node, handler) =
             refused_and_rolled_back(&root, &InstallOptions::default(), needle, |_| {});
         let journal = handler.log().unwrap();
@@ -367,6 +384,7 @@ fn a_handle_call_that_never_returns_times_the_suspend_out_and_rolls_back() {
         (&f.counter_v2, "2.0.0"),
         r#"{ update = "counter", timeout_ms = 300 }"#,
     );
+    let _cleanup = RemoveOnDrop(root.path.parent().unwrap().to_path_buf());
     let (node, handler) = refused_and_rolled_back(
         &root,
         &InstallOptions::default(),
