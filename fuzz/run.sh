@@ -6,6 +6,7 @@
 #
 #   fuzz/run.sh                    # every target, 10 million executions each
 #   RUNS=100000 fuzz/run.sh abi_decode config_line
+#   TIME=5400 fuzz/run.sh tarball_unpack   # also stop after 5400 s
 #
 # Logs: target/fuzz-logs/<target>.log (libFuzzer's final stats give the execution count);
 # new inputs accumulate in fuzz/target/work/<target>/ between runs; crashes land in
@@ -13,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 RUNS=${RUNS:-10000000}
+TIME=${TIME:-0}
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
     TARGETS=(release_toml appup_toml config_line control_request tarball_unpack abi_decode)
@@ -30,7 +32,7 @@ for t in "${TARGETS[@]}"; do
     if [ "$t" = abi_decode ]; then sanitizer=address; fi
     echo "== $t: $RUNS runs (log $LOGS/$t.log)"
     nice -n 19 cargo +nightly fuzz run -s "$sanitizer" "$t" "$work" "corpus/$t" -- \
-        -runs="$RUNS" -max_len="$max_len" -timeout=30 -rss_limit_mb=2048 \
+        -runs="$RUNS" -max_total_time="$TIME" -max_len="$max_len" -timeout=30 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$LOGS/$t.log" 2>&1 || {
         echo "$t: the fuzzer stopped (crash?), see $LOGS/$t.log and artifacts/$t/"
         continue
