@@ -246,20 +246,32 @@ proptest! {
     }
 }
 
-/// Seeds for the mutation test: the fuzz corpus files, read at run time.
-fn seeds(target: &str) -> Vec<Vec<u8>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| std::fs::read(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    out.retain(|s| s.len() < 4096);
-    out
+/// Seeds for the mutation test: the fuzz corpus files, read once (the corpora hold hundreds).
+fn seeds(target: &str) -> &'static [Vec<u8>] {
+    static SEEDS: std::sync::OnceLock<Vec<(String, Vec<Vec<u8>>)>> = std::sync::OnceLock::new();
+    let all = SEEDS.get_or_init(|| {
+        ["appup_toml", "release_toml"]
+            .iter()
+            .map(|target| {
+                let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../fuzz/corpus")
+                    .join(target);
+                let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .filter_map(|e| std::fs::read(e.path()).ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.retain(|s| s.len() < 4096);
+                out.sort();
+                (target.to_string(), out)
+            })
+            .collect()
+    });
+    all.iter()
+        .find(|(t, _)| t == target)
+        .map_or(&[][..], |(_, s)| s.as_slice())
 }
 
 fn mutate(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {

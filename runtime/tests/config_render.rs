@@ -38,3 +38,14 @@ fn names_are_escaped_the_toml_way() {
     );
     assert_eq!(round_trip(&weird), weird);
 }
+
+#[test]
+fn an_error_next_to_a_multibyte_character_is_an_error_not_a_panic() {
+    // Found by fuzzing config_line: a malformed escape followed by `Ο` (2 bytes) made the
+    // error's line number slice the text inside the character, and the boot panicked.
+    let text = "[\"a\\u00\u{39f}\".\nk = 1\n";
+    let err = LiveConfig::parse(text, "config.toml").unwrap_err();
+    assert!(err.starts_with("config.toml line 1:"), "{err}");
+    let err = LiveConfig::parse("[a.m]\nk = 1\n\u{39f} = ", "config.toml").unwrap_err();
+    assert!(err.starts_with("config.toml line 3:"), "{err}");
+}

@@ -1,20 +1,25 @@
 //! Replays the fuzz corpora of the runtime targets (`fuzz/corpus/<target>/*` at the workspace
-//! root) through the same entry points the cargo-fuzz targets call, so plain `cargo test`
-//! checks every input the fuzzers kept (crashes found included) without a nightly toolchain.
+//! root) and the inputs that once crashed them (`fuzz/regressions/<target>/*`) through the
+//! same entry points the cargo-fuzz targets call, so plain `cargo test` checks them without a
+//! nightly toolchain.
 
 use std::path::Path;
 
 /// Replays every input of `target`'s corpus; the corpus must hold inputs `f` accepts and
 /// inputs it refuses (else the fuzzer never got past the first check).
 fn replay(target: &str, f: fn(&[u8]) -> bool) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let dir = fuzz.join("corpus").join(target);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .collect();
+    // Inputs that crashed a fuzzer once (fuzz/regressions/<target>/), kept whatever the
+    // corpus minimization keeps.
+    if let Ok(found) = std::fs::read_dir(fuzz.join("regressions").join(target)) {
+        entries.extend(found.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
     entries.sort();
     assert!(!entries.is_empty(), "empty corpus for {target}");
     let (mut accepted, mut refused) = (0, 0);

@@ -52,6 +52,15 @@ fn root(
     root
 }
 
+/// Removes a test case's directory when it ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// What the node looks like from outside: the pid and module version of every process
 /// running `counter` (the garbage module registers no names, so not by name).
 fn children(node: &Node) -> Vec<(Pid, Option<String>)> {
@@ -277,6 +286,7 @@ fn upgrades_into_a_panicking_or_garbage_module_roll_back() {
             (lib, "2.0.0"),
             r#"{ update = "counter" }"#,
         );
+        let _cleanup = RemoveOnDrop(root.path.parent().unwrap().to_path_buf());
         let (node, handler) =
             refused_and_rolled_back(&root, &InstallOptions::default(), needle, |node| {
                 node.call::<_, Reply>("c1", &Call::Add(100), T).unwrap();
@@ -309,6 +319,7 @@ fn upgrades_out_of_a_panicking_or_garbage_module_roll_back() {
             (&f.counter_v1, "1.0.0"),
             r#"{ update = "counter" }"#,
         );
+        let _cleanup = RemoveOnDrop(root.path.parent().unwrap().to_path_buf());
         let (node, handler) =
             refused_and_rolled_back(&root, &InstallOptions::default(), needle, |_| {});
         for (_, version) in children(&node) {
@@ -357,6 +368,7 @@ fn libraries_that_do_not_match_their_manifest_are_refused_before_anything_change
             (lib, vsn),
             r#"{ update = "counter" }"#,
         );
+        let _cleanup = RemoveOnDrop(root.path.parent().unwrap().to_path_buf());
         let (node, handler) =
             refused_and_rolled_back(&root, &InstallOptions::default(), needle, |_| {});
         let journal = handler.log().unwrap();
@@ -378,6 +390,7 @@ fn a_handle_call_that_never_returns_times_the_suspend_out_and_rolls_back() {
         (&f.counter_v2, "2.0.0"),
         r#"{ update = "counter", timeout_ms = 300 }"#,
     );
+    let _cleanup = RemoveOnDrop(root.path.parent().unwrap().to_path_buf());
     let (node, handler) = refused_and_rolled_back(
         &root,
         &InstallOptions::default(),

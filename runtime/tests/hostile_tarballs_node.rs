@@ -20,6 +20,15 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(10);
 
+/// Removes the test's directory when the test ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Every path under `dir` with its size (the tarball being tried aside).
 fn snapshot(dir: &Path, skip: &Path) -> Vec<(PathBuf, u64)> {
     let mut out = Vec::new();
@@ -89,6 +98,7 @@ fn hostile_tarballs_leave_a_running_node_untouched() {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("hostile-tar-node-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
+    let _cleanup = RemoveOnDrop(base.clone());
     let f = fixtures();
     let appup = "application = \"app\"\nversion = \"0.2.0\"\n\n[[up]]\nfrom = \"0.1.0\"\n\
                  instructions = [ { update = \"counter\" } ]\n\n[[down]]\nto = \"0.1.0\"\n\

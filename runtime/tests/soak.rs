@@ -47,8 +47,21 @@ fn v(text: &str) -> semver::Version {
     semver::Version::parse(text).unwrap()
 }
 
+/// Removes a test's directory when the test ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn soak_base() -> std::path::PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("soak-{}", std::process::id()))
+}
+
 fn root() -> ReleaseRoot {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("soak-{}", std::process::id()));
+    let base = soak_base();
     let _ = std::fs::remove_dir_all(&base);
     let f = fixtures();
     let appup = "application = \"app\"\nversion = \"0.2.0\"\n\n[[up]]\nfrom = \"0.1.0\"\n\
@@ -93,6 +106,7 @@ fn upgrade_downgrade_cycles_under_load_lose_and_reorder_nothing_and_memory_flatt
         .and_then(|c| c.parse().ok())
         .unwrap_or(20);
     let root = root();
+    let _cleanup = RemoveOnDrop(soak_base());
     let (node, _) = node(2);
     let handler = ReleaseHandler::start(node.clone(), root.clone()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -216,6 +230,7 @@ fn every_new_build_maps_an_image_for_good_and_costs_at_most_its_size() {
         .collect();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("builds-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
     let before_stats = node.code().stats();
     let mut samples = vec![(rss_kib(), before_stats.bytes_mapped)];
     for b in 0..builds {

@@ -120,10 +120,28 @@ pub fn base_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("r{}", std::process::id()))
 }
 
+/// Removes the base directories of earlier test processes that are gone (each test binary
+/// leaves its tarballs and template root behind, being unable to clean up at exit).
+fn remove_stale_base_dirs() {
+    let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix('r').and_then(|p| p.parse::<i32>().ok())
+            && pid != std::process::id() as i32
+            && !alive(pid)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The tarballs, packed on first use.
 pub fn tarballs() -> &'static Tarballs {
     static TARBALLS: OnceLock<Tarballs> = OnceLock::new();
     TARBALLS.get_or_init(|| {
+        remove_stale_base_dirs();
         let base = base_dir().join("tarballs");
         let _ = std::fs::remove_dir_all(&base);
         let f = fixtures();

@@ -28,9 +28,14 @@ impl LiveConfig {
 
     /// Parses a `config.toml` text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<LiveConfig, String> {
-        let line_of = |offset: usize| text[..offset.min(text.len())].lines().count().max(1);
+        // The 1-based line of a byte offset, counted in bytes: an offset inside a multi-byte
+        // character must not be used to slice the text.
+        let line_of = |offset: usize| {
+            let before = &text.as_bytes()[..offset.min(text.len())];
+            1 + before.iter().filter(|&&b| b == b'\n').count()
+        };
         let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            let line = e.span().map(|s| line_of(s.start + 1)).unwrap_or(1);
+            let line = e.span().map(|s| line_of(s.start)).unwrap_or(1);
             format!(
                 "{file} line {line}: {}; expected TOML tables [app.module] of key = value",
                 e.message()
@@ -39,7 +44,7 @@ impl LiveConfig {
         let mut live = LiveConfig::default();
         let find = |needle: &str| {
             text.find(needle)
-                .map(|o| line_of(o + 1))
+                .map(line_of)
                 .map(|l| format!(" line {l}"))
                 .unwrap_or_default()
         };
