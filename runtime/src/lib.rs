@@ -22,6 +22,7 @@ pub mod install;
 mod loader;
 mod node;
 mod par;
+mod pidmap;
 mod process;
 pub mod release;
 mod reply;
