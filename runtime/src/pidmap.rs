@@ -4,11 +4,18 @@
 //! keys an attacker chooses. Pids are sequential numbers the node makes, so a multiply and a
 //! shift do: every message send, call and upgrade step looks a pid up.
 
-use std::collections::HashMap;
+use relup_module::Pid;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// A map from pid numbers to `V`.
+/// A map from pid numbers (or monitor references) to `V`.
 pub(crate) type PidMap<V> = HashMap<u64, V, BuildHasherDefault<PidHasher>>;
+
+/// A map from pids to `V`.
+pub(crate) type ByPid<V> = HashMap<Pid, V, BuildHasherDefault<PidHasher>>;
+
+/// A set of pids.
+pub(crate) type PidSet = HashSet<Pid, BuildHasherDefault<PidHasher>>;
 
 /// A few multiplies and shifts (splitmix64's finalizer) for u64 keys: a shard holds pids
 /// that agree in their low bits, and the map picks buckets by the low bits of the hash, so
@@ -40,7 +47,6 @@ impl Hasher for PidHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
     use std::hash::BuildHasher;
 
     #[test]
