@@ -21,6 +21,9 @@
 #   OUT=target/compare-otp    where results go (relative to the repository root)
 #   ANCHOR=<dir>              the OTP anchor (default ../shared/anchors/erlang next to the repo)
 #   SKIP_OTP=1 / SKIP_RELUP=1 reuse the previous run's figures of that side from $OUT
+#   RT=1                      run the measurements of both sides (not the builds) under
+#                             `chrt -f 1` (SCHED_FIFO, needs root): on a machine shared with
+#                             other work, wake-ups then do not wait behind it
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,16 +42,19 @@ if [ -z "$ANCHOR" ]; then
     done
 fi
 log() { echo "[compare-otp $(date +%H:%M:%S)] $*" >&2; }
+rt() { if [ -n "${RT:-}" ]; then chrt -f 1 "$@"; else "$@"; fi; }
 
 if [ -z "${SKIP_OTP:-}" ]; then
     [ -n "$ANCHOR" ] && [ -x "$ANCHOR/run.sh" ] || { echo "OTP anchor run.sh not found; set ANCHOR" >&2; exit 1; }
     log "OTP anchor from $ANCHOR (NS=\"$NS\" CYCLES=$CYCLES)"
     rm -rf "$OUT/otp"
     for step in packages build micro upgrade report; do
+        run=()
+        case "$step" in micro|upgrade) run=(rt) ;; esac
         WORK_DIR="$OUT/otp-work" RESULTS_DIR="$OUT/otp" NS="$NS" SBWT_NS= NO_TICKS_NS= \
             MICRO_VARIANTS=default CYCLES="$CYCLES" MICRO_REPS="$MICRO_REPS" \
             SPAWN_REPS="$SPAWN_REPS" SPAWN_NS="10000 100000" \
-            "$ANCHOR/run.sh" "$step" > "$OUT/otp-$step.log" 2>&1 \
+            "${run[@]}" "$ANCHOR/run.sh" "$step" > "$OUT/otp-$step.log" 2>&1 \
             || { echo "OTP anchor step $step failed; see $OUT/otp-$step.log" >&2; exit 1; }
     done
     rm -rf "$OUT/otp-work"
@@ -61,9 +67,17 @@ if [ -z "${SKIP_RELUP:-}" ]; then
     log "relup benches (NS=\"$NS\" CYCLES=$CYCLES)"
     rm -f "$OUT/relup.jsonl"
     rm -rf "$TARGET_DIR/criterion/call" "$TARGET_DIR/criterion/cast" "$TARGET_DIR/criterion/spawn"
+    benches=(--bench messaging --bench spawn --bench upgrade --bench config)
+    # Everything is built before the measurements (which may run under chrt): the benches
+    # and the fixture modules they would otherwise build on first use.
+    { cargo bench --no-run "${benches[@]}" \
+        && env -u RUSTFLAGS cargo build --release --target-dir "$REPO/target/fixtures" \
+            -p relup-fixture-counter-v1 -p relup-fixture-counter-v2 \
+            -p relup-fixture-worker-v1 -p relup-fixture-worker-v2 -p relup-example-ticker-v040; \
+    } > "$OUT/relup-build.log" 2>&1 \
+        || { echo "building relup's benches failed; see $OUT/relup-build.log" >&2; exit 1; }
     RELUP_BENCH_JSON="$OUT/relup.jsonl" RELUP_BENCH_NS="$NS" RELUP_BENCH_CYCLES="$CYCLES" \
-        cargo bench --bench messaging --bench spawn --bench upgrade --bench config \
-        > "$OUT/relup-bench.log" 2>&1 \
+        rt cargo bench "${benches[@]}" > "$OUT/relup-bench.log" 2>&1 \
         || { echo "relup benches failed; see $OUT/relup-bench.log" >&2; exit 1; }
     mkdir -p "$OUT/criterion"
     for group in call cast spawn; do
@@ -72,6 +86,6 @@ if [ -z "${SKIP_RELUP:-}" ]; then
     done
 fi
 
-echo "relup at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') vs $(grep -m1 '^OTP_VERSION' "$OUT/otp/versions.txt" 2>/dev/null || echo 'OTP'), $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "relup at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')${RT:+ (both sides under chrt -f 1)} vs $(grep -m1 '^OTP_VERSION' "$OUT/otp/versions.txt" 2>/dev/null || echo 'OTP'), $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(date -u +%Y-%m-%dT%H:%MZ)"
 python3 "$REPO/benches/compare/compare.py" --otp "$OUT/otp.tsv" --relup "$OUT/relup.jsonl" \
     --criterion "$OUT/criterion"

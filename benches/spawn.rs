@@ -2,10 +2,11 @@
 //!
 //! - Plain measurements first, in a fresh node of a fresh process (before criterion allocates
 //!   anything), printed as text:
-//!   - `memory per idle process`: RSS before and after starting 100 000 idle `counter` 1.0.0
-//!     children under a simple_one_for_one supervisor, delta / 100 000 (everything the node
-//!     keeps per process: process table entry, mailbox, module instance and state, the
-//!     supervisor's record of the child);
+//!   - `memory per idle process`: RSS before and after starting 100 000 idle `worker` 1.0.0
+//!     children (no timer: like the anchor's idle `anchor_echo` gen_server) under a
+//!     simple_one_for_one supervisor, delta / 100 000 (everything the node keeps per process:
+//!     process table entry, mailbox, module instance and state, the supervisor's record of
+//!     the child);
 //!   - `spawn N=100000`: the wall time of those 100 000 `start_simple_child` calls, per spawn.
 //! - criterion `spawn/simple_one_for_one_10k`: 10 000 sequential `start_simple_child` calls
 //!   from one client thread into a fresh supervisor (created and shut down outside the timed
@@ -14,18 +15,21 @@
 //! Under `cargo test --benches` (no `--bench` argument) the plain part uses 1 000 processes.
 
 mod common;
+#[allow(dead_code)]
+#[path = "../tests/modules/worker_v1/src/api.rs"]
+mod worker;
 
 use criterion::{Criterion, Throughput};
 use relup::runtime::{ChildSpec, ExitReason, Node, Pid, Strategy, SupervisorSpec};
-use relup_fixture_counter_api::Args;
 use std::time::{Duration, Instant};
+use worker::Args;
 
 const BATCH: u64 = 10_000;
 
 fn start_sup(node: &Node, name: &str) -> Pid {
     let spec = SupervisorSpec::new(
         Strategy::SimpleOneForOne,
-        vec![ChildSpec::worker("w", "counter", &Args::default())],
+        vec![ChildSpec::worker("w", "worker", &Args::default())],
     )
     .intensity(10, Duration::from_secs(1));
     node.start_supervisor(spec, Some(name))
@@ -53,7 +57,7 @@ fn spawn_children(node: &Node, sup: &str, n: u64) -> Duration {
 
 /// Memory per idle process and the time per spawn at 100k, printed.
 fn plain(n: u64) {
-    let node = common::node_with_counter();
+    let node = common::node_with_worker();
     let sup = start_sup(&node, "mem_sup");
     std::thread::sleep(Duration::from_millis(200));
     let before = common::rss_bytes();
@@ -91,7 +95,7 @@ fn plain(n: u64) {
 fn main() {
     plain(if common::bench_mode() { 100_000 } else { 1_000 });
 
-    let node = common::node_with_counter();
+    let node = common::node_with_worker();
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))

@@ -96,6 +96,15 @@ pub fn node_with_counter() -> Node {
     node
 }
 
+/// A 2-scheduler node with worker 1.0.0 loaded as current.
+pub fn node_with_worker() -> Node {
+    let node = node(2);
+    node.code()
+        .load_current(&fixtures().worker_v1, &Expect::default())
+        .expect("worker 1.0.0 loads");
+    node
+}
+
 /// Stops a node, giving its supervisors time to stop their children, and removes the copies
 /// of its libraries if they went to `RELUP_BENCH_COPY_DIR` (the node only removes a
 /// directory it chose itself).

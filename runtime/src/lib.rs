@@ -27,6 +27,7 @@ pub mod install;
 mod loader;
 mod node;
 mod par;
+mod pidmap;
 pub mod ports;
 mod process;
 pub mod release;

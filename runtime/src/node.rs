@@ -4,6 +4,7 @@ use crate::behaviour::{Behaviour, ModuleInstance, ProcessKind};
 use crate::code_server::{CodeServer, LoadedModule};
 use crate::error::{CallError, SendError, SpawnError};
 use crate::host::ProcCx;
+use crate::pidmap::PidMap;
 use crate::ports::{PortError, PortId, PortInfo, PortLimits, Ports};
 use crate::process::{Envelope, InfoMsg, Payload, Process, SysMsg};
 use crate::scheduler::Scheduler;
@@ -24,7 +25,7 @@ const SHARDS: usize = 64;
 type AppEnv = HashMap<String, (ConfigValue, EnvOrigin)>;
 
 /// One slice of the process table, by pid.
-type Shard = RwLock<HashMap<u64, Arc<Process>>>;
+type Shard = RwLock<PidMap<Arc<Process>>>;
 
 /// A log line from the node or a process.
 #[derive(Debug, Clone)]
@@ -260,18 +261,19 @@ impl NodeInner {
 
     /// Pushes an ordinary message; false if the process is gone.
     pub(crate) fn push(&self, pid: Pid, envelope: Envelope) -> Result<(), Envelope> {
-        let Some(process) = self.lookup(pid) else {
+        // Pushed under the table's read lock: no reference count to bump and drop per
+        // message (its cache line is the one the running process's worker uses too).
+        let shard = self.shard(pid).read();
+        let Some(process) = shard.get(&pid.0) else {
             return Err(envelope);
         };
-        match process.push_user(envelope) {
-            Ok(pushed) => {
-                if pushed.needs_schedule() {
-                    self.scheduler.schedule(process);
-                }
-                Ok(())
-            }
-            Err(envelope) => Err(envelope),
+        let pushed = process.push_user(envelope)?;
+        if pushed.needs_schedule() {
+            let process = process.clone();
+            drop(shard);
+            self.scheduler.schedule(process);
         }
+        Ok(())
     }
 
     pub(crate) fn send_sys(&self, pid: Pid, msg: SysMsg) -> Result<(), SysMsg> {
@@ -602,7 +604,9 @@ impl Node {
             timers: Timers::new(),
             code,
             ports: Ports::new(config.ports),
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(PidMap::default()))
+                .collect(),
             registry: RwLock::new(HashMap::new()),
             next_pid: AtomicU64::new(1),
             next_ref: AtomicU64::new(1),

@@ -6,10 +6,11 @@
 //! - `code`: the behaviour; held by the worker running the process for a whole batch.
 
 use crate::behaviour::Behaviour;
+use crate::pidmap::{PidMap, PidSet};
 use parking_lot::{Condvar, Mutex};
 use relup_module::{ExitReason, Pid};
 use std::any::Any;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -131,11 +132,11 @@ pub(crate) struct Mailbox {
 /// Links, monitors and exit trapping of one process.
 #[derive(Default)]
 pub(crate) struct Signals {
-    pub(crate) links: HashSet<Pid>,
+    pub(crate) links: PidSet,
     /// Who monitors this process: reference → watcher.
-    pub(crate) watchers: HashMap<u64, Pid>,
+    pub(crate) watchers: PidMap<Pid>,
     /// Whom this process monitors: reference → monitored process.
-    pub(crate) monitoring: HashMap<u64, Pid>,
+    pub(crate) monitoring: PidMap<Pid>,
     pub(crate) trap_exit: bool,
     pub(crate) parent: Option<Pid>,
 }

@@ -3,9 +3,9 @@
 //! A call used to make a `crossbeam_channel::bounded(1)` per call: its cache-padded state
 //! is allocated with 128-byte alignment (`posix_memalign`, ~1k instructions with glibc) and
 //! its waiting goes through the channel's waker lists. The slot is one small allocation and
-//! one atomic state word. The caller spins briefly before it parks (a reply from a running
-//! scheduler often comes within a few microseconds, and an unpark costs a system call on
-//! both sides); the callee unparks it only if it parked.
+//! one atomic state word. The caller spins briefly before it parks, yielding its CPU between
+//! rounds of polls (a reply from a running scheduler often comes within a few microseconds,
+//! and an unpark costs a system call on both sides); the callee unparks it only if it parked.
 
 use crate::error::CallError;
 use crate::process::Payload;
@@ -112,6 +112,8 @@ impl ReplyRx {
             if Instant::now() >= spin_until {
                 break 'spin;
             }
+            // Let a thread that shares this CPU run (the callee's scheduler, say).
+            std::thread::yield_now();
         }
         if state
             .compare_exchange(EMPTY, PARKED, Ordering::AcqRel, Ordering::Acquire)

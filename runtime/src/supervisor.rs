@@ -11,10 +11,11 @@ use crate::code_server::LoadedModule;
 use crate::error::{CallError, SpawnError, SupervisorError};
 use crate::host::ProcCx;
 use crate::node::{ModuleRef, Node, SpawnOptions};
+use crate::pidmap::ByPid;
 use crate::process::{InfoMsg, Payload, SysMsg};
 use relup_module::{ExitReason, Pid, Target};
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -264,7 +265,7 @@ struct Child {
 /// O(log n) insertion and removal (a mass exit of 100k children must not be quadratic).
 #[derive(Default)]
 struct DynamicChildren {
-    by_pid: HashMap<Pid, (u64, Vec<u8>)>,
+    by_pid: ByPid<(u64, Vec<u8>)>,
     order: std::collections::BTreeMap<u64, Pid>,
     next: u64,
 }
@@ -708,10 +709,10 @@ impl Supervisor {
                 Reply::Done
             }
             Request::StartSimple(args) => {
-                let Some(template) = self.template.clone() else {
+                let Some(template) = &self.template else {
                     return unsupported("start_simple_child");
                 };
-                match start_child(cx, &template, Some(&args)) {
+                match start_child(cx, template, Some(&args)) {
                     Ok(pid) => {
                         self.dynamic.insert(pid, args);
                         Reply::Started(pid)
