@@ -12,6 +12,11 @@
 //!
 //! Every node has 2 scheduler threads; clients are plain OS threads outside the pool, as an
 //! embedding service's threads would be.
+//!
+//! First, as a yardstick of the machine, it prints the round trip of one cache line between
+//! two spinning threads (no relup code): the floor of any hand-off between two threads. On a
+//! VM it changes with where the host runs the two vCPUs (about 0.1-0.4 us here), and every
+//! figure below moves with it.
 
 mod common;
 
@@ -141,7 +146,43 @@ fn casts(c: &mut Criterion, node: &Node) {
     group.finish();
 }
 
+/// Round trip of one cache line between two threads that spin on it, per trip.
+fn cache_line_round_trip(trips: u64) -> Duration {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let line = std::sync::Arc::new(AtomicU64::new(0));
+    let other = line.clone();
+    let echo = std::thread::spawn(move || {
+        for i in 0..trips {
+            while other.load(Ordering::Acquire) != 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            other.store(2 * i + 2, Ordering::Release);
+        }
+    });
+    let start = Instant::now();
+    for i in 0..trips {
+        line.store(2 * i + 1, Ordering::Release);
+        while line.load(Ordering::Acquire) != 2 * i + 2 {
+            std::hint::spin_loop();
+        }
+    }
+    let took = start.elapsed();
+    echo.join().expect("echo thread");
+    took / trips as u32
+}
+
 fn main() {
+    let trips = if common::bench_mode() {
+        1_000_000
+    } else {
+        1_000
+    };
+    let trip = cache_line_round_trip(trips);
+    println!(
+        "cache line round trip between two spinning threads: {} ns",
+        trip.as_nanos()
+    );
+    common::report::emit("cache_line_round_trip", 1, trip.as_nanos() as f64, "ns");
     let node = common::node_with_counter();
     node.code()
         .register_native::<NativeCounter>("native_counter", "1.0.0")

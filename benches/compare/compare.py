@@ -40,6 +40,7 @@ ORDER = [
     "spawn",
     "memory",
     "config_change",
+    "cache_line_round_trip",
 ]
 
 

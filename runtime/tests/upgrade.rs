@@ -94,6 +94,42 @@ fn upgrade_then_downgrade_migrates_state_both_ways() {
     node.shutdown(T);
 }
 
+#[test]
+fn many_processes_migrate_in_parallel_and_the_runner_counts_follow() {
+    // Enough processes for the upgrade to split its work over threads.
+    let n = 300;
+    let (node, v1, v2, pids) = setup(n);
+    assert_eq!(v1.runners(), n as u64);
+    let report = node
+        .upgrade_module(&change(&v2, Direction::Up, ""), T)
+        .unwrap();
+    assert_eq!(report.processes, n);
+    assert_eq!((v1.runners(), v2.runners()), (0, n as u64));
+    assert_eq!(report.still_in_use, 0);
+    for (i, pid) in pids.iter().enumerate() {
+        assert_eq!(describe(&node, *pid), ("2.0.0".into(), i as i64, 100));
+        assert!(!node.process_info(*pid).unwrap().suspended);
+    }
+    node.upgrade_module(&change(&v1, Direction::Down, ""), T)
+        .unwrap();
+    assert_eq!((v1.runners(), v2.runners()), (n as u64, 0));
+    for (i, pid) in pids.iter().enumerate() {
+        assert_eq!(describe(&node, *pid), ("1.0.0".into(), i as i64, 0));
+    }
+    node.shutdown(T);
+}
+
+#[test]
+fn a_failing_code_change_among_many_processes_rolls_all_back_with_their_counts() {
+    let n = 300;
+    let (node, v1, v2, pids) = setup(n);
+    node.upgrade_module(&change(&v2, Direction::Up, "fail"), T)
+        .unwrap_err();
+    assert_eq!((v1.runners(), v2.runners()), (n as u64, 0));
+    assert_untouched(&node, &pids);
+    node.shutdown(T);
+}
+
 fn assert_untouched(node: &Node, pids: &[Pid]) {
     for (i, pid) in pids.iter().enumerate() {
         assert_eq!(describe(node, *pid), ("1.0.0".into(), i as i64, 0));
