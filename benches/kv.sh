@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The kv example against redis-benchmark, in one run (examples/kv/BENCHMARK.md has results):
+# The kv example against redis-benchmark, in one run (BENCHMARKS.md has results):
 #  1. kv (relup node, release build) without upgrades,
 #  2. kv while upgrade 0.2.0 / downgrade 0.1.0 cycles run back to back,
 #  3. a real redis-server (--save "" --appendonly no) on another free loopback port,
