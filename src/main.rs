@@ -6,5 +6,11 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    // Like any Unix filter: a reader that goes away (`relup releases | head -1`) ends the
+    // process quietly instead of making `println!` panic on EPIPE.
+    // SAFETY: restores the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     cli::main()
 }

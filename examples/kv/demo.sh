@@ -119,6 +119,7 @@ echo "   (max_ms: the longest a PING waited, under redis-benchmark load, upgrade
 [ "$(cli GET counter)" = "$((100 + 5 * CYCLES))" ] || die "counter is $(cli GET counter), expected $((100 + 5 * CYCLES))"
 echo "   counter = $(cli GET counter) (100 + $CYCLES INCRBY 5 on 0.2.0)"
 "$RELUP" --root "$ROOT" releases
-"$RELUP" --root "$ROOT" releases | grep -q '0.1.0 permanent' || die "0.1.0 is not permanent"
+RELEASES_NOW="$("$RELUP" --root "$ROOT" releases)"
+grep -q '0.1.0 permanent' <<<"$RELEASES_NOW" || die "0.1.0 is not permanent: $RELEASES_NOW"
 "$RELUP" --root "$ROOT" stop
 say "kv demo passed: $CYCLES upgrade/downgrade cycles under redis-benchmark, no failed request, no lost key"

@@ -180,7 +180,8 @@ wait_consumed
 tail -n 4 "$CFG/config.toml.rej"
 [ "$(grep -c '^# .*line [12]: ticker:ticker_server:ticker: expected' "$CFG/config.toml.rej")" -ge 2 ] || die "bad intervals not rejected"
 if "$RELUP" --root "$ROOT" config set ticker:ticker_server:ticker:-5; then die "config set took -5"; fi
-"$RELUP" --root "$ROOT" config get ticker:ticker | grep -q "= 1500" || die "the interval changed"
+INTERVAL_NOW="$("$RELUP" --root "$ROOT" config get ticker:ticker)"
+grep -q "= 1500" <<<"$INTERVAL_NOW" || die "the interval changed: $INTERVAL_NOW"
 
 say "status, journal, stop"
 "$RELUP" --root "$ROOT" status
