@@ -184,6 +184,7 @@ fn sandbox() -> &'static Mutex<Sandbox> {
         } else {
             std::env::temp_dir()
         };
+        remove_stale(&base, "relup-fuzz-unpack-");
         let dir = base.join(format!("relup-fuzz-unpack-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let root = match ReleaseRoot::create(dir.join("root")) {
@@ -192,6 +193,29 @@ fn sandbox() -> &'static Mutex<Sandbox> {
         };
         Mutex::new(Sandbox { dir, root })
     })
+}
+
+/// Removes the `<prefix><pid>` directories in `base` of processes that are gone (earlier
+/// fuzzing or replay runs cannot clean up at exit).
+fn remove_stale(base: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Every path under `dir` (relative, sorted).
@@ -356,6 +380,7 @@ impl Server for FuzzState {
 fn fuzz_module() -> &'static Arc<LoadedModule> {
     static MODULE: OnceLock<Arc<LoadedModule>> = OnceLock::new();
     MODULE.get_or_init(|| {
+        remove_stale(&std::env::temp_dir(), "relup-fuzz-code-");
         let dir = std::env::temp_dir().join(format!("relup-fuzz-code-{}", std::process::id()));
         let registered = CodeServer::new(dir)
             .map_err(|e| e.to_string())

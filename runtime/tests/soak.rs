@@ -33,6 +33,37 @@ const SENDERS: u64 = 3;
 /// The two tests measure the memory of the one process they share: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The system allocator, counting the bytes this binary (the runtime and the test; not the
+/// module libraries, which have their own) holds live: a leak shows up here exactly, where
+/// the RSS also moves with the allocator's page use.
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only counted.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as i64 - layout.size() as i64, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's pointer, layout and size.
+        unsafe { std::alloc::System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
 /// Resident memory of this process in KiB (`VmRSS`).
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -199,6 +230,35 @@ fn upgrade_downgrade_cycles_under_load_lose_and_reorder_nothing_and_memory_flatt
     assert!(
         per_cycle < 64.0,
         "RSS keeps growing: {per_cycle:.1} KiB per cycle over the later half: {half:?}"
+    );
+    // Quiet cycles (no message load, so no mailbox contents in the count): the bytes the
+    // runtime holds live must come back to the same figure cycle after cycle, or an install
+    // leaks.
+    let quiet = |n: usize| {
+        let mut live = Vec::with_capacity(n);
+        for _ in 0..n {
+            for target in ["0.2.0", "0.1.0"] {
+                handler
+                    .install(&v(target), &InstallOptions::default(), false, &mut |_| {})
+                    .unwrap();
+            }
+            live.push(LIVE.load(Ordering::Relaxed).max(0) as u64);
+        }
+        live
+    };
+    let warm = quiet(5);
+    let live = quiet(40);
+    let leak = slope(&live);
+    eprintln!(
+        "live heap bytes over 40 quiet cycles: {} -> {} (slope {leak:.0} bytes/cycle; after \
+         warm-up {:?})",
+        live[0],
+        live[live.len() - 1],
+        warm
+    );
+    assert!(
+        leak < 512.0,
+        "installs leak {leak:.0} bytes per cycle: {live:?}"
     );
     handler.stop(T);
     node.shutdown(T);
