@@ -6,6 +6,7 @@
 //! runs it. Its image is never unloaded (see [`crate::loader`]): the server counts what stays
 //! mapped.
 
+use crate::digest_cache::DigestCache;
 use crate::error::LoadError;
 use crate::loader;
 use parking_lot::Mutex;
@@ -153,6 +154,8 @@ pub struct CodeServer {
     /// Images already mapped, by the sha256 of their file: loading the same bytes again
     /// reuses the image instead of mapping another copy (images are never unmapped).
     by_digest: Mutex<HashMap<String, Image>>,
+    /// The sha256 of library files, remembered while they are unchanged.
+    digests: DigestCache,
     copy_dir: PathBuf,
     serial: AtomicU64,
     images: AtomicU64,
@@ -166,11 +169,17 @@ impl CodeServer {
         Ok(CodeServer {
             table: Mutex::new(HashMap::new()),
             by_digest: Mutex::new(HashMap::new()),
+            digests: DigestCache::default(),
             copy_dir,
             serial: AtomicU64::new(1),
             images: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
         })
+    }
+
+    /// The sha256 of the library file at `path`, as [`crate::digest_cache`] remembers it.
+    pub fn file_sha256(&self, path: &Path) -> std::io::Result<String> {
+        self.digests.sha256(path)
     }
 
     /// The directory holding the private copies of loaded libraries.

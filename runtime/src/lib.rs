@@ -17,6 +17,7 @@ mod behaviour;
 mod code_server;
 pub mod config;
 pub mod control;
+mod digest_cache;
 mod error;
 mod fault;
 #[doc(hidden)]

@@ -6,6 +6,7 @@
 mod common;
 
 use common::{fixtures, node, release_dir};
+use relup_appup::ReleaseStatus;
 use relup_fixture_counter_api::{Call, Cast, Reply};
 use relup_runtime::handler::{HandlerError, ReleaseHandler};
 use relup_runtime::install::{InstallError, InstallOptions};
@@ -202,7 +203,16 @@ fn a_release_not_made_permanent_is_not_booted_again() {
         .install(&v("0.2.0"), &InstallOptions::default(), false, &mut |_| {})
         .unwrap();
     assert!(!report.permanent);
-    assert!(releases_file(&root).contains("status = \"current\""));
+    // `current` lives in the node, as in OTP: the file holds only what a restart boots.
+    assert!(!releases_file(&root).contains("status = \"current\""));
+    assert_eq!(
+        handler.releases().unwrap().status(&v("0.2.0")),
+        Some(ReleaseStatus::Current)
+    );
+    // The running release can be neither removed nor replaced, though the file says unpacked.
+    let err = handler.remove(&v("0.2.0")).unwrap_err().to_string();
+    assert!(err.contains("current"), "{err}");
+    assert!(root.release_dir(&v("0.2.0")).is_dir());
     handler.stop(T);
     node.shutdown(T);
     // The node restarts (after a crash, say): the permanent 0.1.0 boots, 0.2.0 is unpacked.

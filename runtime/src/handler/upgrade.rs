@@ -71,13 +71,14 @@ impl ReleaseHandler {
     ) -> Result<InstallReport, HandlerError> {
         let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
         let from = self.running().release.version;
-        let plan = self.prepare(target, progress)?;
+        let prepared = self.prepare(target, progress)?;
+        let plan = &prepared.plan;
         let restore = match opts.restore_snapshot {
             Some(id) => Some(self.restore_sets(id, &from, target)?),
             None => None,
         };
         let started = Instant::now();
-        let chains = self.migration_chains(&plan)?;
+        let chains = self.migration_chains(plan)?;
         let exports = self.export_states(&chains);
         let snapshot = self.take_snapshot(&from, target, &exports)?;
         progress(&note(&format!(
@@ -91,7 +92,7 @@ impl ReleaseHandler {
         )));
         let mut checked = None;
         if !opts.skip_check && restore.is_none() {
-            let report = self.dry_run(&plan, &chains, &exports, started);
+            let report = self.dry_run(plan, &chains, &exports, started);
             if report.failed() > 0 {
                 let error = HandlerError::CheckFailed {
                     report: Box::new(report),
@@ -115,7 +116,7 @@ impl ReleaseHandler {
             manifest.from.clone()
         });
         let mut report =
-            self.install_locked(&plan, &install, restore_at.as_ref(), false, progress)?;
+            self.install_locked(&prepared, &install, restore_at.as_ref(), false, progress)?;
         report.snapshot = Some(snapshot.id);
         report.checked = checked;
         report.restored_from = restore.map(|(manifest, _)| manifest.id);
@@ -180,8 +181,8 @@ impl ReleaseHandler {
         progress(&note(&format!(
             "probation of {failed} failed: {reason}; rolling back to {fallback}"
         )));
-        let back = self.prepare(fallback, progress).and_then(|plan| {
-            self.install_locked(&plan, &InstallOptions::default(), None, false, progress)
+        let back = self.prepare(fallback, progress).and_then(|prepared| {
+            self.install_locked(&prepared, &InstallOptions::default(), None, false, progress)
         });
         match back {
             Ok(_) => {

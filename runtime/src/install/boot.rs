@@ -5,7 +5,6 @@ use super::convert::{config_value, supervisor_spec};
 use super::error::InstallError;
 use crate::code_server::{Expect, LoadedModule};
 use crate::node::Node;
-use crate::release::sha256_file;
 use relup_appup::Release;
 use relup_module::{ExitReason, Pid};
 use std::collections::{BTreeMap, HashMap};
@@ -43,8 +42,9 @@ pub(crate) fn load_checked(
         reason,
     };
     let path = dir.join(&module.file);
-    let digest = sha256_file(&path)
-        .map(|(digest, _)| digest)
+    let digest = node
+        .code()
+        .file_sha256(&path)
         .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
     if digest != module.sha256 {
         return Err(fail(format!(

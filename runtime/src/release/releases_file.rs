@@ -13,7 +13,10 @@
 //! ```
 //!
 //! Statuses are exclusive: the running release is the `current` one if there is one, else the
-//! `permanent` one (a permanent release that runs is just `permanent`).
+//! `permanent` one (a permanent release that runs is just `permanent`). A running node keeps
+//! `current` in memory (`ReleaseHandler::releases` overlays it) and writes this file only when
+//! what a restart boots changes, as OTP does; `current` on disk comes from an offline `deploy`
+//! or an older relup, and boot turns it back into `unpacked`.
 
 use super::atomic::write_atomic;
 use super::layout::ReleaseRoot;
