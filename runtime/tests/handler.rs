@@ -212,7 +212,16 @@ fn a_release_not_made_permanent_is_not_booted_again() {
     // The running release can be neither removed nor replaced, though the file says unpacked.
     let err = handler.remove(&v("0.2.0")).unwrap_err().to_string();
     assert!(err.contains("current"), "{err}");
+    let out = root.path.parent().unwrap().join("out");
+    let tarball = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("0.2.0.tar.gz"))
+        .unwrap();
+    let err = handler.unpack(&tarball, true).unwrap_err().to_string();
+    assert!(err.contains("current"), "{err}");
     assert!(root.release_dir(&v("0.2.0")).is_dir());
+    assert_eq!(describe(&handler, "c1").0, "2.0.0");
     handler.stop(T);
     node.shutdown(T);
     // The node restarts (after a crash, say): the permanent 0.1.0 boots, 0.2.0 is unpacked.
