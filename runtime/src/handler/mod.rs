@@ -539,8 +539,13 @@ impl ReleaseHandler {
         permanent: bool,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<InstallReport, HandlerError> {
-        // The install's journal lines are synced once, when it ends (see Journal::batch).
-        let _batch = self.journal.batch();
+        // The install's journal lines are synced once, when it ends (see Journal::batch); when
+        // it is not made permanent, by the journal's next sync (see Journal::deferred).
+        let _batch = if permanent {
+            self.journal.batch()
+        } else {
+            self.journal.deferred()
+        };
         let Prepared { plan, known } = prepared;
         let from = self.booted.lock().release.version.clone();
         let target = plan.chain.last().unwrap_or(&from).clone();

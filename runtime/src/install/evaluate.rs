@@ -164,9 +164,9 @@ pub fn run_hop(
         dir: target_dir,
     } = target;
     let label = format!("{} -> {}", hop.from, hop.to);
-    // The hop's lines are written as it goes and synced once at its end, not one by one
-    // while processes are suspended.
-    let _batch = journal.batch();
+    // The hop's lines are written as it goes, not synced one by one while processes are
+    // suspended: the caller's batch decides when (ReleaseHandler::install_locked).
+    let _batch = journal.deferred();
     if current.release.version != hop.from {
         return Err(InstallError::Mismatch(format!(
             "the hop {label} starts from {}, the node runs {}",

@@ -5,6 +5,12 @@
 //! install writes its lines as it goes and syncs them once, when it ends. A sync costs
 //! 0.2–4 ms on a busy disk, and a hop records ~20 lines, several of them while processes
 //! are suspended; the state that decides what boots (`RELEASES`) is synced on its own.
+//!
+//! An install that is not made permanent opens a [`Journal::deferred`] batch: its lines are
+//! synced by the next sync of the journal (the next line outside a batch, such as
+//! `permanent`, or the end of a synced batch), not when it ends. Such an install is itself
+//! undone by a crash of the machine (the permanent release boots), so its lines are exactly
+//! as durable as what they record, and the install does not wait for the disk.
 
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
@@ -22,10 +28,14 @@ pub struct Journal {
 #[derive(Default)]
 struct Writer {
     file: Option<File>,
-    /// Open batches; lines are synced when the last one closes.
+    /// Open batches; lines are synced when the last one closes, if one of them asked for it.
     batches: usize,
+    /// Whether an open batch syncs when the last one closes (not only deferred ones).
+    sync_at_end: bool,
     /// Lines written since the last sync.
     unsynced: bool,
+    /// How many times the file was synced.
+    syncs: u64,
 }
 
 /// While alive, the journal's lines are written but not synced; dropping the last open batch
@@ -39,12 +49,17 @@ impl Drop for Batch<'_> {
     fn drop(&mut self) {
         let mut writer = self.journal.file.lock();
         writer.batches = writer.batches.saturating_sub(1);
-        if writer.batches == 0 && writer.unsynced {
+        if writer.batches > 0 {
+            return;
+        }
+        if writer.unsynced && writer.sync_at_end {
             writer.unsynced = false;
+            writer.syncs += 1;
             if let Some(file) = writer.file.as_ref() {
                 let _ = file.sync_data();
             }
         }
+        writer.sync_at_end = false;
     }
 }
 
@@ -84,6 +99,16 @@ impl Journal {
     /// Opens a batch: until it is dropped, [`Journal::record`] writes lines without syncing
     /// each; the drop syncs them once. Batches nest.
     pub fn batch(&self) -> Batch<'_> {
+        let mut writer = self.file.lock();
+        writer.batches += 1;
+        writer.sync_at_end = true;
+        Batch { journal: self }
+    }
+
+    /// Opens a batch whose lines are left to the journal's next sync (see the module doc):
+    /// for an install that a crash of the machine undoes anyway. Inside a synced batch it is
+    /// synced with it.
+    pub fn deferred(&self) -> Batch<'_> {
         self.file.lock().batches += 1;
         Batch { journal: self }
     }
@@ -133,10 +158,18 @@ impl Journal {
         if writer.batches > 0 {
             writer.unsynced = true;
         } else {
+            // Also syncs what a deferred batch left.
             file.sync_data()?;
+            writer.unsynced = false;
+            writer.syncs += 1;
         }
         crate::fault::crash_point(|| format!("journal: {clean}"));
         Ok(())
+    }
+
+    /// How many times the file was synced so far.
+    pub fn syncs(&self) -> u64 {
+        self.file.lock().syncs
     }
 
     /// Reads the whole journal (empty when it does not exist yet).
@@ -160,6 +193,45 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-21T23:49:43.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_deferred_batch_is_synced_by_the_next_sync() {
+        let dir = std::env::temp_dir().join(format!("relup-journal-d-{}", std::process::id()));
+        let journal = Journal::new(&dir.join("log/upgrade.log"));
+        journal.record("one").unwrap();
+        assert_eq!(journal.syncs(), 1);
+        {
+            let _install = journal.deferred();
+            journal.record("hop").unwrap();
+            journal.record("done").unwrap();
+        }
+        assert_eq!(
+            journal.syncs(),
+            1,
+            "a deferred batch does not sync when it ends"
+        );
+        assert!(
+            journal.read().unwrap().contains(" done\n"),
+            "written at once"
+        );
+        journal.record("permanent").unwrap();
+        assert_eq!(journal.syncs(), 2);
+        {
+            let _install = journal.batch();
+            let _hop = journal.deferred();
+            journal.record("hop").unwrap();
+        }
+        assert_eq!(
+            journal.syncs(),
+            3,
+            "a deferred batch inside a synced one syncs with it"
+        );
+        {
+            let _nothing = journal.batch();
+        }
+        assert_eq!(journal.syncs(), 3, "nothing written, nothing synced");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
