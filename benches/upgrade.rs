@@ -24,10 +24,10 @@
 //!   middle worker) with `Call::Ping` every ~0.25 ms throughout the install;
 //! - the install's steps as its progress reports them (`code_change` includes suspending).
 //!
-//! The cycles start once the unpacked libraries are more than a second old, as when an
+//! The cycles start once the unpacked libraries are more than two seconds old, as when an
 //! operator unpacks and then installs: the node remembers a library's sha256 only for a file
-//! that has not changed in the last second (`runtime/src/digest_cache.rs`), so the first install
-//! within a second of the unpack hashes the 1 MB library again (~0.5 ms more, the
+//! that has not changed in the last two seconds (`runtime/src/digest_cache.rs`), so an install
+//! within two seconds of the unpack hashes the 1 MB library again (~0.5 ms more, the
 //! `load_object_code` step).
 //!
 //! After every install every worker is checked for the new version and its migrated state
@@ -249,7 +249,7 @@ fn run(n: usize, cycles: usize, tick_ms: u64, settle: bool) {
     let (middle, last) = (pids[n / 2], pids[n - 1]);
     if settle {
         // See the module doc: installs come a while after the unpack.
-        std::thread::sleep(Duration::from_millis(1100).saturating_sub(started.elapsed()));
+        std::thread::sleep(Duration::from_millis(2100).saturating_sub(started.elapsed()));
     }
     let mut ups = Vec::new();
     let mut downs = Vec::new();

@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How old a file's last change must be before its digest is remembered.
-pub(crate) const SETTLED: Duration = Duration::from_secs(1);
+/// Two seconds: FAT stamps files to 2 s, ext3 and some others to 1 s, Linux's native
+/// filesystems to a clock tick.
+pub(crate) const SETTLED: Duration = Duration::from_secs(2);
 
 /// What identifies one content of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,8 +2,10 @@
 //! and the release root, and offers the operator verbs: which releases, plan, unpack,
 //! install (upgrade or downgrade, multi-hop), make permanent, remove, status and the journal.
 //!
-//! One install runs at a time. `RELEASES` is updated atomically after each completed hop, so
-//! a failure in a later hop leaves the node, and the file, on the last completed release.
+//! One install runs at a time. A failure in a later hop leaves the node on the last completed
+//! release. `RELEASES` records what a restart boots: it is written (atomically) when that
+//! changes (unpack, make permanent, remove, reboot_old, boot), not by an install; the running
+//! release's `current` status lives here, as in OTP (see [`ReleaseHandler::releases`]).
 //!
 //! [`ReleaseHandler::install`] is the mechanism; [`ReleaseHandler::upgrade`] is what an
 //! operator's `relup upgrade` runs: snapshot, dry-run check, install, probation with
@@ -463,9 +465,7 @@ impl ReleaseHandler {
             .find(|k| &k.release.version == target)
             .map(|k| k.release.clone())
             .ok_or_else(|| {
-                let known = Releases::load(&self.root)
-                    .map(|r| r.known_list())
-                    .unwrap_or_default();
+                let known = self.releases().map(|r| r.known_list()).unwrap_or_default();
                 if self.root.release_tarball(&current.name, target).is_file() {
                     HandlerError::NotUnpacked {
                         version: target.clone(),
@@ -482,8 +482,16 @@ impl ReleaseHandler {
         Ok(Prepared { plan, known })
     }
 
+    /// The known releases from disk, the running one marked `current` (see `releases`).
     fn known_with_statuses(&self) -> Result<Vec<relup_appup::KnownRelease>, HandlerError> {
-        Ok(known_releases(&self.root)?)
+        let mut known = known_releases(&self.root)?;
+        let running = self.booted.lock().release.version.clone();
+        for k in &mut known {
+            if k.release.version == running && k.status != ReleaseStatus::Permanent {
+                k.status = ReleaseStatus::Current;
+            }
+        }
+        Ok(known)
     }
 
     /// Installs `target` (upgrade or downgrade, through a chain when needed), then makes it
@@ -582,7 +590,7 @@ impl ReleaseHandler {
             let Some(release) = known.iter().find(|k| k.release.version == hop.to) else {
                 return Err(HandlerError::Unknown {
                     version: hop.to.clone(),
-                    known: Releases::load(&self.root)?.known_list(),
+                    known: self.releases()?.known_list(),
                 });
             };
             let dir = self.root.release_dir(&hop.to);
@@ -634,7 +642,7 @@ impl ReleaseHandler {
     /// fresh processes (their states are not migrated: this is a reboot, not a downgrade).
     pub fn reboot_old(&self, vsn: &Version, timeout: Duration) -> Result<(), HandlerError> {
         let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
-        let mut releases = Releases::load(&self.root)?;
+        let mut releases = self.releases()?;
         let status = releases.status(vsn).ok_or_else(|| HandlerError::Unknown {
             version: vsn.clone(),
             known: releases.known_list(),

@@ -150,6 +150,9 @@ pub struct HopTarget<'a> {
 
 /// Runs one hop. On error the node runs `current` exactly as before (old code, old states,
 /// all resumed) and the error names the failing step.
+///
+/// The hop's journal lines are written as it goes but not synced: the caller decides when,
+/// with a [`Journal::batch`] around it (or any later synced line).
 pub fn run_hop(
     node: &Node,
     current: &BootedRelease,

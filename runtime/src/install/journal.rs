@@ -10,7 +10,9 @@
 //! synced by the next sync of the journal (the next line outside a batch, such as
 //! `permanent`, or the end of a synced batch), not when it ends. Such an install is itself
 //! undone by a crash of the machine (the permanent release boots), so its lines are exactly
-//! as durable as what they record, and the install does not wait for the disk.
+//! as durable as what they record, and the install does not wait for the disk. A batch
+//! belongs to the thread that opened it: lines other threads record meanwhile are synced at
+//! once.
 
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
@@ -25,11 +27,23 @@ pub struct Journal {
     file: Mutex<Writer>,
 }
 
+impl Writer {
+    fn open_batch(&mut self) {
+        if self.batches == 0 {
+            self.owner = Some(std::thread::current().id());
+        }
+        self.batches += 1;
+    }
+}
+
 #[derive(Default)]
 struct Writer {
     file: Option<File>,
     /// Open batches; lines are synced when the last one closes, if one of them asked for it.
     batches: usize,
+    /// The thread that opened the first open batch: lines other threads record meanwhile (an
+    /// operator's `permanent`, an unpack) are synced at once, as outside a batch.
+    owner: Option<std::thread::ThreadId>,
     /// Whether an open batch syncs when the last one closes (not only deferred ones).
     sync_at_end: bool,
     /// Lines written since the last sync.
@@ -60,6 +74,7 @@ impl Drop for Batch<'_> {
             }
         }
         writer.sync_at_end = false;
+        writer.owner = None;
     }
 }
 
@@ -100,7 +115,7 @@ impl Journal {
     /// each; the drop syncs them once. Batches nest.
     pub fn batch(&self) -> Batch<'_> {
         let mut writer = self.file.lock();
-        writer.batches += 1;
+        writer.open_batch();
         writer.sync_at_end = true;
         Batch { journal: self }
     }
@@ -109,7 +124,7 @@ impl Journal {
     /// for an install that a crash of the machine undoes anyway. Inside a synced batch it is
     /// synced with it.
     pub fn deferred(&self) -> Batch<'_> {
-        self.file.lock().batches += 1;
+        self.file.lock().open_batch();
         Batch { journal: self }
     }
 
@@ -155,7 +170,7 @@ impl Journal {
         // One write call per line, so that lines from a crash are whole.
         let text = format!("{} {clean}\n", rfc3339(SystemTime::now()));
         file.write_all(text.as_bytes())?;
-        if writer.batches > 0 {
+        if writer.batches > 0 && writer.owner == Some(std::thread::current().id()) {
             writer.unsynced = true;
         } else {
             // Also syncs what a deferred batch left.
@@ -231,6 +246,18 @@ mod tests {
             let _nothing = journal.batch();
         }
         assert_eq!(journal.syncs(), 3, "nothing written, nothing synced");
+        {
+            let _install = journal.deferred();
+            journal.record("hop").unwrap();
+            std::thread::scope(|s| {
+                s.spawn(|| journal.record("permanent 0.1.0 (another thread)").unwrap());
+            });
+            assert_eq!(
+                journal.syncs(),
+                4,
+                "another thread's line is synced at once"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
