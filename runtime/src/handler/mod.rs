@@ -389,13 +389,7 @@ impl ReleaseHandler {
             }) if force => {
                 let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
                 // Checked again under the lock: an install may have ended in between.
-                self.releases()?.remove(&version).map_err(|source| {
-                    crate::release::RemoveError::Status {
-                        root: self.root.path.clone(),
-                        source,
-                    }
-                })?;
-                crate::release::remove(&self.root, &version)?;
+                self.remove_locked(&version)?;
                 let _ = self
                     .journal
                     .record(&format!("unpack --force: removed unpacked {version}"));
@@ -725,16 +719,21 @@ impl ReleaseHandler {
     /// Removes a release that is neither permanent nor running.
     pub fn remove(&self, vsn: &Version) -> Result<(), HandlerError> {
         let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
-        // The running release is `current` in memory only: refused here as on disk.
+        self.remove_locked(vsn)?;
+        let _ = self.journal.record(&format!("remove {vsn}"));
+        Ok(())
+    }
+
+    /// Removes `vsn` with the install lock held. The running release is `current` in memory
+    /// only (see `releases`), so the status check runs on the overlay before the file's.
+    fn remove_locked(&self, vsn: &Version) -> Result<(), HandlerError> {
         self.releases()?
             .remove(vsn)
             .map_err(|source| crate::release::RemoveError::Status {
                 root: self.root.path.clone(),
                 source,
             })?;
-        crate::release::remove(&self.root, vsn)?;
-        let _ = self.journal.record(&format!("remove {vsn}"));
-        Ok(())
+        Ok(crate::release::remove(&self.root, vsn)?)
     }
 
     /// Stops the running release's applications (a probation under way ends as
