@@ -119,6 +119,13 @@ fn block_stop_signals() -> libc::sigset_t {
 }
 
 fn run_node(root: &ReleaseRoot) -> Result<(), Failure> {
+    // Before anything is written over (the pid file below): a live node keeps its files.
+    if answers(&root.control_socket()) {
+        return Err(Failure(format!(
+            "a node is already running on {}",
+            root.path.display()
+        )));
+    }
     let signals = block_stop_signals();
     let node = Node::start(NodeConfig::default())?;
     let handler = match ReleaseHandler::start(node.clone(), root.clone()) {
@@ -128,9 +135,17 @@ fn run_node(root: &ReleaseRoot) -> Result<(), Failure> {
             return Err(e.into());
         }
     };
+    // Written before the socket answers: `relup start` returns as soon as it does, and what
+    // follows (`relup stop`, a test's SIGKILL) reads the pid from this file.
+    let pid_path = pid_file(root);
+    relup_runtime::release::write_atomic(
+        &pid_path,
+        format!("{}\n", std::process::id()).as_bytes(),
+    )?;
     let server = match ControlServer::bind(handler.clone(), &root.control_socket()) {
         Ok(server) => server,
         Err(e) => {
+            let _ = std::fs::remove_file(&pid_path);
             handler.stop(SHUTDOWN);
             node.shutdown(SHUTDOWN);
             return Err(e.into());
@@ -147,11 +162,6 @@ fn run_node(root: &ReleaseRoot) -> Result<(), Failure> {
                 let _ = stopper.send(format!("signal {sig}"));
             }
         })?;
-    let pid_path = pid_file(root);
-    relup_runtime::release::write_atomic(
-        &pid_path,
-        format!("{}\n", std::process::id()).as_bytes(),
-    )?;
     let running = handler.running();
     println!(
         "node {} running {} {}; control socket {}",
