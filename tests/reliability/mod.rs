@@ -12,28 +12,10 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The `relup` binary under test.
-pub const RELUP: &str = env!("CARGO_BIN_EXE_relup");
-
-/// Standard output and standard error together.
-pub fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Asserts success; returns the output text.
-#[track_caller]
-pub fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "expected success:\n{}",
-        text(&output)
-    );
-    text(&output)
-}
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(unused_imports)] // each test binary uses a different part
+pub use common::{RELUP, ok, text};
 
 /// A release directory of `demo` `version` running module `counter` (`module_vsn`, from
 /// `lib`) as children c1 and c2, declaring integer keys `ticker` and `limit`; `appup` is the
