@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::{fixtures, node, release_dir};
+use common::{appup_v2, deploy_pair, fixtures, node, release_dir};
 use relup_appup::ReleaseStatus;
 use relup_fixture_counter_api::{Call, Cast, Reply};
 use relup_runtime::handler::{HandlerError, ReleaseHandler};
 use relup_runtime::install::{InstallError, InstallOptions};
-use relup_runtime::release::{PackOptions, ReleaseRoot, deploy, pack_with, unpack};
+use relup_runtime::release::{ReleaseRoot, unpack};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,10 +25,7 @@ fn root(name: &str, up: &str) -> ReleaseRoot {
         .join(format!("handler-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let f = fixtures();
-    let appup = format!(
-        "application = \"app\"\nversion = \"0.2.0\"\n\n[[up]]\nfrom = \"0.1.0\"\ninstructions = [ {up} ]\n\n\
-         [[down]]\nto = \"0.1.0\"\ninstructions = [ {{ update = \"counter\" }} ]\n"
-    );
+    let appup = appup_v2(up);
     let r1 = release_dir(&base.join("src"), "0.1.0", &f.counter_v1, "1.0.0", None);
     let r2 = release_dir(
         &base.join("src"),
@@ -37,12 +34,7 @@ fn root(name: &str, up: &str) -> ReleaseRoot {
         "2.0.0",
         Some(&appup),
     );
-    let out = base.join("out");
-    let t1 = pack_with(&r1, &out, PackOptions::default()).unwrap();
-    let t2 = pack_with(&r2, &out, PackOptions::default()).unwrap();
-    let root_path = base.join("root");
-    deploy(&t1, &root_path).unwrap();
-    let root = ReleaseRoot::open(&root_path).unwrap();
+    let (root, t2) = deploy_pair(&base, &r1, &r2);
     unpack(&root, &t2).unwrap();
     root
 }

@@ -8,11 +8,11 @@
 
 mod common;
 
-use common::{fixtures, node, release_dir};
+use common::{appup_v2, deploy_pair, fixtures, node, release_dir};
 use relup_fixture_counter_api::{Args, Call, Cast, Reply};
 use relup_runtime::handler::{HandlerError, ReleaseHandler};
 use relup_runtime::install::InstallOptions;
-use relup_runtime::release::{PackOptions, ReleaseRoot, deploy, pack_with, unpack};
+use relup_runtime::release::{ReleaseRoot, unpack};
 use relup_runtime::{
     CallError, ConfigValue, ExitReason, Expect, LoadError, Node, Pid, SpawnOptions,
 };
@@ -37,17 +37,10 @@ fn root(
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("hostile-modules-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
-    let appup = format!(
-        "application = \"app\"\nversion = \"0.2.0\"\n\n[[up]]\nfrom = \"0.1.0\"\ninstructions = [ {up} ]\n\n\
-         [[down]]\nto = \"0.1.0\"\ninstructions = [ {{ update = \"counter\" }} ]\n"
-    );
+    let appup = appup_v2(up);
     let r1 = release_dir(&base.join("src"), "0.1.0", v1_lib, v1_vsn, None);
     let r2 = release_dir(&base.join("src"), "0.2.0", v2_lib, v2_vsn, Some(&appup));
-    let out = base.join("out");
-    let t1 = pack_with(&r1, &out, PackOptions::default()).unwrap();
-    let t2 = pack_with(&r2, &out, PackOptions::default()).unwrap();
-    deploy(&t1, &base.join("root")).unwrap();
-    let root = ReleaseRoot::open(base.join("root")).unwrap();
+    let (root, t2) = deploy_pair(&base, &r1, &r2);
     unpack(&root, &t2).unwrap();
     root
 }

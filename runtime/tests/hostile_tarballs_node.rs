@@ -7,13 +7,13 @@
 
 mod common;
 
-use common::{fixtures, node, release_dir};
+use common::{appup_v2, deploy_pair, fixtures, node, release_dir};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use relup_fixture_counter_api::{Call, Reply};
 use relup_runtime::handler::ReleaseHandler;
 use relup_runtime::install::InstallOptions;
-use relup_runtime::release::{PackOptions, ReleaseRoot, deploy, pack_with};
+use relup_runtime::release::{PackOptions, pack_with};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -100,22 +100,16 @@ fn hostile_tarballs_leave_a_running_node_untouched() {
     let _ = std::fs::remove_dir_all(&base);
     let _cleanup = RemoveOnDrop(base.clone());
     let f = fixtures();
-    let appup = "application = \"app\"\nversion = \"0.2.0\"\n\n[[up]]\nfrom = \"0.1.0\"\n\
-                 instructions = [ { update = \"counter\" } ]\n\n[[down]]\nto = \"0.1.0\"\n\
-                 instructions = [ { update = \"counter\" } ]\n";
+    let appup = appup_v2("{ update = \"counter\" }");
     let r1 = release_dir(&base.join("src"), "0.1.0", &f.counter_v1, "1.0.0", None);
     let r2 = release_dir(
         &base.join("src"),
         "0.2.0",
         &f.counter_v2,
         "2.0.0",
-        Some(appup),
+        Some(&appup),
     );
-    let out = base.join("out");
-    let t1 = pack_with(&r1, &out, PackOptions::default()).unwrap();
-    let good = pack_with(&r2, &out, PackOptions::default()).unwrap();
-    deploy(&t1, &base.join("root")).unwrap();
-    let root = ReleaseRoot::open(base.join("root")).unwrap();
+    let (root, good) = deploy_pair(&base, &r1, &r2);
     let (node, _) = node(2);
     let handler = ReleaseHandler::start(node.clone(), root.clone()).unwrap();
     node.call::<_, Reply>("c1", &Call::Add(40), T).unwrap();

@@ -7,10 +7,10 @@
 
 mod common;
 
-use common::{fixtures, node, release_dir_with};
+use common::{appup_v2, deploy_pair, fixtures, node, release_dir_with};
 use relup_fixture_counter_api::{Args, Call, Cast, Reply};
 use relup_runtime::handler::{HandlerError, ReleaseHandler, UpgradeOptions, Verdict};
-use relup_runtime::release::{PackOptions, ReleaseRoot, deploy, pack_with, unpack};
+use relup_runtime::release::{ReleaseRoot, unpack};
 use relup_runtime::{Node, SpawnOptions};
 use std::path::Path;
 use std::sync::Arc;
@@ -26,18 +26,11 @@ fn root(name: &str, up: &str, tables: &str) -> ReleaseRoot {
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("safe-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let f = fixtures();
-    let appup = format!(
-        "application = \"app\"\nversion = \"0.2.0\"\n\n[[up]]\nfrom = \"0.1.0\"\ninstructions = [ {up} ]\n\n\
-         [[down]]\nto = \"0.1.0\"\ninstructions = [ {{ update = \"counter\" }} ]\n"
-    );
+    let appup = appup_v2(up);
     let src = base.join("src");
     let r1 = release_dir_with(&src, "0.1.0", &f.counter_v1, "1.0.0", None, "");
     let r2 = release_dir_with(&src, "0.2.0", &f.counter_v2, "2.0.0", Some(&appup), tables);
-    let out = base.join("out");
-    let t1 = pack_with(&r1, &out, PackOptions::default()).unwrap();
-    let t2 = pack_with(&r2, &out, PackOptions::default()).unwrap();
-    deploy(&t1, &base.join("root")).unwrap();
-    let root = ReleaseRoot::open(base.join("root")).unwrap();
+    let (root, t2) = deploy_pair(&base, &r1, &r2);
     unpack(&root, &t2).unwrap();
     root
 }

@@ -14,11 +14,11 @@
 
 mod common;
 
-use common::{fixtures, node, release_dir};
+use common::{appup_v2, deploy_pair, fixtures, node, release_dir};
 use relup_fixture_counter_api::{Call, Cast, Reply};
 use relup_runtime::handler::ReleaseHandler;
 use relup_runtime::install::InstallOptions;
-use relup_runtime::release::{PackOptions, ReleaseRoot, deploy, pack_with, unpack};
+use relup_runtime::release::{ReleaseRoot, unpack};
 use relup_runtime::{CodeChange, Direction, Expect};
 use std::path::Path;
 use std::sync::Arc;
@@ -95,22 +95,16 @@ fn root() -> ReleaseRoot {
     let base = soak_base();
     let _ = std::fs::remove_dir_all(&base);
     let f = fixtures();
-    let appup = "application = \"app\"\nversion = \"0.2.0\"\n\n[[up]]\nfrom = \"0.1.0\"\n\
-                 instructions = [ { update = \"counter\" } ]\n\n[[down]]\nto = \"0.1.0\"\n\
-                 instructions = [ { update = \"counter\" } ]\n";
+    let appup = appup_v2("{ update = \"counter\" }");
     let r1 = release_dir(&base.join("src"), "0.1.0", &f.counter_v1, "1.0.0", None);
     let r2 = release_dir(
         &base.join("src"),
         "0.2.0",
         &f.counter_v2,
         "2.0.0",
-        Some(appup),
+        Some(&appup),
     );
-    let out = base.join("out");
-    let t1 = pack_with(&r1, &out, PackOptions::default()).unwrap();
-    let t2 = pack_with(&r2, &out, PackOptions::default()).unwrap();
-    deploy(&t1, &base.join("root")).unwrap();
-    let root = ReleaseRoot::open(base.join("root")).unwrap();
+    let (root, t2) = deploy_pair(&base, &r1, &r2);
     unpack(&root, &t2).unwrap();
     root
 }

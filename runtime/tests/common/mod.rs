@@ -161,3 +161,27 @@ pub fn wait_until_busy<'t>(node: &Node, target: impl Into<relup_runtime::Target<
         );
     }
 }
+
+/// App `app` 0.2.0's appup.toml: `up` (an instruction list) from 0.1.0, and
+/// `{ update = "counter" }` back down to it.
+pub fn appup_v2(up: &str) -> String {
+    format!(
+        "application = \"app\"\nversion = \"0.2.0\"\n\n[[up]]\nfrom = \"0.1.0\"\ninstructions = [ {up} ]\n\n\
+         [[down]]\nto = \"0.1.0\"\ninstructions = [ {{ update = \"counter\" }} ]\n"
+    )
+}
+
+/// Packs release directories `first` and `second` into `base/out`, deploys `first` into
+/// `base/root` (permanent) and returns that root and `second`'s tarball (not unpacked).
+pub fn deploy_pair(
+    base: &Path,
+    first: &Path,
+    second: &Path,
+) -> (relup_runtime::release::ReleaseRoot, PathBuf) {
+    use relup_runtime::release::{PackOptions, ReleaseRoot, deploy, pack_with};
+    let out = base.join("out");
+    let t1 = pack_with(first, &out, PackOptions::default()).unwrap();
+    let t2 = pack_with(second, &out, PackOptions::default()).unwrap();
+    deploy(&t1, &base.join("root")).unwrap();
+    (ReleaseRoot::open(base.join("root")).unwrap(), t2)
+}
