@@ -347,18 +347,18 @@ fn remove_refuses_permanent_and_current() {
     r.set_current(&v("0.2.0"), 1).unwrap();
     r.save(&root).unwrap();
 
-    let err = remove(&root, &v("0.1.0")).unwrap_err().to_string();
+    let err = remove(&root, &v("0.1.0"), None).unwrap_err().to_string();
     assert!(err.contains("permanent"), "{err}");
-    let err = remove(&root, &v("0.2.0")).unwrap_err().to_string();
+    let err = remove(&root, &v("0.2.0"), None).unwrap_err().to_string();
     assert!(err.contains("current"), "{err}");
-    let err = remove(&root, &v("0.9.0")).unwrap_err().to_string();
+    let err = remove(&root, &v("0.9.0"), None).unwrap_err().to_string();
     assert!(err.contains("not known"), "{err}");
     assert_eq!(
         names(&root.releases_dir()),
         ["0.1.0", "0.2.0", "0.3.0", "RELEASES"]
     );
 
-    remove(&root, &v("0.3.0")).unwrap();
+    remove(&root, &v("0.3.0"), None).unwrap();
     assert_eq!(names(&root.releases_dir()), ["0.1.0", "0.2.0", "RELEASES"]);
     assert_eq!(Releases::load(&root).unwrap().status(&v("0.3.0")), None);
 }

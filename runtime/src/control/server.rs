@@ -264,7 +264,10 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
         Request::Remove { version } => match parse_version(&version)
             .and_then(|v| handler.remove(&v).map_err(|e| e.to_string()))
         {
-            Ok(()) => done(&serde_json::json!({ "removed": version })),
+            Ok(dir) => done(&serde_json::json!({
+                "removed": version,
+                "path": dir.to_string_lossy(),
+            })),
             Err(message) => Event::Error { message },
         },
         Request::RebootOld { version } => match parse_version(&version).and_then(|v| {

@@ -33,13 +33,13 @@ use crate::install::{
 };
 use crate::node::Node;
 use crate::release::{
-    KnownError, ReleaseRoot, Releases, ReleasesError, StatusError, UnpackError, UnpackedRelease,
-    known_releases, now_unix, unpack, unpack_in_place,
+    KnownError, ReleaseRoot, Releases, ReleasesError, ReleasesLock, StatusError, UnpackError,
+    UnpackedRelease, known_releases, now_unix, unpack, unpack_in_place,
 };
 use parking_lot::Mutex;
 use relup_appup::{Plan, PlanError, ReleaseStatus};
 use semver::Version;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -212,6 +212,9 @@ pub struct ReleaseHandler {
     /// as in OTP: `RELEASES` is written when what a restart boots changes (see
     /// [`ReleaseHandler::releases`]).
     current_since: Mutex<u64>,
+    /// The release a restart boots, as this node last wrote it to `RELEASES`: what
+    /// [`ReleaseHandler::repair_releases`] rebuilds the file from when it was deleted or emptied.
+    permanent: Mutex<Version>,
     journal: Journal,
     installing: Mutex<()>,
     config: Arc<ConfigStore>,
@@ -226,7 +229,7 @@ impl ReleaseHandler {
     /// Boots the root's permanent release on `node` (an installed but not permanent release
     /// is not booted again, as in OTP: it goes back to unpacked).
     pub fn start(node: Node, root: ReleaseRoot) -> Result<ReleaseHandler, HandlerError> {
-        let mut releases = Releases::load(&root)?;
+        let releases = Releases::load(&root)?;
         let permanent = releases
             .permanent()
             .map(|e| e.version.clone())
@@ -260,8 +263,10 @@ impl ReleaseHandler {
                 }
             })?;
         if releases.running().map(|e| &e.version) != Some(&permanent) {
-            releases.set_current(&permanent, now_unix())?;
-            releases.save(&root)?;
+            Releases::update(&root, |releases| {
+                releases.set_current(&permanent, now_unix())?;
+                Ok::<(), HandlerError>(())
+            })?;
         }
         let booted = Arc::new(Mutex::new(booted));
         // Changes left from before the start (or a crash) are applied before anything else.
@@ -283,6 +288,7 @@ impl ReleaseHandler {
             node,
             root,
             booted,
+            permanent: Mutex::new(permanent),
             current_since: Mutex::new(now_unix()),
             journal,
             installing: Mutex::new(()),
@@ -358,6 +364,7 @@ impl ReleaseHandler {
     /// A version already known is refused; with `force`, a version that is only unpacked (never
     /// a permanent or current one: those are live) is removed first and unpacked again.
     pub fn unpack(&self, tarball: &Path, force: bool) -> Result<UnpackedRelease, HandlerError> {
+        self.repair_releases()?;
         let running = self.booted.lock().release.version.clone();
         let unpacked = match unpack(&self.root, tarball) {
             // The running release is `current` in memory only (see `releases`): say so, and
@@ -429,6 +436,7 @@ impl ReleaseHandler {
     /// Unpacks `<root>/releases/<vsn>/<name>-<vsn>.tar.gz` when the version is not known yet
     /// but its tarball was dropped in place. Returns whether it unpacked.
     fn ensure_known(&self, target: &Version) -> Result<bool, HandlerError> {
+        self.repair_releases()?;
         let releases = Releases::load(&self.root)?;
         if releases.get(target).is_some() {
             return Ok(false);
@@ -636,7 +644,7 @@ impl ReleaseHandler {
     /// fresh processes (their states are not migrated: this is a reboot, not a downgrade).
     pub fn reboot_old(&self, vsn: &Version, timeout: Duration) -> Result<(), HandlerError> {
         let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
-        let mut releases = self.releases()?;
+        let releases = self.releases()?;
         let status = releases.status(vsn).ok_or_else(|| HandlerError::Unknown {
             version: vsn.clone(),
             known: releases.known_list(),
@@ -677,9 +685,12 @@ impl ReleaseHandler {
         };
         *self.booted.lock() = booted;
         *self.current_since.lock() = now_unix();
-        releases.set_current(vsn, now_unix())?;
-        releases.make_permanent(vsn, now_unix())?;
-        releases.save(&self.root)?;
+        Releases::update(&self.root, |releases| {
+            releases.set_current(vsn, now_unix())?;
+            releases.make_permanent(vsn, now_unix())?;
+            Ok::<(), HandlerError>(())
+        })?;
+        *self.permanent.lock() = vsn.clone();
         let _ = self
             .journal
             .record(&format!("reboot_old {vsn}: booted, permanent"));
@@ -689,12 +700,16 @@ impl ReleaseHandler {
     /// Makes the running release permanent (booted on the next start). A probation of
     /// that release under way ends as accepted.
     pub fn make_permanent(&self, vsn: &Version) -> Result<(), HandlerError> {
+        self.repair_releases()?;
+        let _lock = ReleasesLock::acquire(&self.root)?;
+        // Read under the lock: an unpack that wrote RELEASES since is kept.
         let mut releases = self.releases()?;
         if releases.status(vsn) == Some(ReleaseStatus::Permanent) {
             return Ok(());
         }
         releases.make_permanent(vsn, now_unix())?;
         releases.save(&self.root)?;
+        *self.permanent.lock() = vsn.clone();
         let _ = self.journal.record(&format!("permanent {vsn}"));
         self.probation.accept(vsn);
         Ok(())
@@ -717,23 +732,58 @@ impl ReleaseHandler {
     }
 
     /// Removes a release that is neither permanent nor running.
-    pub fn remove(&self, vsn: &Version) -> Result<(), HandlerError> {
+    /// Returns the directory that was removed.
+    pub fn remove(&self, vsn: &Version) -> Result<PathBuf, HandlerError> {
         let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
-        self.remove_locked(vsn)?;
-        let _ = self.journal.record(&format!("remove {vsn}"));
-        Ok(())
+        let dir = self.remove_locked(vsn)?;
+        let _ = self
+            .journal
+            .record(&format!("remove {vsn}: deleted {}", dir.display()));
+        Ok(dir)
     }
 
     /// Removes `vsn` with the install lock held. The running release is `current` in memory
     /// only (see `releases`), so the status check runs on the overlay before the file's.
-    fn remove_locked(&self, vsn: &Version) -> Result<(), HandlerError> {
-        self.releases()?
-            .remove(vsn)
-            .map_err(|source| crate::release::RemoveError::Status {
-                root: self.root.path.clone(),
-                source,
-            })?;
-        Ok(crate::release::remove(&self.root, vsn)?)
+    fn remove_locked(&self, vsn: &Version) -> Result<PathBuf, HandlerError> {
+        let running = self.booted.lock().release.version.clone();
+        Ok(crate::release::remove(&self.root, vsn, Some(&running))?)
+    }
+
+    /// Writes `RELEASES` again from what this node knows when the file was deleted or emptied
+    /// (it lists no permanent release): the permanent release and the running one, each while
+    /// its directory is there. Without this, an unpack into such a root would write a
+    /// `RELEASES` with no permanent release, and the root could no longer boot.
+    fn repair_releases(&self) -> Result<(), HandlerError> {
+        let _lock = ReleasesLock::acquire(&self.root)?;
+        let mut releases = Releases::load(&self.root)?;
+        if releases.permanent().is_some() {
+            return Ok(());
+        }
+        let permanent = self.permanent.lock().clone();
+        let running = self.booted.lock().release.clone();
+        if releases.name.is_none() {
+            releases.name = Some(running.name.clone());
+        }
+        let now = now_unix();
+        let mut listed = Vec::new();
+        for vsn in [&permanent, &running.version] {
+            if releases.get(vsn).is_none() && self.root.release_manifest(vsn).is_file() {
+                releases.add_unpacked(vsn, now)?;
+                listed.push(vsn.to_string());
+            }
+        }
+        if releases.get(&permanent).is_some() {
+            releases.set_current(&permanent, now)?;
+            releases.make_permanent(&permanent, now)?;
+        }
+        releases.save(&self.root)?;
+        let _ = self.journal.record(&format!(
+            "repair: {} listed no permanent release (deleted or emptied); wrote it again from what runs: {} permanent, running {}",
+            self.root.releases_file().display(),
+            permanent,
+            running.version
+        ));
+        Ok(())
     }
 
     /// Stops the running release's applications (a probation under way ends as

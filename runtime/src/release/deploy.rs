@@ -3,7 +3,7 @@
 use super::atomic::{sync_dir, write_atomic, write_atomic_mode};
 use super::error::{RemoveError, UnpackError};
 use super::layout::{ReleaseRoot, launcher_script};
-use super::releases_file::{Releases, now_unix};
+use super::releases_file::{Releases, ReleasesLock, now_unix};
 use super::unpack::{UnpackedRelease, unpack};
 use semver::Version;
 use std::fs;
@@ -41,15 +41,15 @@ pub fn deploy(tarball: &Path, root_path: &Path) -> Result<UnpackedRelease, Unpac
     }
     let unpacked = unpack(&root, tarball)?;
     let vsn = &unpacked.release.version;
-    let mut releases = Releases::load(&root)?;
-    let now = now_unix();
-    releases
-        .set_current(vsn, now)
-        .map_err(|e| UnpackError::Releases(e.into()))?;
-    releases
-        .make_permanent(vsn, now)
-        .map_err(|e| UnpackError::Releases(e.into()))?;
-    releases.save(&root)?;
+    Releases::update(&root, |releases| {
+        let now = now_unix();
+        releases
+            .set_current(vsn, now)
+            .map_err(|e| UnpackError::Releases(e.into()))?;
+        releases
+            .make_permanent(vsn, now)
+            .map_err(|e| UnpackError::Releases(e.into()))
+    })?;
 
     let abs = fs::canonicalize(&root.path).map_err(io(&root.path))?;
     let launcher = root.launcher(&unpacked.release.name);
@@ -64,19 +64,53 @@ pub fn deploy(tarball: &Path, root_path: &Path) -> Result<UnpackedRelease, Unpac
     Ok(unpacked)
 }
 
-/// Removes release `vsn`: never the permanent or the current one. The `RELEASES` entry goes
-/// first (atomically), then the directory.
-pub fn remove(root: &ReleaseRoot, vsn: &Version) -> Result<(), RemoveError> {
-    let mut releases = Releases::load(root)?;
-    releases.remove(vsn).map_err(|source| RemoveError::Status {
+/// Removes release `vsn`: never the permanent or the current one, nor `running` (the
+/// release a node runs, `current` in its memory only). Under the [`ReleasesLock`], the
+/// directory is renamed aside (`releases/.remove-<vsn>-*`), then the `RELEASES` entry goes
+/// (atomically), then the directory is deleted. A crash in between is put right at the next
+/// start (see [`super::recover`]): the directory comes back while `RELEASES` lists it.
+/// Returns the directory that was removed.
+pub fn remove(
+    root: &ReleaseRoot,
+    vsn: &Version,
+    running: Option<&Version>,
+) -> Result<std::path::PathBuf, RemoveError> {
+    let status = |source| RemoveError::Status {
         root: root.path.clone(),
         source,
-    })?;
-    releases.save(root)?;
+    };
     let dir = root.release_dir(vsn);
-    fs::remove_dir_all(&dir).map_err(|source| RemoveError::Io {
+    let aside = root.releases_dir().join(format!(
+        "{}{vsn}-{}",
+        super::recover::REMOVE_PREFIX,
+        super::atomic::unique_suffix()
+    ));
+    {
+        let _lock = ReleasesLock::acquire(root)?;
+        let mut releases = Releases::load(root)?;
+        if running == Some(vsn) {
+            let mut overlay = releases.clone();
+            overlay.set_current(vsn, now_unix()).map_err(status)?;
+            overlay.remove(vsn).map_err(status)?;
+        }
+        releases.remove(vsn).map_err(status)?;
+        fs::rename(&dir, &aside).map_err(|source| RemoveError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        crate::fault::crash_point(|| format!("remove: {} renamed aside", dir.display()));
+        if let Err(e) = releases.save(root) {
+            let _ = fs::rename(&aside, &dir);
+            return Err(e.into());
+        }
+    }
+    fs::remove_dir_all(&aside).map_err(|source| RemoveError::Io {
+        path: aside.clone(),
+        source,
+    })?;
+    sync_dir(&root.releases_dir()).map_err(|source| RemoveError::Io {
         path: dir.clone(),
         source,
     })?;
-    sync_dir(&root.releases_dir()).map_err(|source| RemoveError::Io { path: dir, source })
+    Ok(dir)
 }

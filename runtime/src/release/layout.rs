@@ -170,6 +170,12 @@ impl ReleaseRoot {
         self.path.join("run")
     }
 
+    /// `<root>/run/releases.lock`: the lock every writer of `RELEASES` holds while it reads,
+    /// changes and writes the file (see [`super::ReleasesLock`]).
+    pub fn releases_lock(&self) -> PathBuf {
+        self.run_dir().join("releases.lock")
+    }
+
     /// `<root>/run/control.sock`.
     pub fn control_socket(&self) -> PathBuf {
         self.run_dir().join("control.sock")

@@ -32,5 +32,7 @@ pub use layout::{ReleaseRoot, launcher_script, tarball_name};
 pub use manifest::{MANIFEST, Manifest, ManifestFile, sha256_file, sha256_hex};
 pub use package::{PackOptions, pack, pack_with};
 pub use recover::{RecoverError, recover};
-pub use releases_file::{ReleaseEntry, Releases, ReleasesError, StatusError, Violation, now_unix};
+pub use releases_file::{
+    ReleaseEntry, Releases, ReleasesError, ReleasesLock, StatusError, Violation, now_unix,
+};
 pub use unpack::{Limits, UnpackedRelease, unpack, unpack_in_place, unpack_with};

@@ -155,6 +155,59 @@ impl fmt::Display for Violation {
     }
 }
 
+/// An exclusive lock on a root's `RELEASES`, for every read-modify-write of the file: an
+/// unpack (in the node or offline), a deploy, `permanent`, `remove`, `reboot_old`, boot and
+/// start-up recovery. It is an `flock` on `<root>/run/releases.lock`, so it serializes
+/// writers in one process (each holder opens the file anew) and across processes (an offline
+/// `relup unpack` beside a node), and the kernel releases it when its holder dies.
+///
+/// Hold it only around the read, the change and the write: never across a tarball's
+/// verification, which may take seconds.
+#[derive(Debug)]
+pub struct ReleasesLock {
+    _file: std::fs::File,
+}
+
+impl ReleasesLock {
+    /// Waits for and takes the lock (creating `run/` and the lock file when missing).
+    pub fn acquire(root: &ReleaseRoot) -> Result<ReleasesLock, ReleasesError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let file = root.releases_lock();
+        let io = |source: io::Error| ReleasesError::Io {
+            file: file.clone(),
+            source,
+        };
+        let run = root.run_dir();
+        if !run.is_dir() {
+            match std::fs::DirBuilder::new().mode(0o700).create(&run) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        let handle = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&file)
+            .map_err(io)?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns; no memory is involved.
+            if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(ReleasesLock { _file: handle });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(io(e));
+            }
+        }
+    }
+}
+
 /// Now, in unix seconds (0 if the clock is before 1970).
 pub fn now_unix() -> u64 {
     SystemTime::now()
@@ -244,8 +297,23 @@ impl Releases {
         Ok(releases)
     }
 
+    /// Reads `RELEASES` under its [`ReleasesLock`], applies `change`, and writes the result
+    /// atomically before the lock is released: no other writer's change is lost in between.
+    /// Nothing is written when `change` fails.
+    pub fn update<T, E: From<ReleasesError>>(
+        root: &ReleaseRoot,
+        change: impl FnOnce(&mut Releases) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _lock = ReleasesLock::acquire(root)?;
+        let mut releases = Releases::load(root)?;
+        let out = change(&mut releases)?;
+        releases.save(root)?;
+        Ok(out)
+    }
+
     /// Checks every invariant (including directories) and writes `<root>/releases/RELEASES`
-    /// atomically.
+    /// atomically. A read-modify-write goes through [`Releases::update`] (or holds a
+    /// [`ReleasesLock`]) so that concurrent writers do not lose each other's changes.
     pub fn save(&self, root: &ReleaseRoot) -> Result<(), ReleasesError> {
         let file = root.releases_file();
         if let Err(v) = self.check().and_then(|()| self.check_dirs(root)) {

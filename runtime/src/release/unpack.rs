@@ -13,7 +13,7 @@ use super::atomic::{sync_dir, unique_suffix};
 use super::error::UnpackError;
 use super::layout::ReleaseRoot;
 use super::manifest::{MANIFEST, Manifest, is_safe_relative, is_valid_name};
-use super::releases_file::{Releases, now_unix};
+use super::releases_file::{Releases, ReleasesLock, now_unix};
 use flate2::read::GzDecoder;
 use relup_appup::{Appup, Release};
 use semver::Version;
@@ -70,10 +70,14 @@ pub fn unpack_with(
     tarball: &Path,
     limits: Limits,
 ) -> Result<UnpackedRelease, UnpackError> {
-    let mut releases = Releases::load(root)?;
+    let releases = Releases::load(root)?;
     let tmp = TempDir::create(root)?;
     let verified = verify(root, &releases, tarball, limits, &tmp.path, None)?;
     crate::fault::crash_point(|| format!("unpack: extracted into {}", tmp.path.display()));
+    // From here to the RELEASES write, no other writer runs; RELEASES is read again, as the
+    // verification may have taken seconds (another unpack or `permanent` may have written it).
+    let _lock = ReleasesLock::acquire(root)?;
+    let mut releases = fresh_releases(root, &verified)?;
     let dest = root.release_dir(&verified.release.version);
     if dest.exists() {
         return Err(UnpackError::DirExists {
@@ -95,7 +99,7 @@ pub fn unpack_with(
 /// Unpacks the tarball dropped in `releases/<vsn>/`, a directory that must hold only
 /// `<name>-<vsn>.tar.gz`. The tarball stays in the release directory.
 pub fn unpack_in_place(root: &ReleaseRoot, vsn: &Version) -> Result<UnpackedRelease, UnpackError> {
-    let mut releases = Releases::load(root)?;
+    let releases = Releases::load(root)?;
     let dir = root.release_dir(vsn);
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -127,6 +131,9 @@ pub fn unpack_in_place(root: &ReleaseRoot, vsn: &Version) -> Result<UnpackedRele
         &tmp.path,
         Some(vsn),
     )?;
+    // As in `unpack_with`: the swap and the RELEASES write under the lock, on a fresh read.
+    let _lock = ReleasesLock::acquire(root)?;
+    let mut releases = fresh_releases(root, &verified)?;
     // Move the tarball next to the verified files, swap the directories.
     let kept = tmp.path.join(&tarball_name);
     crate::fault::crash_point(|| format!("unpack in place: extracted into {}", tmp.path.display()));
@@ -158,7 +165,24 @@ pub fn unpack_in_place(root: &ReleaseRoot, vsn: &Version) -> Result<UnpackedRele
     })
 }
 
-/// Records the renamed release in RELEASES; on failure runs `undo` on its directory.
+/// `RELEASES` read again under the [`ReleasesLock`], refusing a version that another writer
+/// recorded while this one was verifying.
+fn fresh_releases(root: &ReleaseRoot, verified: &Verified) -> Result<Releases, UnpackError> {
+    let releases = Releases::load(root)?;
+    if let Some(e) = releases.get(&verified.release.version) {
+        return Err(UnpackError::AlreadyKnown {
+            tarball: verified.tarball.clone(),
+            source: super::releases_file::StatusError::AlreadyKnown {
+                version: e.version.clone(),
+                status: e.status,
+            },
+        });
+    }
+    Ok(releases)
+}
+
+/// Records the renamed release in RELEASES (the caller holds the [`ReleasesLock`]); on
+/// failure runs `undo` on its directory.
 fn commit(
     root: &ReleaseRoot,
     releases: &mut Releases,

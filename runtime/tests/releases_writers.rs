@@ -1,0 +1,253 @@
+//! Every writer of `RELEASES` on one root at once (issue "What a careless or hostile operator
+//! breaks", bug 1): unpacks, `permanent`, `remove` and start-up recovery never lose each
+//! other's changes, a verified release directory is never deleted silently, and a root whose
+//! `RELEASES` was deleted gets it back from what the node runs.
+
+mod common;
+
+use common::{appup_v2, deploy_pair, fixtures, node, release_dir};
+use relup_appup::ReleaseStatus;
+use relup_runtime::handler::ReleaseHandler;
+use relup_runtime::install::InstallOptions;
+use relup_runtime::release::{PackOptions, ReleaseRoot, Releases, pack_with, recover, unpack};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn v(text: &str) -> semver::Version {
+    semver::Version::parse(text).unwrap()
+}
+
+/// `bytes` of incompressible data, so that verifying a tarball that holds them takes a while
+/// (the window in which a stale copy of RELEASES used to be held).
+fn noise(bytes: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..bytes)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+struct Fixture {
+    root: ReleaseRoot,
+    /// 0.3.0, with 24 MiB of data: its verification is slow.
+    slow: PathBuf,
+    /// 0.4.0, small.
+    quick: PathBuf,
+}
+
+/// A root with 0.1.0 deployed (permanent) and 0.2.0 unpacked, plus tarballs of 0.3.0 (slow
+/// to verify) and 0.4.0 (quick).
+fn fixture(name: &str) -> Fixture {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("releases-writers-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let f = fixtures();
+    let appup = appup_v2("{ update = \"counter\" }");
+    let src = base.join("src");
+    let r1 = release_dir(&src, "0.1.0", &f.counter_v1, "1.0.0", None);
+    let r2 = release_dir(&src, "0.2.0", &f.counter_v2, "2.0.0", Some(&appup));
+    let (root, t2) = deploy_pair(&base, &r1, &r2);
+    unpack(&root, &t2).unwrap();
+    let r3 = release_dir(&src, "0.3.0", &f.counter_v2, "2.0.0", None);
+    std::fs::write(r3.join("data.bin"), noise(24 << 20)).unwrap();
+    let r4 = release_dir(&src, "0.4.0", &f.counter_v2, "2.0.0", None);
+    let out = base.join("out");
+    let slow = pack_with(&r3, &out, PackOptions::default()).unwrap();
+    let quick = pack_with(&r4, &out, PackOptions::default()).unwrap();
+    Fixture { root, slow, quick }
+}
+
+/// Waits until an unpack is verifying in `root` (its temporary directory exists).
+fn wait_for_unpack_in_progress(root: &ReleaseRoot) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let busy = std::fs::read_dir(root.releases_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with(".unpack-"));
+        if busy {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the slow unpack never started");
+        std::thread::yield_now();
+    }
+}
+
+fn statuses(root: &ReleaseRoot) -> Vec<(String, ReleaseStatus)> {
+    Releases::load(root)
+        .unwrap()
+        .releases
+        .into_iter()
+        .map(|e| (e.version.to_string(), e.status))
+        .collect()
+}
+
+#[test]
+fn two_unpacks_at_once_both_stay_listed() {
+    let f = fixture("two-unpacks");
+    let slow = {
+        let (root, tarball) = (f.root.clone(), f.slow.clone());
+        std::thread::spawn(move || unpack(&root, &tarball))
+    };
+    wait_for_unpack_in_progress(&f.root);
+    // This one starts and ends while the slow one verifies.
+    unpack(&f.root, &f.quick).unwrap();
+    slow.join().unwrap().unwrap();
+    let listed = statuses(&f.root);
+    for vsn in ["0.1.0", "0.2.0", "0.3.0", "0.4.0"] {
+        assert!(
+            listed.iter().any(|(v, _)| v == vsn),
+            "{vsn} lost from RELEASES: {listed:?}"
+        );
+    }
+}
+
+#[test]
+fn permanent_during_an_unpack_keeps_both() {
+    let f = fixture("permanent-vs-unpack");
+    let (node, _) = node(2);
+    let handler = ReleaseHandler::start(node, f.root.clone()).unwrap();
+    handler
+        .install(&v("0.2.0"), &InstallOptions::default(), false, &mut |_| {})
+        .unwrap();
+    std::thread::scope(|s| {
+        let unpacking = s.spawn(|| handler.unpack(&f.slow, false));
+        wait_for_unpack_in_progress(&f.root);
+        handler.make_permanent(&v("0.2.0")).unwrap();
+        unpacking.join().unwrap().unwrap();
+    });
+    let listed = statuses(&f.root);
+    assert!(
+        listed.contains(&("0.2.0".into(), ReleaseStatus::Permanent)),
+        "the permanent mark was lost: {listed:?}"
+    );
+    assert!(
+        listed.contains(&("0.1.0".into(), ReleaseStatus::Old)),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&("0.3.0".into(), ReleaseStatus::Unpacked)),
+        "the unpack was lost: {listed:?}"
+    );
+}
+
+#[test]
+fn remove_during_an_unpack_keeps_both() {
+    let f = fixture("remove-vs-unpack");
+    let (node, _) = node(2);
+    let handler = ReleaseHandler::start(node, f.root.clone()).unwrap();
+    std::thread::scope(|s| {
+        let unpacking = s.spawn(|| handler.unpack(&f.slow, false));
+        wait_for_unpack_in_progress(&f.root);
+        let removed = handler.remove(&v("0.2.0")).unwrap();
+        assert_eq!(removed, f.root.release_dir(&v("0.2.0")));
+        unpacking.join().unwrap().unwrap();
+    });
+    let listed = statuses(&f.root);
+    assert_eq!(
+        listed,
+        [
+            ("0.1.0".to_string(), ReleaseStatus::Permanent),
+            ("0.3.0".to_string(), ReleaseStatus::Unpacked)
+        ]
+    );
+    assert!(!f.root.release_dir(&v("0.2.0")).exists());
+}
+
+#[test]
+fn recovery_lists_a_verified_directory_again_and_never_deletes_it() {
+    let f = fixture("recover-verified");
+    // What an unpack cut short between its rename and its RELEASES line leaves: 0.2.0's
+    // directory, intact, that RELEASES does not list.
+    let mut releases = Releases::load(&f.root).unwrap();
+    releases.remove(&v("0.2.0")).unwrap();
+    releases.save(&f.root).unwrap();
+    let lines = recover(&f.root).unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("listed 0.2.0 again as unpacked")),
+        "{lines:?}"
+    );
+    assert!(f.root.release_manifest(&v("0.2.0")).is_file());
+    assert!(statuses(&f.root).contains(&("0.2.0".into(), ReleaseStatus::Unpacked)));
+
+    // A directory that does not verify still goes, and the line says why.
+    let mut releases = Releases::load(&f.root).unwrap();
+    releases.remove(&v("0.2.0")).unwrap();
+    releases.save(&f.root).unwrap();
+    std::fs::write(
+        f.root.release_dir(&v("0.2.0")).join("lib/libcounter.so"),
+        b"x",
+    )
+    .unwrap();
+    let lines = recover(&f.root).unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("does not verify") && l.contains("differs from its MANIFEST")),
+        "{lines:?}"
+    );
+    assert!(!f.root.release_dir(&v("0.2.0")).exists());
+}
+
+#[test]
+fn recovery_puts_back_a_remove_cut_short_before_releases_changed() {
+    let f = fixture("recover-remove");
+    // `remove` renames the directory aside first; a crash before RELEASES is written leaves
+    // the release listed and its directory aside.
+    let dir = f.root.release_dir(&v("0.2.0"));
+    let aside = f.root.releases_dir().join(".remove-0.2.0-123-abc-0");
+    std::fs::rename(&dir, &aside).unwrap();
+    let lines = recover(&f.root).unwrap();
+    assert!(lines.iter().any(|l| l.contains("put")), "{lines:?}");
+    assert!(dir.join("release.toml").is_file());
+    assert!(!aside.exists());
+    assert!(Releases::load(&f.root).is_ok());
+
+    // After RELEASES dropped it, the directory aside is deleted.
+    let mut releases = Releases::load(&f.root).unwrap();
+    releases.remove(&v("0.2.0")).unwrap();
+    std::fs::rename(&dir, &aside).unwrap();
+    releases.save(&f.root).unwrap();
+    recover(&f.root).unwrap();
+    assert!(!aside.exists() && !dir.exists());
+}
+
+#[test]
+fn unpack_into_a_root_whose_releases_was_deleted_rebuilds_it_from_what_runs() {
+    for how in ["deleted", "emptied"] {
+        let f = fixture(how);
+        let (running, _) = node(2);
+        let handler = ReleaseHandler::start(running, f.root.clone()).unwrap();
+        match how {
+            "deleted" => std::fs::remove_file(f.root.releases_file()).unwrap(),
+            _ => std::fs::write(f.root.releases_file(), "").unwrap(),
+        }
+        handler.unpack(&f.quick, false).unwrap();
+        let listed = statuses(&f.root);
+        assert!(
+            listed.contains(&("0.1.0".into(), ReleaseStatus::Permanent)),
+            "{how}: no permanent release after the unpack: {listed:?}"
+        );
+        assert!(
+            listed.contains(&("0.4.0".into(), ReleaseStatus::Unpacked)),
+            "{how}: {listed:?}"
+        );
+        assert!(
+            handler
+                .log()
+                .unwrap()
+                .contains("listed no permanent release"),
+            "{how}: the repair is not in the journal"
+        );
+        // The root boots again.
+        let (again, _) = node(1);
+        drop(handler);
+        ReleaseHandler::start(again, f.root.clone()).unwrap();
+    }
+}
