@@ -116,6 +116,37 @@ pub struct SpawnOptions {
     pub trap_exit: bool,
 }
 
+/// Why a process could not be registered under a name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RegisterError {
+    /// Another process holds the name.
+    #[error("name {name:?} is already registered to {holder}")]
+    Taken {
+        /// The name asked for.
+        name: String,
+        /// The process that holds it.
+        holder: Pid,
+    },
+    /// The process holds another name already (one name per process, as in Erlang).
+    #[error("{pid} cannot register as {name:?}: it is already registered as {held:?}")]
+    AlreadyNamed {
+        /// The name asked for.
+        name: String,
+        /// The process.
+        pid: Pid,
+        /// The name it holds.
+        held: String,
+    },
+    /// The process has exited.
+    #[error("{pid} cannot register as {name:?}: it has exited")]
+    Exited {
+        /// The name asked for.
+        name: String,
+        /// The process.
+        pid: Pid,
+    },
+}
+
 /// Counts of abnormal process exits, monotonic over a node's life (see [`Node::exit_counts`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ExitCounts {
@@ -228,16 +259,52 @@ impl NodeInner {
         self.next_ref.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn register(&self, name: &str, process: &Arc<Process>) -> Result<(), Pid> {
+    /// Registers `process` under `name`. As in Erlang, a process holds at most one name
+    /// (registering the one it holds again is accepted), a name has at most one holder, and a
+    /// process that has exited registers nothing: every name in the registry is freed by its
+    /// holder's exit ([`NodeInner::finish_exit`]).
+    pub(crate) fn register(&self, name: &str, process: &Arc<Process>) -> Result<(), RegisterError> {
         let mut registry = self.registry.write();
         if let Some(existing) = registry.get(name) {
             if *existing == process.pid {
                 return Ok(());
             }
-            return Err(*existing);
+            return Err(RegisterError::Taken {
+                name: name.to_string(),
+                holder: *existing,
+            });
+        }
+        let held = {
+            let mut held = process.name.lock();
+            if held.is_none() {
+                *held = Some(name.to_string());
+                None
+            } else {
+                held.clone()
+            }
+        };
+        if let Some(held) = held {
+            drop(registry);
+            let refused = RegisterError::AlreadyNamed {
+                name: name.to_string(),
+                pid: process.pid,
+                held,
+            };
+            self.log(1, Some(process), &refused.to_string());
+            return Err(refused);
         }
         registry.insert(name.to_string(), process.pid);
-        *process.name.lock() = Some(name.to_string());
+        // The name is set before the exit check, and `finish_exit` marks the process dead
+        // before it takes the name: either it sees this name and frees it (waiting for this
+        // registry lock), or this check sees it dead and takes the name back.
+        if process.mailbox.lock().dead {
+            registry.remove(name);
+            process.name.lock().take();
+            return Err(RegisterError::Exited {
+                name: name.to_string(),
+                pid: process.pid,
+            });
+        }
         Ok(())
     }
 
@@ -364,12 +431,18 @@ impl NodeInner {
         let process = Arc::new(Process::new(pid, app));
         self.shard(pid).write().insert(pid.0, process.clone());
         if let Some(name) = &opts.name
-            && let Err(holder) = self.register(name, &process)
+            && let Err(refused) = self.register(name, &process)
         {
             self.shard(pid).write().remove(&pid.0);
-            return Err(SpawnError::NameTaken {
-                name: name.clone(),
-                pid: holder,
+            return Err(match refused {
+                RegisterError::Taken { name, holder } => {
+                    SpawnError::NameTaken { name, pid: holder }
+                }
+                // Not for a process that has just been created; reported as its init failing.
+                other => SpawnError::Init {
+                    module: label.to_string(),
+                    reason: ExitReason::Error(other.to_string()),
+                },
             });
         }
         {
@@ -844,17 +917,37 @@ impl Node {
     }
 
     /// Calls an exported function of a module version (appup `apply`) with encoded args;
-    /// returns the encoded result. It runs on the calling thread, as a detached process.
+    /// returns the encoded result. It runs on the calling thread as a process of its own, with
+    /// a fresh pid, that exits (reason `normal`) when the function returns: a name it
+    /// registered is freed, a listener it opened is closed, its links and monitors fire, as
+    /// for any process that exits. Messages sent to it are never handled.
     pub fn apply(
         &self,
         module: &LoadedModule,
         function: &str,
         args: &[u8],
     ) -> Result<Vec<u8>, String> {
-        let detached = Arc::new(Process::new(Pid(0), None));
+        /// Ends the apply's process however the call returns.
+        struct Exit<'a> {
+            node: &'a NodeInner,
+            process: Arc<Process>,
+        }
+        impl Drop for Exit<'_> {
+            fn drop(&mut self) {
+                self.node.finish_exit(&self.process, ExitReason::Normal);
+            }
+        }
+        let pid = Pid(self.inner.next_pid.fetch_add(1, Ordering::Relaxed));
+        // Created not schedulable (as during a spawn's init): no scheduler thread runs it.
+        let process = Arc::new(Process::new(pid, None));
+        self.inner.shard(pid).write().insert(pid.0, process.clone());
+        let exit = Exit {
+            node: &self.inner,
+            process,
+        };
         let cx = ProcCx {
             node: &self.inner,
-            process: &detached,
+            process: &exit.process,
         };
         ModuleInstance::apply(module, &cx, function, args)
     }

@@ -56,6 +56,9 @@ pub enum Call {
     Env(String),
     /// Pids of monitored processes that went down, in the order their Down messages came.
     DownOrder,
+    /// Register this process under the name; replies `Count(1)` if it was registered,
+    /// `Count(0)` if the node refused.
+    Register(String),
 }
 
 /// Replies.
@@ -107,6 +110,10 @@ pub enum Cast {
     /// Panic.
     Panic,
 }
+
+/// A configuration key that makes the counter's `config_change` panic when it is changed or
+/// new (tests of a crashing `config_change`).
+pub const PANIC_IN_CONFIG_CHANGE: &str = "panic_in_config_change";
 
 /// Plain messages handled by `handle_info`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

