@@ -141,14 +141,15 @@ struct InstallFlags {
     /// Leave the release current but not permanent (a restart boots the permanent one).
     #[arg(long)]
     no_permanent: bool,
-    /// The probation window (e.g. 30s, 2m; 0 for none), instead of the release's.
-    #[arg(long, value_name = "DURATION", value_parser = remote::parse_duration)]
+    /// The probation window (e.g. 30s, 2m; 0 for none; at most 7d), instead of the release's.
+    #[arg(long, value_name = "DURATION", value_parser = remote::parse_probation)]
     probation: Option<std::time::Duration>,
-    /// Run at this time instead of now (RFC 3339, e.g. 2026-12-01T03:00:00Z, or `now`).
+    /// Run at this time instead of now (RFC 3339, e.g. 2026-12-01T03:00:00Z, or `now`; at
+    /// most 3650 days ahead).
     #[arg(long, value_name = "TIME", conflicts_with = "delay")]
     at: Option<String>,
-    /// Run after this delay (e.g. 10m, 1h30m).
-    #[arg(long = "in", value_name = "DURATION", value_parser = remote::parse_duration)]
+    /// Run after this delay (e.g. 10m, 1h30m; at most 3650d).
+    #[arg(long = "in", value_name = "DURATION", value_parser = remote::parse_delay)]
     delay: Option<std::time::Duration>,
     /// Skip the dry run of the code changes on copies of the live states.
     #[arg(long)]

@@ -3,6 +3,7 @@
 use super::Failure;
 use super::output::{print_json, progress_line};
 use relup_runtime::control::{Client, Event, Request, StatusReport};
+use relup_runtime::handler::Schedule;
 use relup_runtime::release::ReleaseRoot;
 use std::path::Path;
 use std::time::Duration;
@@ -218,6 +219,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration ({e}); expected e.g. 30s, 10m, 1h30m"))
 }
 
+/// Parses `--in`: a duration of at most [`Schedule::MAX_AHEAD`] (the node checks again).
+pub fn parse_delay(text: &str) -> Result<Duration, String> {
+    Schedule::check_delay(parse_duration(text)?).map_err(|e| e.to_string())
+}
+
+/// Parses `--probation`: a duration of at most [`Schedule::MAX_PROBATION`] (the node checks
+/// again).
+pub fn parse_probation(text: &str) -> Result<Duration, String> {
+    Schedule::check_probation(parse_duration(text)?).map_err(|e| e.to_string())
+}
+
+/// Milliseconds of `duration` for the protocol (saturating: the node refuses what is too long).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// `relup upgrade` / `relup downgrade`.
 pub fn install(
     root: &Path,
@@ -242,12 +259,12 @@ pub fn install(
         }
         _ => {}
     }
-    let probation_ms = how.probation.map(|p| p.as_millis() as u64);
+    let probation_ms = how.probation.map(millis);
     if how.at.is_some() || how.delay.is_some() {
         let request = Request::Schedule {
             version: version.to_string(),
             at: how.at.clone(),
-            in_ms: how.delay.map(|d| d.as_millis() as u64),
+            in_ms: how.delay.map(millis),
             permanent: how.permanent,
             probation_ms,
         };

@@ -7,6 +7,12 @@
 //! upgrade does not run it again at its next start. An entry whose time passed while the node
 //! was down runs at the next start if it is at most [`LATE_GRACE`] late, and is dropped (and
 //! journaled as missed) otherwise: an upgrade at an unexpected time is worse than none.
+//!
+//! Every time and duration an operator gives is bounded, by the CLI and again by the node (the
+//! control socket carries any `u64`): an upgrade is scheduled at most [`Schedule::MAX_AHEAD`]
+//! (3650 days, about ten years) ahead, and a probation window lasts at most
+//! [`Schedule::MAX_PROBATION`] (7 days: the install lock is held for the whole window). The
+//! arithmetic on times is checked or saturating, so no input panics the request's thread.
 
 use crate::release::write_atomic;
 use semver::Version;
@@ -95,6 +101,40 @@ pub enum ScheduleError {
         /// The node's clock.
         now: String,
     },
+    /// The time is further ahead than [`Schedule::MAX_AHEAD`].
+    #[error(
+        "{at} is too far ahead: the node's time is {now}, and an upgrade may be scheduled at most {} days (about ten years) ahead; give --at a time from now to {latest}, or --in up to {}d",
+        Schedule::MAX_AHEAD.as_secs() / 86_400,
+        Schedule::MAX_AHEAD.as_secs() / 86_400
+    )]
+    TooFar {
+        /// The time asked for.
+        at: String,
+        /// The node's clock.
+        now: String,
+        /// The latest time accepted now.
+        latest: String,
+    },
+    /// The delay is longer than [`Schedule::MAX_AHEAD`].
+    #[error(
+        "a delay (--in) of {given} is out of range: an upgrade may be scheduled at most {} days (about ten years) ahead; give a delay from 0s to {}d",
+        Schedule::MAX_AHEAD.as_secs() / 86_400,
+        Schedule::MAX_AHEAD.as_secs() / 86_400
+    )]
+    DelayOutOfRange {
+        /// The delay asked for, as humantime writes it.
+        given: String,
+    },
+    /// The probation window is longer than [`Schedule::MAX_PROBATION`].
+    #[error(
+        "a probation (--probation) of {given} is out of range: a probation window lasts at most {} days (the install lock is held for all of it); give 0 (none) to {}d",
+        Schedule::MAX_PROBATION.as_secs() / 86_400,
+        Schedule::MAX_PROBATION.as_secs() / 86_400
+    )]
+    ProbationOutOfRange {
+        /// The window asked for, as humantime writes it.
+        given: String,
+    },
     /// Neither or both of `at` and `in` were given.
     #[error("give the time of a scheduled upgrade with exactly one of --at and --in")]
     NoTime,
@@ -108,18 +148,31 @@ pub enum ScheduleError {
     },
 }
 
-/// Milliseconds since the Unix epoch of `time`.
+/// Milliseconds since the Unix epoch of `time` (0 before the epoch, `u64::MAX` past it).
 pub fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// RFC 3339 text of a Unix time in milliseconds.
+/// Milliseconds of `duration`, `u64::MAX` when they do not fit.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The first second humantime cannot write (year 10000).
+const YEAR_10000_SECS: u64 = 253_402_300_800;
+
+/// RFC 3339 text of a Unix time in milliseconds; a time after year 9999 (which RFC 3339
+/// cannot write) is written as milliseconds since the epoch.
 pub fn rfc3339_ms(ms: u64) -> String {
+    if ms / 1000 >= YEAR_10000_SECS {
+        return format!("{ms} ms after the Unix epoch (after year 9999)");
+    }
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-/// Parses an RFC 3339 time (`Z` or a `±HH:MM` offset) or `now`.
+/// Parses an RFC 3339 time (`Z` or a `±HH:MM` offset) or `now`. A time before 1970 is
+/// [`ScheduleError::Past`].
 pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, ScheduleError> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("now") {
@@ -129,18 +182,34 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, ScheduleErr
         text: text.to_string(),
         reason,
     };
-    // humantime reads UTC (`Z`) times; an offset is applied here.
-    let (utc, offset_secs) = match text.len().checked_sub(6).map(|i| text.split_at(i)) {
+    // Before 1970 (which humantime calls out of range) is simply in the past.
+    if let Some(year) = text.get(..5).and_then(|y| y.strip_suffix('-'))
+        && year.bytes().all(|b| b.is_ascii_digit())
+        && year.parse::<u32>().is_ok_and(|y| y < 1970)
+    {
+        return Err(ScheduleError::Past {
+            at: text.to_string(),
+            now: rfc3339_ms(unix_ms(now)),
+        });
+    }
+    // humantime reads UTC (`Z`) times; an offset is applied here. Slices are taken with
+    // `get`, so text with multi-byte characters is refused, never split inside a character.
+    let offset = text
+        .len()
+        .checked_sub(6)
+        .and_then(|i| Some((text.get(..i)?, text.get(i..)?)));
+    let (utc, offset_secs) = match offset {
         Some((head, tail))
             if (tail.starts_with('+') || tail.starts_with('-'))
                 && tail.as_bytes().get(3) == Some(&b':') =>
         {
-            let hours: i64 = tail[1..3]
-                .parse()
-                .map_err(|_| bad(format!("bad offset {tail}")))?;
-            let minutes: i64 = tail[4..6]
-                .parse()
-                .map_err(|_| bad(format!("bad offset {tail}")))?;
+            let field = |range: std::ops::Range<usize>| {
+                tail.get(range)
+                    .filter(|f| f.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|f| f.parse::<i64>().ok())
+                    .ok_or_else(|| bad(format!("bad offset {tail}; expected +HH:MM or -HH:MM")))
+            };
+            let (hours, minutes) = (field(1..3)?, field(4..6)?);
             let sign = if tail.starts_with('-') { -1 } else { 1 };
             (format!("{head}Z"), sign * (hours * 3600 + minutes * 60))
         }
@@ -157,6 +226,72 @@ pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, ScheduleErr
 }
 
 impl Schedule {
+    /// How far ahead an upgrade may be scheduled: 3650 days, about ten years. Further is a
+    /// typo or an overflow, never a plan.
+    pub const MAX_AHEAD: Duration = Duration::from_secs(3650 * 86_400);
+    /// The longest probation window an operator may ask for: 7 days. The install lock is held
+    /// for the whole window, so no other install runs meanwhile.
+    pub const MAX_PROBATION: Duration = Duration::from_secs(7 * 86_400);
+
+    /// Checks a delay from now (`--in`, `in_ms`): at most [`Schedule::MAX_AHEAD`].
+    pub fn check_delay(delay: Duration) -> Result<Duration, ScheduleError> {
+        if delay > Schedule::MAX_AHEAD {
+            return Err(ScheduleError::DelayOutOfRange {
+                given: humantime::format_duration(delay).to_string(),
+            });
+        }
+        Ok(delay)
+    }
+
+    /// Checks a probation window (`--probation`, `probation_ms`): at most
+    /// [`Schedule::MAX_PROBATION`].
+    pub fn check_probation(window: Duration) -> Result<Duration, ScheduleError> {
+        if window > Schedule::MAX_PROBATION {
+            return Err(ScheduleError::ProbationOutOfRange {
+                given: humantime::format_duration(window).to_string(),
+            });
+        }
+        Ok(window)
+    }
+
+    /// When an upgrade asked for at `at` (RFC 3339 or `now`) or after `delay` runs, given the
+    /// node's time `now`: exactly one of the two, not in the past (`now` excepted), at most
+    /// [`Schedule::MAX_AHEAD`] ahead.
+    pub fn due_time(
+        at: Option<&str>,
+        delay: Option<Duration>,
+        now: SystemTime,
+    ) -> Result<SystemTime, ScheduleError> {
+        let latest = now.checked_add(Schedule::MAX_AHEAD).unwrap_or(now);
+        match (at, delay) {
+            (Some(at), None) => {
+                let when = parse_time(at, now)?;
+                if when < now && !at.trim().eq_ignore_ascii_case("now") {
+                    return Err(ScheduleError::Past {
+                        at: at.trim().to_string(),
+                        now: rfc3339_ms(unix_ms(now)),
+                    });
+                }
+                if when > latest {
+                    return Err(ScheduleError::TooFar {
+                        at: at.trim().to_string(),
+                        now: rfc3339_ms(unix_ms(now)),
+                        latest: rfc3339_ms(unix_ms(latest)),
+                    });
+                }
+                Ok(when)
+            }
+            (None, Some(delay)) => {
+                let delay = Schedule::check_delay(delay)?;
+                now.checked_add(delay)
+                    .ok_or_else(|| ScheduleError::DelayOutOfRange {
+                        given: humantime::format_duration(delay).to_string(),
+                    })
+            }
+            _ => Err(ScheduleError::NoTime),
+        }
+    }
+
     /// Reads the schedule (empty when the file does not exist).
     pub fn load(file: &Path) -> Result<Schedule, ScheduleError> {
         let text = match std::fs::read_to_string(file) {
@@ -257,6 +392,76 @@ mod tests {
         let e = parse_time("tomorrow", now).unwrap_err().to_string();
         assert!(
             e.contains("\"tomorrow\" is not a time") && e.contains("RFC 3339"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hostile_times_are_refused_without_panics() {
+        let now = SystemTime::now();
+        // `split_at` at a byte offset inside a multi-byte character panicked.
+        for text in [
+            "é12345",
+            "2026-12-01T03:00:00é",
+            "2026-12-01T03:00:00+0é:00",
+            "+é:00",
+        ] {
+            let e = parse_time(text, now).unwrap_err().to_string();
+            assert!(e.contains("is not a time"), "{text}: {e}");
+        }
+        // Before 1970 is in the past, not "out of range".
+        for text in ["1969-12-31T23:59:59Z", "0000-01-01T00:00:00Z"] {
+            let e = parse_time(text, now).unwrap_err().to_string();
+            assert!(e.contains("is in the past"), "{text}: {e}");
+        }
+        // Formatting any u64 of milliseconds does not panic (humantime stops at year 9999).
+        assert_eq!(rfc3339_ms(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert!(rfc3339_ms(u64::MAX).contains("after year 9999"));
+        assert_eq!(
+            unix_ms(UNIX_EPOCH + Duration::from_secs(u64::MAX / 2)),
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn due_times_and_probations_are_bounded_inclusively() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ahead = Schedule::MAX_AHEAD;
+        assert_eq!(
+            Schedule::due_time(None, Some(ahead), now).unwrap(),
+            now + ahead
+        );
+        let e = Schedule::due_time(None, Some(ahead + Duration::from_millis(1)), now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("at most 3650 days") && e.contains("0s to 3650d"),
+            "{e}"
+        );
+        let e = Schedule::due_time(None, Some(Duration::MAX), now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 3650 days"), "{e}");
+        let latest = rfc3339_ms(unix_ms(now + ahead));
+        assert_eq!(
+            Schedule::due_time(Some(&latest), None, now).unwrap(),
+            now + ahead
+        );
+        let e = Schedule::due_time(Some("9999-12-31T23:59:59Z"), None, now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too far ahead") && e.contains(&latest), "{e}");
+        assert_eq!(Schedule::due_time(Some(" NOW "), None, now).unwrap(), now);
+        assert!(matches!(
+            Schedule::due_time(Some("now"), Some(Duration::ZERO), now),
+            Err(ScheduleError::NoTime)
+        ));
+        assert!(Schedule::check_probation(Schedule::MAX_PROBATION).is_ok());
+        let e = Schedule::check_probation(Duration::from_millis(u64::MAX))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("at most 7 days") && e.contains("0 (none) to 7d"),
             "{e}"
         );
     }

@@ -14,9 +14,7 @@
 
 use super::check::Exports;
 use super::probation::{ProbationSettings, Verdict};
-use super::schedule::{
-    LATE_GRACE, Schedule, ScheduleError, ScheduledUpgrade, parse_time, rfc3339_ms, unix_ms,
-};
+use super::schedule::{LATE_GRACE, Schedule, ScheduledUpgrade, millis, rfc3339_ms, unix_ms};
 use super::{HandlerError, InstallReport, ReleaseHandler, note};
 use crate::install::{InstallOptions, Progress, RestoreSet};
 use crate::release::Releases;
@@ -69,6 +67,10 @@ impl ReleaseHandler {
         opts: &UpgradeOptions,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<InstallReport, HandlerError> {
+        // The operator's window, from the socket or a SCHEDULE entry: bounded (issue 16).
+        if let Some(window) = opts.probation {
+            Schedule::check_probation(window)?;
+        }
         let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
         let from = self.running().release.version;
         let prepared = self.prepare(target, progress)?;
@@ -330,7 +332,9 @@ impl ReleaseHandler {
     }
 
     /// Schedules an upgrade of `version` at an RFC 3339 time (or `now`), or after `delay`.
-    /// A time in the past is refused with the node's current time.
+    /// A time in the past is refused with the node's current time; a time more than
+    /// [`Schedule::MAX_AHEAD`] ahead, or a probation longer than [`Schedule::MAX_PROBATION`],
+    /// with the accepted range.
     pub fn schedule(
         &self,
         version: &Version,
@@ -340,21 +344,10 @@ impl ReleaseHandler {
         probation: Option<Duration>,
     ) -> Result<ScheduledUpgrade, HandlerError> {
         let now = SystemTime::now();
-        let when = match (at, delay) {
-            (Some(at), None) => {
-                let when = parse_time(at, now)?;
-                if when < now && !at.trim().eq_ignore_ascii_case("now") {
-                    return Err(ScheduleError::Past {
-                        at: at.trim().to_string(),
-                        now: rfc3339_ms(unix_ms(now)),
-                    }
-                    .into());
-                }
-                when
-            }
-            (None, Some(delay)) => now + delay,
-            _ => return Err(ScheduleError::NoTime.into()),
-        };
+        let when = Schedule::due_time(at, delay, now)?;
+        if let Some(window) = probation {
+            Schedule::check_probation(window)?;
+        }
         let known = Releases::load(&self.root)?;
         let name = self.running().release.name;
         if known.get(version).is_none() && !self.root.release_tarball(&name, version).is_file() {
@@ -373,7 +366,7 @@ impl ReleaseHandler {
             at: rfc3339_ms(at_unix_ms),
             at_unix_ms,
             permanent,
-            probation_ms: probation.map(|p| p.as_millis() as u64),
+            probation_ms: probation.map(millis),
             scheduled_at: rfc3339_ms(unix_ms(now)),
         };
         schedule.upgrades.push(entry.clone());

@@ -1,0 +1,241 @@
+//! What a careless or hostile operator does to the real `relup` binary and a real node (issue
+//! 16): time values that overflow.
+
+mod common;
+
+use common::{RELUP, fails, ok, relup, text};
+
+use relup_testkit::fixtures;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// A temporary root with demo 0.1.0 deployed and 0.2.0 packed beside it. Every node started
+/// on it is continued and killed, and the directory removed, when the value is dropped.
+struct Root {
+    base: PathBuf,
+    root: PathBuf,
+}
+
+fn release_dir(base: &Path, version: &str, lib: &Path, module_vsn: &str) -> PathBuf {
+    let dir = base.join(format!("src-{version}"));
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::copy(lib, dir.join("lib/libcounter.so")).unwrap();
+    std::fs::write(
+        dir.join("release.toml"),
+        format!(
+            r#"name = "demo"
+version = "{version}"
+
+[probation]
+seconds = 1
+health_interval_ms = 200
+
+[[applications]]
+name = "app"
+version = "{version}"
+
+[[applications.modules]]
+name = "counter"
+file = "lib/libcounter.so"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+version = "{module_vsn}"
+
+[applications.supervisor]
+strategy = "one_for_one"
+
+[[applications.supervisor.children]]
+id = "c1"
+module = "counter"
+args = {{ start = 7, register_as = "c1" }}
+"#
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+const APPUP: &str = r#"application = "app"
+version = "0.2.0"
+
+[[up]]
+from = "0.1.0"
+instructions = [ { update = "counter" } ]
+
+[[down]]
+to = "0.1.0"
+instructions = [ { update = "counter" } ]
+"#;
+
+impl Root {
+    fn new(name: &str) -> Root {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("relup-faults-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let f = fixtures();
+        let r1 = release_dir(&base, "0.1.0", &f.counter_v1, "1.0.0");
+        let r2 = release_dir(&base, "0.2.0", &f.counter_v2, "2.0.0");
+        std::fs::write(r2.join("appup.toml"), APPUP).unwrap();
+        let out = base.join("out");
+        for dir in [&r1, &r2] {
+            ok(relup(&[
+                "release",
+                dir.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ]));
+        }
+        let root = base.join("root");
+        ok(relup(&[
+            "deploy",
+            out.join("demo-0.1.0.tar.gz").to_str().unwrap(),
+            root.to_str().unwrap(),
+        ]));
+        Root { base, root }
+    }
+
+    fn tarball(&self, version: &str) -> PathBuf {
+        self.base.join("out").join(format!("demo-{version}.tar.gz"))
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(RELUP);
+        command
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("relup runs")
+    }
+
+    /// Sends one raw request line; returns the node's final answer line.
+    fn raw(&self, request: &str) -> String {
+        let mut stream = UnixStream::connect(self.root.join("run/control.sock")).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(b"\n").unwrap();
+        let mut last = String::new();
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(line) => last = line,
+                Err(_) => break,
+            }
+        }
+        last
+    }
+
+    /// The pids of every `relup start --foreground` on this root.
+    fn nodes(&self) -> Vec<i32> {
+        let needle = self.root.to_string_lossy().into_owned();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if args.iter().any(|a| a == &needle) && args.iter().any(|a| a == "--foreground") {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        for pid in self.nodes() {
+            // SAFETY: continuing, then killing, a node this test started on its own root.
+            unsafe {
+                libc::kill(pid, libc::SIGCONT);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Bug 2: `--in`, `--at` and `--probation` values that overflow or make no sense are refused
+/// with the accepted range, by the CLI and by the node; nothing is scheduled, nothing runs.
+#[test]
+fn time_values_out_of_range_are_refused() {
+    let root = Root::new("time");
+    ok(root.run(&["start"]));
+    ok(root.run(&["unpack", root.tarball("0.2.0").to_str().unwrap()]));
+
+    // Was scheduled in the past (the milliseconds wrapped) and ran at once.
+    let far = root.run(&["upgrade", "0.2.0", "--in", "584542046090y"]);
+    let all = text(&far);
+    assert!(!far.status.success(), "{all}");
+    assert!(all.contains("at most 3650 days"), "{all}");
+    // One more year overflows humantime itself: still a clear refusal.
+    let all = text(&root.run(&["upgrade", "0.2.0", "--in", "584542046091y"]));
+    assert!(all.contains("not a duration"), "{all}");
+    let all = text(&root.run(&["upgrade", "0.2.0", "--probation", "584542046090y"]));
+    assert!(all.contains("at most 7 days"), "{all}");
+
+    // `--at`: multi-byte text (panicked the request's thread), before 1970, after 10 years.
+    fails(
+        root.run(&["upgrade", "0.2.0", "--at", "é12345"]),
+        "\"é12345\" is not a time",
+    );
+    fails(
+        root.run(&["upgrade", "0.2.0", "--at", "2026-12-01T03:00:00é"]),
+        "is not a time",
+    );
+    fails(
+        root.run(&["upgrade", "0.2.0", "--at", "1969-12-31T23:59:59Z"]),
+        "is in the past",
+    );
+    fails(
+        root.run(&["upgrade", "0.2.0", "--at", "1970-01-01T00:30:00+01:00"]),
+        "is in the past",
+    );
+    fails(
+        root.run(&["upgrade", "0.2.0", "--at", "9999-12-31T23:59:59Z"]),
+        "at most 3650 days",
+    );
+
+    // The socket carries any u64: the node checks too.
+    let max = u64::MAX;
+    for request in [
+        format!(r#"{{"cmd":"schedule","version":"0.2.0","in_ms":{max}}}"#),
+        format!(r#"{{"cmd":"schedule","version":"0.2.0","in_ms":60000,"probation_ms":{max}}}"#),
+        format!(r#"{{"cmd":"install","version":"0.2.0","probation_ms":{max}}}"#),
+    ] {
+        let answer = root.raw(&request);
+        assert!(
+            answer.contains("\"error\"") && answer.contains("at most"),
+            "{request}: {answer}"
+        );
+    }
+
+    // Nothing was scheduled, nothing was installed, and the node still answers.
+    let status = ok(root.run(&["status"]));
+    assert!(status.contains("release demo 0.1.0"), "{status}");
+    assert!(!status.contains("scheduled:"), "{status}");
+    let releases = ok(root.run(&["releases"]));
+    assert!(releases.contains("0.2.0 unpacked"), "{releases}");
+    // A sane schedule still works, and the bounds are inclusive.
+    let scheduled = ok(root.run(&["upgrade", "0.2.0", "--in", "3650d", "--probation", "7d"]));
+    assert!(scheduled.contains("scheduled upgrade 1"), "{scheduled}");
+    ok(root.run(&["cancel"]));
+    ok(root.run(&["stop"]));
+}
