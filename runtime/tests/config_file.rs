@@ -290,8 +290,9 @@ fn start_loads_config_toml_and_processes_a_pending_new() {
     append(&root.config_new(), "ticker:ticker_server:ticker:oops\n");
     let (handler, node, logs) = start(&root);
     assert_eq!(interval(&node), Some(ConfigValue::Int(1700)));
-    assert!(!root.config_new().exists());
     assert!(read(&root.config_rej()).contains("ticker:ticker_server:ticker:oops"));
+    // Processed at start; the file itself goes once it has been idle (CHANGE_FILE_IDLE).
+    assert!(consumed(&root));
     // The ticker started with the operator's value.
     assert!(eventually(
         || logs.contains("started, ticking every 1700 ms")
@@ -362,5 +363,93 @@ fn set_and_get_use_the_same_checks() {
         .to_string();
     assert!(err.contains("declares no key \"nope\""), "{err}");
     assert_eq!(interval(&node), Some(ConfigValue::Int(900)));
+    stop(&handler, &node);
+}
+
+/// Waits until `logs` has a line applying `ticker = <ms>`.
+fn applied(logs: &Logs, ms: u32) -> bool {
+    eventually(|| logs.contains(&format!("config_change: ticker = {ms} ms")))
+}
+
+#[test]
+fn a_line_written_in_two_parts_counts_once_it_ends_with_a_newline() {
+    let root = root("two-parts");
+    let (handler, node, logs) = start(&root);
+    // `printf 'key:17'` ... `printf '00\n'`: the first part alone is no line yet.
+    append(&root.config_new(), "ticker:ticker_server:ticker:17");
+    // Let several rounds see the unterminated tail (rescans and the events of the write).
+    append(&root.config_new(), "");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(interval(&node), Some(ConfigValue::Int(1000)));
+    assert!(
+        root.config_new().exists(),
+        "the unterminated tail was taken"
+    );
+    append(&root.config_new(), "00\n");
+    assert!(applied(&logs, 1700));
+    assert!(consumed(&root));
+    assert_eq!(interval(&node), Some(ConfigValue::Int(1700)));
+    assert!(!root.config_rej().exists(), "{}", read(&root.config_rej()));
+    stop(&handler, &node);
+}
+
+#[test]
+fn a_writer_that_holds_the_file_open_loses_no_line() {
+    let root = root("held-open");
+    let (handler, node, logs) = start(&root);
+    // One open file, lines over a few hundred ms (a script's `exec 3>>config.toml.new`),
+    // one of them bad: every line is applied or rejected, none lost.
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.config_new())
+        .unwrap();
+    for ms in [2001, 2002, 2003] {
+        f.write_all(format!("ticker:ticker_server:ticker:{ms}\n").as_bytes())
+            .unwrap();
+        assert!(applied(&logs, ms), "{ms} was not applied");
+    }
+    f.write_all(b"ticker:ticker_server:nope:1\n").unwrap();
+    assert!(eventually(|| read(&root.config_rej()).contains("nope")));
+    f.write_all(b"ticker:ticker_server:ticker:2004\n").unwrap();
+    assert!(applied(&logs, 2004));
+    drop(f);
+    assert!(consumed(&root));
+    assert_eq!(interval(&node), Some(ConfigValue::Int(2004)));
+    let rej = read(&root.config_rej());
+    assert_eq!(
+        rej.matches("\nticker:ticker_server:nope:1\n").count(),
+        1,
+        "{rej}"
+    );
+    stop(&handler, &node);
+}
+
+#[test]
+fn a_directory_named_config_toml_new_is_reported_and_an_overlong_line_is_cut() {
+    let root = root("dir-and-long");
+    let (handler, node, _logs) = start(&root);
+    std::fs::create_dir(root.config_new()).unwrap();
+    let release = handler.running().release;
+    let err = handler
+        .config()
+        .process_pending(&release)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is not a regular file"), "{err}");
+    std::fs::remove_dir(root.config_new()).unwrap();
+
+    let long = format!("ticker:ticker_server:ticker:\"{}\"\n", "x".repeat(1 << 20));
+    append(&root.config_new(), &long);
+    append(&root.config_new(), "ticker:ticker_server:ticker:2500\n");
+    assert!(consumed(&root));
+    assert_eq!(interval(&node), Some(ConfigValue::Int(2500)));
+    let rej = read(&root.config_rej());
+    assert!(
+        rej.contains("expected at most 65536"),
+        "{}",
+        &rej[..rej.len().min(500)]
+    );
+    assert!(rej.len() < 4096, "the .rej holds {} bytes", rej.len());
     stop(&handler, &node);
 }

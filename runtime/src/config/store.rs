@@ -12,7 +12,7 @@ use relup_module::ConfigChange;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// Why the config store could not do its work (the node keeps running).
@@ -176,51 +176,112 @@ impl ConfigStore {
         }
     }
 
-    /// Processes a leftover work file, then a pending `config.toml.new`, until none is left.
+    /// `config.toml.new.offset`: how far each change file (by inode) has been processed.
+    pub fn offset_file(&self) -> PathBuf {
+        self.root.config_dir().join("config.toml.new.offset")
+    }
+
+    /// Processes the complete lines of a leftover work file, then of `config.toml.new`.
+    ///
+    /// The change file is read in place, never claimed while it may still be written: only
+    /// lines that end with a newline count, and how far the file was processed is kept in
+    /// [`ConfigStore::offset_file`] (by inode), so an unterminated tail waits for the rest of
+    /// its line, and lines a writer appends later (with the file held open, or reopened by
+    /// path) are taken in the next round. A file is removed only once every byte of it was
+    /// processed and it has not changed for [`CHANGE_FILE_IDLE`]: it is renamed to the work
+    /// file first, and removed only if it did not grow in between.
     pub fn process_pending(&self, release: &Release) -> Result<Vec<BatchReport>, ConfigError> {
         let _g = self.lock.lock();
-        let new = self.root.config_new();
-        let work = self.work_file();
-        let dir = self.root.config_dir();
         let mut reports = Vec::new();
-        loop {
-            if !work.exists() {
-                match std::fs::metadata(&new) {
-                    Ok(meta) if meta.len() > 0 => {}
-                    // Nothing pending (an empty file may be about to be written).
-                    Ok(_) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) => return Err(io(format!("cannot read {}", new.display()))(e)),
+        for path in [self.work_file(), self.root.config_new()] {
+            for _ in 0..1000 {
+                match self.process_file(release, &path)? {
+                    Some(report) => reports.push(report),
+                    None => break,
                 }
-                std::fs::rename(&new, &work)
-                    .map_err(io(format!("cannot claim {}", new.display())))?;
-                sync_dir(&dir).map_err(|e| ConfigError::Io(e.to_string()))?;
-                crate::fault::crash_point(|| format!("config: claimed {}", work.display()));
             }
-            let mut done = 0usize;
-            let mut lines_before = 0usize;
-            loop {
-                let bytes =
-                    std::fs::read(&work).map_err(io(format!("cannot read {}", work.display())))?;
-                if bytes.len() <= done {
-                    break;
-                }
-                // Only whole lines, unless the writer is gone (the file stopped growing).
-                let text = String::from_utf8_lossy(&bytes[done..]).into_owned();
-                let report =
-                    self.apply_batch_locked(release, &text, "config.toml.new", lines_before)?;
-                lines_before += text.lines().count();
-                done = bytes.len();
-                reports.push(report);
-            }
-            std::fs::remove_file(&work).map_err(io(format!("cannot remove {}", work.display())))?;
-            sync_dir(&dir).map_err(|e| ConfigError::Io(e.to_string()))?;
-            crate::fault::crash_point(|| format!("config: removed {}", work.display()));
-            if reports.len() > 1000 {
-                break;
-            }
+            self.retire_if_done(&path)?;
         }
         Ok(reports)
+    }
+
+    /// Processes the complete lines of `path` past its recorded offset, as one batch; `None`
+    /// when there are none.
+    fn process_file(
+        &self,
+        release: &Release,
+        path: &Path,
+    ) -> Result<Option<BatchReport>, ConfigError> {
+        let Some((ino, bytes)) = read_change_file(path)? else {
+            return Ok(None);
+        };
+        let offsets = Offsets::load(&self.offset_file());
+        // A file shorter than its offset was rewritten: start again from its first byte.
+        // An offset must fall after a newline of this file; one that does not belongs to an
+        // older file whose inode was reused.
+        let from = offsets
+            .get(ino)
+            .filter(|&o| o <= bytes.len() && (o == 0 || bytes[o - 1] == b'\n'))
+            .unwrap_or(0);
+        let Some(end) = bytes[from..].iter().rposition(|&b| b == b'\n') else {
+            return Ok(None);
+        };
+        let end = from + end + 1;
+        let lines_before = bytes[..from].iter().filter(|&&b| b == b'\n').count();
+        let text = String::from_utf8_lossy(&bytes[from..end]).into_owned();
+        let report = self.apply_batch_locked(release, &text, "config.toml.new", lines_before)?;
+        offsets
+            .with(ino, end)
+            .save(&self.offset_file())
+            .map_err(io(format!("cannot write {}", self.offset_file().display())))?;
+        crate::fault::crash_point(|| format!("config: {} processed to byte {end}", path.display()));
+        Ok(Some(report))
+    }
+
+    /// Removes `path` once it is processed to its last byte and idle (see
+    /// [`ConfigStore::process_pending`]); `config.toml.new` goes through the work file.
+    fn retire_if_done(&self, path: &Path) -> Result<(), ConfigError> {
+        let offsets = Offsets::load(&self.offset_file());
+        let Some((ino, len, idle)) = change_file_state(path)? else {
+            return Ok(());
+        };
+        if offsets.get(ino) != Some(len) || idle < CHANGE_FILE_IDLE {
+            return Ok(());
+        }
+        let dir = self.root.config_dir();
+        let work = self.work_file();
+        if path != work {
+            if work.exists() {
+                return Ok(());
+            }
+            std::fs::rename(path, &work).map_err(io(format!("cannot claim {}", path.display())))?;
+            crate::fault::crash_point(|| {
+                format!("config: {} renamed to the work file", path.display())
+            });
+        }
+        // A writer that had it open may have written since the check above.
+        match change_file_state(&work)? {
+            Some((ino_now, len_now, _)) if ino_now == ino && len_now == len => {}
+            _ => return Ok(()),
+        }
+        // The offset goes first: a crash in between processes the work file again (lines
+        // applied twice) rather than letting a later file on the same inode skip lines.
+        let rest = Offsets::load(&self.offset_file()).without(ino);
+        let offset_file = self.offset_file();
+        if rest.0.is_empty() {
+            match std::fs::remove_file(&offset_file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(format!("cannot remove {}", offset_file.display()))(e)),
+            }
+        } else {
+            rest.save(&offset_file)
+                .map_err(io(format!("cannot write {}", offset_file.display())))?;
+        }
+        std::fs::remove_file(&work).map_err(io(format!("cannot remove {}", work.display())))?;
+        sync_dir(&dir).map_err(|e| ConfigError::Io(e.to_string()))?;
+        crate::fault::crash_point(|| format!("config: removed {}", work.display()));
+        Ok(())
     }
 
     /// Validates, rejects, persists and applies one batch text (the store lock is held).
@@ -236,6 +297,21 @@ impl ConfigStore {
         let mut rejected: Vec<Rejected> = Vec::new();
         for (n, raw, parsed) in batch.lines {
             let line = n + line_offset;
+            if raw.len() > MAX_CHANGE_LINE {
+                let mut cut = 200;
+                while !raw.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                rejected.push(Rejected {
+                    line,
+                    text: format!("{}... ({} bytes, cut here)", &raw[..cut], raw.len()),
+                    reason: format!(
+                        "the line is {} bytes long; expected at most {MAX_CHANGE_LINE}",
+                        raw.len()
+                    ),
+                });
+                continue;
+            }
             match parsed.and_then(|c| {
                 let c = resolve_child_id(release, c);
                 self.validate(release, &c).map(|()| c)
@@ -579,4 +655,96 @@ pub(crate) fn resolve_child_id(release: &Release, mut c: ChangeLine) -> ChangeLi
         c.module = module;
     }
     c
+}
+
+/// How long a fully processed change file must stay unchanged before it is removed: a writer
+/// that holds it open and pauses longer than this, then writes again, writes into a removed
+/// file (a writer that reopens it by path, as `>>` does, is never affected).
+pub const CHANGE_FILE_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The longest change line taken (bytes); a longer one is rejected with its start only, so a
+/// runaway writer cannot fill the disk with copies of it in `.rej` and the log.
+pub const MAX_CHANGE_LINE: usize = 64 * 1024;
+
+/// Reads a change file: its inode and bytes, `None` when it does not exist. A directory or
+/// anything else that is not a file at that name is an error that says so (it would
+/// otherwise silence every later change).
+fn read_change_file(path: &Path) -> Result<Option<(u64, Vec<u8>)>, ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(format!("cannot read {}", path.display()))(e)),
+    };
+    if !meta.is_file() {
+        return Err(ConfigError::Io(format!(
+            "{} is not a regular file; expected a file of change lines (remove it: changes written there are not seen)",
+            path.display()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(io(format!("cannot read {}", path.display())))?;
+    Ok(Some((meta.ino(), bytes)))
+}
+
+/// A change file's inode, length and time since its last change; `None` when absent.
+fn change_file_state(
+    path: &Path,
+) -> Result<Option<(u64, usize, std::time::Duration)>, ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {
+            let idle = m
+                .modified()
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .unwrap_or_default();
+            Ok(Some((m.ino(), m.len() as usize, idle)))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(format!("cannot read {}", path.display()))(e)),
+    }
+}
+
+/// `config.toml.new.offset`: `<inode> <bytes processed>` a line.
+#[derive(Debug, Default, Clone)]
+struct Offsets(Vec<(u64, usize)>);
+
+impl Offsets {
+    /// Reads the file; an absent or unreadable one is empty (every file from its start).
+    fn load(path: &Path) -> Offsets {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        Offsets(
+            text.lines()
+                .filter_map(|l| {
+                    let (ino, off) = l.split_once(' ')?;
+                    Some((ino.trim().parse().ok()?, off.trim().parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, ino: u64) -> Option<usize> {
+        self.0.iter().find(|(i, _)| *i == ino).map(|(_, o)| *o)
+    }
+
+    fn with(mut self, ino: u64, offset: usize) -> Offsets {
+        self.0.retain(|(i, _)| *i != ino);
+        self.0.push((ino, offset));
+        // At most the work file and config.toml.new are live; older entries are stale.
+        while self.0.len() > 2 {
+            self.0.remove(0);
+        }
+        self
+    }
+
+    fn without(mut self, ino: u64) -> Offsets {
+        self.0.retain(|(i, _)| *i != ino);
+        self
+    }
+
+    fn save(&self, path: &Path) -> std::io::Result<()> {
+        let text: String = self.0.iter().map(|(i, o)| format!("{i} {o}\n")).collect();
+        crate::release::write_atomic(path, text.as_bytes())
+    }
 }

@@ -4,8 +4,10 @@
 //! and a watch on the file goes silent, notify #531/#247/#394), filtered by name. Events are
 //! debounced: processing starts once no event came for [`WatchOptions::debounce`] (or after
 //! [`WatchOptions::max_delay`] of continuous events); every line written before processing
-//! starts is handled in that batch, later lines in the next (the file is claimed by a rename,
-//! so nothing is lost or applied twice). A slow rescan also runs in case an event was missed.
+//! starts is handled in that batch, later lines in the next (only lines that end with a
+//! newline count, and how far the file was processed is recorded, so nothing is lost or
+//! applied twice; see `ConfigStore::process_pending`). A slow rescan also runs in case an
+//! event was missed, and removes a fully processed file once it has been idle.
 //! If the platform watcher cannot be started, the directory is polled and the node log says so.
 
 use super::store::ConfigStore;
