@@ -150,6 +150,18 @@ pub enum HandlerError {
         /// The release the node runs now.
         running: Version,
     },
+    /// The node was stopped while the new release was on probation: it runs until the node
+    /// exits but is not permanent, so the next start boots `permanent`.
+    #[error(
+        "{version} was on probation when the node was told to stop: it is not permanent, and \
+         the next start boots {permanent}; start the node and run `relup upgrade {version}` again"
+    )]
+    ProbationInterrupted {
+        /// The release that was on probation.
+        version: Version,
+        /// The permanent release (what the next start boots).
+        permanent: Version,
+    },
     /// The new release failed its probation and the automatic downgrade failed too.
     #[error(
         "{version} failed its probation: {reason}; the automatic downgrade to {fallback} failed: {error}"

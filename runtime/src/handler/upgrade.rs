@@ -153,9 +153,12 @@ impl ReleaseHandler {
                 }
                 Verdict::Interrupted => {
                     let _ = self.journal.record(&format!(
-                        "probation {target}: interrupted (the node stops); {fallback} stays permanent"
+                        "probation {target}: INTERRUPTED (the node stops); {fallback} stays permanent and boots next"
                     ));
-                    return Ok(report);
+                    return Err(HandlerError::ProbationInterrupted {
+                        version: target.clone(),
+                        permanent: fallback,
+                    });
                 }
                 Verdict::Failed { reason } => {
                     return Err(self.roll_back(target, &fallback, reason, progress));

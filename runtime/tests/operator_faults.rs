@@ -1,13 +1,14 @@
-//! Every writer of `RELEASES` on one root at once (issue "What a careless or hostile operator
-//! breaks", bug 1): unpacks, `permanent`, `remove` and start-up recovery never lose each
-//! other's changes, a verified release directory is never deleted silently, and a root whose
-//! `RELEASES` was deleted gets it back from what the node runs.
+//! What a careless or hostile operator does to a release root (issue "What a careless or
+//! hostile operator breaks"): every writer of `RELEASES` at once (unpacks, `permanent`,
+//! `remove`, start-up recovery) loses no change, a verified release directory is never
+//! deleted silently, a root whose `RELEASES` was deleted gets it back from what the node
+//! runs, and a stop during a probation is a failure for the caller.
 
 mod common;
 
 use common::{appup_v2, deploy_pair, fixtures, node, release_dir};
 use relup_appup::ReleaseStatus;
-use relup_runtime::handler::ReleaseHandler;
+use relup_runtime::handler::{HandlerError, ReleaseHandler, UpgradeOptions};
 use relup_runtime::install::InstallOptions;
 use relup_runtime::release::{PackOptions, ReleaseRoot, Releases, pack_with, recover, unpack};
 use std::path::{Path, PathBuf};
@@ -250,4 +251,41 @@ fn unpack_into_a_root_whose_releases_was_deleted_rebuilds_it_from_what_runs() {
         drop(handler);
         ReleaseHandler::start(again, f.root.clone()).unwrap();
     }
+}
+
+#[test]
+fn a_stop_during_probation_fails_the_upgrade_and_says_what_boots_next() {
+    let f = fixture("stop-in-probation");
+    let (node, _) = node(2);
+    let handler = ReleaseHandler::start(node, f.root.clone()).unwrap();
+    let opts = UpgradeOptions {
+        probation: Some(Duration::from_secs(120)),
+        ..UpgradeOptions::default()
+    };
+    std::thread::scope(|s| {
+        let upgrading = s.spawn(|| handler.upgrade(&v("0.2.0"), &opts, &mut |_| {}));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while handler.probation().is_none() {
+            assert!(Instant::now() < deadline, "the probation never started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        handler.stop(Duration::from_secs(5));
+        let error = upgrading.join().unwrap().unwrap_err();
+        assert!(
+            matches!(&error, HandlerError::ProbationInterrupted { version, permanent }
+                if *version == v("0.2.0") && *permanent == v("0.1.0")),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("the next start boots 0.1.0"),
+            "{error}"
+        );
+    });
+    assert!(statuses(&f.root).contains(&("0.1.0".into(), ReleaseStatus::Permanent)));
+    assert!(
+        handler
+            .log()
+            .unwrap()
+            .contains("probation 0.2.0: INTERRUPTED")
+    );
 }
