@@ -289,3 +289,53 @@ fn a_stop_during_probation_fails_the_upgrade_and_says_what_boots_next() {
             .contains("probation 0.2.0: INTERRUPTED")
     );
 }
+
+#[test]
+fn a_config_value_the_new_release_forbids_is_reset_loudly_at_the_upgrade() {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("releases-writers-{}-narrowed", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let f = fixtures();
+    let src = base.join("src");
+    let r1 = release_dir(&src, "0.1.0", &f.counter_v1, "1.0.0", None);
+    let appup = appup_v2("{ update = \"counter\" }");
+    let r2 = release_dir(&src, "0.2.0", &f.counter_v2, "2.0.0", Some(&appup));
+    // 0.2.0 narrows `limit` to 0..=10.
+    let manifest = r2.join("release.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let narrowed = text.replace(
+        "key = \"limit\"\ntype = \"integer\"\ndefault = 2\n",
+        "key = \"limit\"\ntype = \"integer\"\ndefault = 2\nrange = [0, 10]\n",
+    );
+    assert_ne!(text, narrowed, "the fixture's release.toml changed shape");
+    std::fs::write(&manifest, narrowed).unwrap();
+    let (root, t2) = deploy_pair(&base, &r1, &r2);
+    unpack(&root, &t2).unwrap();
+    let (node, _) = node(2);
+    let handler = ReleaseHandler::start(node.clone(), root.clone()).unwrap();
+    handler.config_set("app:counter:limit:50").unwrap();
+    let mut notes = Vec::new();
+    handler
+        .install(&v("0.2.0"), &InstallOptions::default(), true, &mut |p| {
+            notes.push(p.detail.clone())
+        })
+        .unwrap();
+    assert_eq!(
+        node.env("app", "limit"),
+        Some(relup_runtime::ConfigValue::Int(2)),
+        "the forbidden value still runs"
+    );
+    let live = std::fs::read_to_string(root.config_file()).unwrap();
+    assert!(!live.contains("limit = 50"), "{live}");
+    let warning = "app:counter:limit = 50 is not accepted by release 0.2.0";
+    assert!(notes.iter().any(|n| n.contains(warning)), "{notes:?}");
+    assert!(handler.log().unwrap().contains(warning));
+    // The next start runs what the upgrade left: the same value.
+    handler.stop(Duration::from_secs(5));
+    let (again, _) = common::node(1);
+    ReleaseHandler::start(again.clone(), root.clone()).unwrap();
+    assert_eq!(
+        again.env("app", "limit"),
+        Some(relup_runtime::ConfigValue::Int(2))
+    );
+}

@@ -525,33 +525,72 @@ impl ConfigStore {
         Ok(out)
     }
 
-    /// Drops from `config.toml` the keys `release` no longer declares (after an install; the
-    /// env already lost them). Call it while holding [`ConfigStore::hold`].
+    /// Brings `config.toml` in line with `release` after an install (call it while holding
+    /// [`ConfigStore::hold`]): keys the release no longer declares are dropped (the env
+    /// already lost them), and an operator's value that the release no longer accepts (a
+    /// narrowed range, a type change, a value no longer allowed) is reset to the release's
+    /// default, in the file and in the env, and delivered through `config_change`. Without the
+    /// reset such a value would keep running until the next restart and then change silently
+    /// (the boot skips it). Returns one line per key dropped or reset, for the journal.
     pub fn prune(&self, release: &Release) -> Result<Vec<String>, ConfigError> {
         let path = self.root.config_file();
         let mut live = LiveConfig::load(&path).map_err(ConfigError::Live)?;
         let mut removed = Vec::new();
-        for (app, module, key, _) in live.entries() {
+        let mut lines = Vec::new();
+        let mut per_app: BTreeMap<String, ConfigChange> = BTreeMap::new();
+        for (app, module, key, value) in live.entries() {
             let declared = release
                 .application(&app)
-                .is_some_and(|a| a.config.iter().any(|k| k.module == module && k.key == key));
-            if !declared && live.remove(&app, &module, &key) {
-                removed.push(format!("{app}:{module}:{key}"));
+                .and_then(|a| a.config.iter().find(|k| k.module == module && k.key == key));
+            match declared {
+                None => {
+                    if live.remove(&app, &module, &key) {
+                        removed.push(format!("{app}:{module}:{key}"));
+                    }
+                }
+                Some(declared) => {
+                    let Err(why) = declared.check(&value) else {
+                        continue;
+                    };
+                    if !live.remove(&app, &module, &key) {
+                        continue;
+                    }
+                    let default = config_value(&declared.default);
+                    self.node.set_env_default(&app, &key, default.clone());
+                    per_app
+                        .entry(app.clone())
+                        .or_default()
+                        .changed
+                        .push((key.clone(), default));
+                    lines.push(format!(
+                        "{app}:{module}:{key} = {value} is not accepted by release {} (expected {why}); reset to its default {}",
+                        release.version, declared.default
+                    ));
+                }
             }
         }
-        if !removed.is_empty() {
+        if !removed.is_empty() || !lines.is_empty() {
             write_atomic(&path, live.render().as_bytes())
                 .map_err(|e| ConfigError::Io(e.to_string()))?;
-            self.log(
-                2,
-                &format!(
-                    "config: release {} no longer declares {}; removed from config.toml",
-                    release.version,
-                    removed.join(", ")
-                ),
-            );
         }
-        Ok(removed)
+        if !removed.is_empty() {
+            let line = format!(
+                "release {} no longer declares {}; removed from config.toml",
+                release.version,
+                removed.join(", ")
+            );
+            self.log(2, &format!("config: {line}"));
+            lines.insert(0, line);
+        }
+        for line in lines.iter().filter(|l| l.contains("reset to its default")) {
+            self.log(1, &format!("config: {line}"));
+        }
+        for (app, change) in per_app {
+            for pid in self.node.processes_of_app(&app) {
+                self.node.config_change(pid, &change);
+            }
+        }
+        Ok(lines)
     }
 }
 

@@ -616,9 +616,16 @@ impl ReleaseHandler {
             };
             match run_hop(&self.node, &current, target, opts, &self.journal, progress) {
                 Ok(outcome) => {
-                    // Keys the new release no longer declares leave config.toml too.
-                    if let Err(e) = self.config.prune(&outcome.booted.release) {
-                        self.config.log(1, &format!("config: {e}"));
+                    // Keys the new release no longer declares leave config.toml too, and
+                    // values it no longer accepts go back to its defaults (said loudly).
+                    match self.config.prune(&outcome.booted.release) {
+                        Ok(lines) => {
+                            for line in lines {
+                                let _ = self.journal.record(&format!("config: {line}"));
+                                progress(&note(&format!("warning: config: {line}")));
+                            }
+                        }
+                        Err(e) => self.config.log(1, &format!("config: {e}")),
                     }
                     *self.booted.lock() = outcome.booted;
                     *self.current_since.lock() = now_unix();
