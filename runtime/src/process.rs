@@ -102,13 +102,33 @@ pub(crate) enum SysMsg {
     Control(Box<dyn FnOnce(&mut ControlCx<'_>) + Send>),
 }
 
-/// What a control closure can touch: the code slot and the suspension flag.
+/// What a control closure can touch: the code slot, the suspension flag, and whether the
+/// process exits after the closure.
 pub(crate) struct ControlCx<'a> {
     pub(crate) process: &'a Arc<Process>,
     pub(crate) code: &'a mut CodeSlot,
+    /// Set by [`ControlCx::stop`]: the process exits with this reason once the closure
+    /// returns.
+    pub(crate) stop: Option<ExitReason>,
 }
 
-impl ControlCx<'_> {
+impl<'a> ControlCx<'a> {
+    /// A control context on `process`'s `code`, the process not asked to exit.
+    pub(crate) fn new(process: &'a Arc<Process>, code: &'a mut CodeSlot) -> ControlCx<'a> {
+        ControlCx {
+            process,
+            code,
+            stop: None,
+        }
+    }
+
+    /// Makes the process exit with `reason` (running `terminate`) once the closure returns,
+    /// as when one of its callbacks stops or crashes: the exit is the process's own, not a
+    /// signal, so trapping exits does not turn it into a message.
+    pub(crate) fn stop(&mut self, reason: ExitReason) {
+        self.stop = Some(reason);
+    }
+
     /// Stops taking ordinary messages (they keep queueing).
     pub(crate) fn suspend(&mut self) {
         self.process.mailbox.lock().suspended = true;

@@ -141,17 +141,17 @@ fn handle_sys(cx: &ProcCx<'_>, code: &mut CodeSlot, msg: SysMsg) -> Option<Exit>
             None
         }
         SysMsg::Control(control) => {
-            let mut ccx = ControlCx {
-                process: cx.process,
-                code,
-            };
+            let mut ccx = ControlCx::new(cx.process, code);
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| control(&mut ccx))) {
                 cx.log_warn(&format!(
                     "control request crashed: {}",
                     panic_reason(payload)
                 ));
             }
-            None
+            ccx.stop.map(|reason| Exit {
+                reason,
+                run_terminate: true,
+            })
         }
     }
 }

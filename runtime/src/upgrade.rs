@@ -269,10 +269,7 @@ impl Node {
         };
         par_map(&processes, threads, |process| {
             let mut code = process.code.lock();
-            restore_old(&mut ControlCx {
-                process,
-                code: &mut code,
-            });
+            restore_old(&mut ControlCx::new(process, &mut code));
         });
         self.resume(pids);
         Err(error.into())
@@ -422,7 +419,9 @@ impl Node {
         .unwrap_or_else(|| Err(format!("{pid} did not answer in time")))
     }
 
-    /// Delivers a configuration change to a process's `config_change` callback.
+    /// Delivers a configuration change to a process's `config_change` callback. A callback
+    /// that fails, panics or stops ends the process with that reason (after `terminate`),
+    /// whether or not it traps exits; its supervisor restarts it as after any crash.
     pub fn config_change(&self, pid: Pid, change: &relup_module::ConfigChange) -> bool {
         let Ok(bytes) = relup_module::codec::encode(change) else {
             return false;
@@ -437,11 +436,9 @@ impl Node {
                 process: cx.process,
             };
             if let crate::behaviour::Flow::Stop(reason) = instance.config_change(&pcx, &bytes) {
-                // A failed config_change crashes the process like any callback.
-                let _ = cx.process.push_sys(SysMsg::Exit {
-                    from: cx.process.pid,
-                    reason,
-                });
+                // A config_change that stops or crashes ends the process like any callback,
+                // trapping exits or not: its state may be half updated.
+                cx.stop(reason);
             }
         }));
         self.inner.send_sys(pid, request).is_ok()

@@ -4,9 +4,11 @@
 
 mod common;
 
-use common::{eventually, node_with_counter};
-use relup_fixture_counter_api::{Args, Call, Reply};
-use relup_runtime::{ChildSpec, ExitReason, Node, Pid, SpawnOptions, Strategy, SupervisorSpec};
+use common::{Logs, eventually, node_with_counter};
+use relup_fixture_counter_api::{Args, Call, PANIC_IN_CONFIG_CHANGE, Reply};
+use relup_runtime::{
+    ChildSpec, ConfigValue, ExitReason, Node, Pid, Shutdown, SpawnOptions, Strategy, SupervisorSpec,
+};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(5);
@@ -125,5 +127,78 @@ fn a_listener_opened_by_an_apply_closes_when_it_returns() {
         "the listener on {addr} opened by an apply is still open: {:?}",
         node.ports()
     );
+    node.shutdown(T);
+}
+
+// Finding 5: a panicking config_change crashes the process, trapping exits or not.
+
+fn panic_change() -> relup_module::ConfigChange {
+    relup_module::ConfigChange {
+        changed: vec![(PANIC_IN_CONFIG_CHANGE.into(), ConfigValue::Bool(true))],
+        new: Vec::new(),
+        removed: Vec::new(),
+    }
+}
+
+fn crashes_on_config_change(trap_exit: bool) -> (Option<ExitReason>, Logs) {
+    let (node, logs) = node_with_counter(2);
+    let args = Args {
+        start: 1,
+        trap_exit,
+        ..Args::default()
+    };
+    let pid = node
+        .spawn("counter", &args, SpawnOptions::default())
+        .unwrap();
+    let watch = node.watch(pid).unwrap();
+    assert!(node.config_change(pid, &panic_change()));
+    let reason = watch.wait(Some(T));
+    node.shutdown(T);
+    (reason, logs)
+}
+
+#[test]
+fn a_panicking_config_change_crashes_a_process_that_traps_exits() {
+    let (reason, _) = crashes_on_config_change(true);
+    match reason {
+        Some(ExitReason::Error(why)) => assert!(why.contains("config_change"), "{why}"),
+        other => {
+            panic!("the process trapping exits ran on after config_change panicked: {other:?}")
+        }
+    }
+}
+
+#[test]
+fn a_panicking_config_change_crashes_a_process_that_does_not_trap_exits() {
+    let (reason, _) = crashes_on_config_change(false);
+    match reason {
+        Some(ExitReason::Error(why)) => assert!(why.contains("config_change"), "{why}"),
+        other => panic!("the process ran on after config_change panicked: {other:?}"),
+    }
+}
+
+#[test]
+fn a_supervised_child_whose_config_change_panics_is_restarted_with_a_fresh_state() {
+    let (node, _) = node_with_counter(2);
+    let args = Args {
+        start: 7,
+        trap_exit: true,
+        ..Args::default()
+    };
+    // The counter trapping exits ignores the supervisor's shutdown signal: killed at the end.
+    let child = ChildSpec::worker("cfg", "counter", &args)
+        .named("cfg")
+        .shutdown(Shutdown::BrutalKill);
+    let spec = SupervisorSpec::new(Strategy::OneForOne, vec![child]).intensity(3, T);
+    node.start_supervisor(spec, Some("sup")).unwrap();
+    let old = node.whereis("cfg").expect("the child runs");
+    assert!(node.config_change(old, &panic_change()));
+    let new = restarted(&node, "cfg", old);
+    let Some(new) = new else {
+        let state: Result<Reply, _> = node.call(old, &Call::Get, T);
+        panic!("the child was not restarted; it answers {state:?}");
+    };
+    let state: Reply = node.call(new, &Call::Get, T).unwrap();
+    assert_eq!(state, Reply::Count(7));
     node.shutdown(T);
 }
