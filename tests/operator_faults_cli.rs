@@ -1,5 +1,5 @@
 //! What a careless or hostile operator does to the real `relup` binary and a real node (issue
-//! 16): time values that overflow.
+//! 16): time values that overflow, a node stopped with SIGSTOP.
 
 mod common;
 
@@ -9,8 +9,8 @@ use relup_testkit::fixtures;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A temporary root with demo 0.1.0 deployed and 0.2.0 packed beside it. Every node started
 /// on it is continued and killed, and the directory removed, when the value is dropped.
@@ -118,6 +118,13 @@ impl Root {
         self.command(args).output().expect("relup runs")
     }
 
+    /// The pid in `run/node.pid`.
+    fn node_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.root.join("run/node.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
     /// Sends one raw request line; returns the node's final answer line.
     fn raw(&self, request: &str) -> String {
         let mut stream = UnixStream::connect(self.root.join("run/control.sock")).unwrap();
@@ -170,6 +177,49 @@ impl Drop for Root {
         }
         let _ = std::fs::remove_dir_all(&self.base);
     }
+}
+
+/// Waits for `child` at most `limit`; kills it and panics when it runs longer.
+fn finish_within(mut child: Child, limit: Duration, what: &str) -> (Output, Duration) {
+    let started = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            let output = child.wait_with_output().expect("output");
+            return (output, started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "{what} still ran after {limit:?} (killed):\n{}",
+                text(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `check` holds, for at most `limit`.
+fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is not a running node.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .is_some_and(|state| state != 'Z' && state != 'X')
 }
 
 /// Bug 2: `--in`, `--at` and `--probation` values that overflow or make no sense are refused
@@ -238,4 +288,54 @@ fn time_values_out_of_range_are_refused() {
     assert!(scheduled.contains("scheduled upgrade 1"), "{scheduled}");
     ok(root.run(&["cancel"]));
     ok(root.run(&["stop"]));
+}
+
+/// Bug 3: a node stopped with SIGSTOP makes every command fail within the control timeout,
+/// naming the node's pid and what to check, instead of hanging forever.
+#[test]
+fn a_stopped_node_makes_commands_fail_in_time_with_its_pid() {
+    let root = Root::new("sigstop");
+    ok(root.run(&["start"]));
+    let pid = root.node_pid().expect("node.pid");
+    // SAFETY: stopping the node this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    for args in [&["status"][..], &["releases"], &["stop"]] {
+        let child = root
+            .command(args)
+            .env("RELUP_CONTROL_TIMEOUT", "1s")
+            .spawn()
+            .unwrap();
+        let (output, took) = finish_within(child, Duration::from_secs(20), &args.join(" "));
+        let all = fails(
+            output,
+            &format!("the node (pid {pid}) did not answer within 1 s"),
+        );
+        assert!(
+            all.contains(&format!("ps -o stat= -p {pid}"))
+                && all.contains("log/node.log")
+                && all.contains(&format!("`kill -CONT {pid}` resumes it")),
+            "{all}"
+        );
+        assert!(took < Duration::from_secs(15), "{args:?} took {took:?}");
+    }
+    // `upgrade` asks for the status first, and fails the same way.
+    let child = root
+        .command(&["upgrade", "0.1.0", "--skip-check"])
+        .env("RELUP_CONTROL_TIMEOUT", "1s")
+        .spawn()
+        .unwrap();
+    let (output, _) = finish_within(child, Duration::from_secs(20), "upgrade");
+    fails(
+        output,
+        &format!("the node (pid {pid}) did not answer within"),
+    );
+    assert_eq!(root.node_pid(), Some(pid));
+    // SAFETY: continuing the node this test stopped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    // The requests were sent: the node carries them out once continued, the stop included.
+    assert!(
+        wait_until(Duration::from_secs(40), || !alive(pid)),
+        "the node did not carry out the pending stop"
+    );
+    fails(root.run(&["status"]), "the node is not running");
 }

@@ -6,7 +6,7 @@
 //! `relup stop`, SIGTERM, SIGINT or SIGHUP.
 
 use super::Failure;
-use relup_runtime::control::{Client, ControlServer, Event, Request};
+use relup_runtime::control::{ControlServer, Event, Request};
 use relup_runtime::handler::ReleaseHandler;
 use relup_runtime::release::ReleaseRoot;
 use relup_runtime::{Node, NodeConfig};
@@ -18,17 +18,19 @@ use std::time::{Duration, Instant};
 
 const SHUTDOWN: Duration = Duration::from_secs(30);
 
-fn pid_file(root: &ReleaseRoot) -> PathBuf {
+/// `<root>/run/node.pid`: the pid of the node that runs on `root`.
+pub(super) fn pid_file(root: &ReleaseRoot) -> PathBuf {
     root.run_dir().join("node.pid")
 }
 
-fn node_log(root: &ReleaseRoot) -> PathBuf {
+/// `<root>/log/node.log`: the node's output.
+pub(super) fn node_log(root: &ReleaseRoot) -> PathBuf {
     root.log_dir().join("node.log")
 }
 
-fn answers(socket: &Path) -> bool {
-    Client::connect(socket)
-        .and_then(|c| c.request(&Request::Status, &mut |_| {}))
+/// Whether the node of `root` answers a status request (within the control timeout).
+fn answers(root: &ReleaseRoot) -> bool {
+    super::remote::send(&root.path, &Request::Status, &mut |_| {})
         .is_ok_and(|e| matches!(e, Event::Done { .. }))
 }
 
@@ -43,8 +45,7 @@ pub fn start(root: &Path, foreground: bool, json: bool) -> Result<(), Failure> {
     if foreground {
         return run_node(&root);
     }
-    let socket = root.control_socket();
-    if answers(&socket) {
+    if answers(&root) {
         return Err(Failure(format!(
             "a node is already running on {}",
             root.path.display()
@@ -68,7 +69,7 @@ pub fn start(root: &Path, foreground: bool, json: bool) -> Result<(), Failure> {
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if answers(&socket) {
+        if answers(&root) {
             break;
         }
         if let Some(status) = child.try_wait()? {
@@ -120,7 +121,7 @@ fn block_stop_signals() -> libc::sigset_t {
 
 fn run_node(root: &ReleaseRoot) -> Result<(), Failure> {
     // Before anything is written over (the pid file below): a live node keeps its files.
-    if answers(&root.control_socket()) {
+    if answers(root) {
         return Err(Failure(format!(
             "a node is already running on {}",
             root.path.display()
@@ -187,8 +188,7 @@ pub fn stop(root: &Path, json: bool) -> Result<(), Failure> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
-    let client = Client::connect(&root.control_socket())?;
-    match client.request(&Request::Stop, &mut |_| {})? {
+    match super::remote::send(&root.path, &Request::Stop, &mut |_| {})? {
         Event::Done { .. } => {}
         Event::Error { message } => return Err(Failure(message)),
         other => return Err(Failure(format!("unexpected answer {other:?}"))),

@@ -2,7 +2,7 @@
 
 use super::Failure;
 use super::output::{print_json, progress_line};
-use relup_runtime::control::{Client, Event, Request, StatusReport};
+use relup_runtime::control::{Client, ClientError, Event, Request, StatusReport};
 use relup_runtime::handler::Schedule;
 use relup_runtime::release::ReleaseRoot;
 use std::path::Path;
@@ -17,14 +17,128 @@ pub enum Direction {
     Down,
 }
 
+/// How long a command waits for the node's next line when `RELUP_CONTROL_TIMEOUT` is unset.
+pub const DEFAULT_CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `$RELUP_CONTROL_TIMEOUT` (a duration such as 30s; 0 waits forever), else
+/// [`DEFAULT_CONTROL_TIMEOUT`]: how long a command waits for the node's next line.
+pub(super) fn control_timeout() -> Result<Option<Duration>, Failure> {
+    match std::env::var("RELUP_CONTROL_TIMEOUT") {
+        Err(_) => Ok(Some(DEFAULT_CONTROL_TIMEOUT)),
+        Ok(text) => {
+            let timeout = parse_duration(&text)
+                .map_err(|e| Failure(format!("RELUP_CONTROL_TIMEOUT: {e}; 0 waits forever")))?;
+            Ok(Some(timeout).filter(|t| !t.is_zero()))
+        }
+    }
+}
+
+/// Whether the node may stay silent for long while it carries out `request` (an install's
+/// probation, an unpack's verification, a wait for the install or RELEASES lock): the command
+/// then waits as long as the node's process runs, and gives up only when it is stopped.
+fn may_be_silent(request: &Request) -> bool {
+    !matches!(
+        request,
+        Request::Status
+            | Request::Releases
+            | Request::Snapshots
+            | Request::Schedule { .. }
+            | Request::Cancel { .. }
+            | Request::Log
+            | Request::ConfigGet { .. }
+            | Request::Stop
+    )
+}
+
+/// The pid in `<root>/run/node.pid`, if it holds one.
+pub(super) fn node_pid(root: &ReleaseRoot) -> Option<i32> {
+    std::fs::read_to_string(super::daemon::pid_file(root))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|pid| *pid > 0)
+}
+
+/// The state letter of process `pid` (`R`, `S`, `T` for stopped...), from `/proc`; `None`
+/// when it does not exist (or `/proc` cannot tell).
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold anything: the state follows the last `)`.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
+}
+
+/// `d` in seconds, as an operator writes it.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// What to say when the node stays silent: who it is, what to check, what happens to the
+/// request.
+fn silent_node(root: &ReleaseRoot, pid: Option<i32>, waited: Duration) -> Failure {
+    let log = super::daemon::node_log(root);
+    let Some(pid) = pid else {
+        return Failure(format!(
+            "the node did not answer within {} and {} names no pid: is it stopped (kill -STOP) or overloaded? check {}; RELUP_CONTROL_TIMEOUT=60s waits longer",
+            seconds(waited),
+            super::daemon::pid_file(root).display(),
+            log.display()
+        ));
+    };
+    let state = match process_state(pid) {
+        Some('T' | 't') => format!("it is stopped (state T): `kill -CONT {pid}` resumes it"),
+        Some(state) => format!("it runs (state {state}) but is overloaded or stuck"),
+        None => "it is gone".to_string(),
+    };
+    Failure(format!(
+        "the node (pid {pid}) did not answer within {}: is it stopped (kill -STOP) or overloaded? check `ps -o stat= -p {pid}` and {}; now {state}; the request was sent and the node carries it out if it resumes; RELUP_CONTROL_TIMEOUT=60s waits longer",
+        seconds(waited),
+        log.display()
+    ))
+}
+
+/// Sends `request` to the node of `root` and hands it every event until the final one, which
+/// is returned. The node must send each line within [`control_timeout`]; a request that may
+/// be silent for long ([`may_be_silent`]) waits on while the node's process runs and is not
+/// stopped.
+pub(super) fn send(
+    root: &Path,
+    request: &Request,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Event, Failure> {
+    let root = ReleaseRoot::new(root);
+    let timeout = control_timeout()?;
+    let client = Client::connect(&root.control_socket())?.with_timeout(timeout)?;
+    let pid = node_pid(&root);
+    let patient = may_be_silent(request);
+    let mut keep_waiting = |_silent: Duration| {
+        patient
+            && match pid {
+                // No pid to watch: wait, as before timeouts existed.
+                None => true,
+                Some(pid) => !matches!(process_state(pid), None | Some('T' | 't' | 'Z' | 'X')),
+            }
+    };
+    match client.request_patiently(request, on_event, &mut keep_waiting) {
+        Ok(event) => Ok(event),
+        Err(ClientError::Timeout { silent }) => Err(silent_node(
+            &root,
+            pid,
+            timeout.map_or(silent, |t| if patient { silent } else { t }),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Sends a request; prints streamed events unless `json`; returns the final result.
 pub(super) fn ask(
     root: &Path,
     request: &Request,
     json: bool,
 ) -> Result<serde_json::Value, Failure> {
-    let socket = ReleaseRoot::new(root).control_socket();
-    let client = Client::connect(&socket)?;
     let mut on_event = |event: &Event| match event {
         Event::Progress(p) if !json => println!("{}", progress_line(p)),
         Event::Note { text } if !json => println!("{text}"),
@@ -35,7 +149,7 @@ pub(super) fn ask(
         }
         _ => {}
     };
-    match client.request(request, &mut on_event)? {
+    match send(root, request, &mut on_event)? {
         Event::Done { result } => Ok(result),
         Event::Error { message } => Err(Failure(message)),
         other => Err(Failure(format!("unexpected final event {other:?}"))),

@@ -1,9 +1,16 @@
 //! The `relup` side of the control socket.
+//!
+//! A client waits for each line of the node's answer at most its timeout (none unless
+//! [`Client::with_timeout`] sets one): a node stopped with SIGSTOP, or one too busy to answer,
+//! makes the request fail with [`ClientError::Timeout`] instead of hanging the caller forever.
+//! [`Client::request_patiently`] lets the caller decide, at each silent timeout, whether to
+//! wait another one (a long install may be silent for its whole probation).
 
 use super::protocol::{Event, Request};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Why talking to the node failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,11 +32,25 @@ pub enum ClientError {
     /// The connection closed before a final event.
     #[error("the node closed the connection before answering")]
     NoAnswer,
+    /// The node sent nothing for longer than the client's timeout.
+    #[error(
+        "the node sent nothing for {:.1} s (is it stopped with SIGSTOP, or overloaded?)",
+        silent.as_secs_f64()
+    )]
+    Timeout {
+        /// How long the node was silent when the client gave up.
+        silent: Duration,
+    },
 }
 
 /// A connection to a node's control socket.
 pub struct Client {
     stream: UnixStream,
+}
+
+/// Whether an I/O error is a socket timeout.
+fn timed_out(error: &std::io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
 impl Client {
@@ -42,12 +63,34 @@ impl Client {
         Ok(Client { stream })
     }
 
+    /// Waits at most `timeout` for each line of the answer (and for the request to be
+    /// written); `None` waits forever, as a new client does.
+    pub fn with_timeout(self, timeout: Option<Duration>) -> Result<Client, ClientError> {
+        // A zero timeout is refused by the socket: it means "forever" here too.
+        let timeout = timeout.filter(|t| !t.is_zero());
+        self.stream.set_read_timeout(timeout)?;
+        self.stream.set_write_timeout(timeout)?;
+        Ok(self)
+    }
+
     /// Sends `request` and hands every event to `on_event` until the final one, which is
-    /// returned.
+    /// returned. A silence longer than the timeout is [`ClientError::Timeout`].
     pub fn request(
+        self,
+        request: &Request,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<Event, ClientError> {
+        self.request_patiently(request, on_event, &mut |_| false)
+    }
+
+    /// As [`Client::request`], but each time the node stays silent for the timeout,
+    /// `keep_waiting` is asked (with how long the node has been silent) whether to wait
+    /// another timeout; when it says no the request fails with [`ClientError::Timeout`].
+    pub fn request_patiently(
         mut self,
         request: &Request,
         on_event: &mut dyn FnMut(&Event),
+        keep_waiting: &mut dyn FnMut(Duration) -> bool,
     ) -> Result<Event, ClientError> {
         let mut line =
             serde_json::to_string(request).map_err(|e| ClientError::Malformed(e.to_string()))?;
@@ -55,20 +98,124 @@ impl Client {
         // A node that refuses the client answers and closes at once, possibly before the
         // request is written: its answer is still worth reading.
         let written = self.stream.write_all(line.as_bytes());
-        let reader = BufReader::new(self.stream);
-        for line in reader.lines() {
-            let line = match line {
-                Ok(line) => line,
+        let mut reader = BufReader::new(self.stream);
+        let mut line = Vec::new();
+        let mut last_heard = Instant::now();
+        loop {
+            // A line cut by a timeout stays in `line` and is completed by the next read.
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if timed_out(&e) => {
+                    let silent = last_heard.elapsed();
+                    if keep_waiting(silent) {
+                        continue;
+                    }
+                    return Err(ClientError::Timeout { silent });
+                }
                 Err(e) => return Err(written.err().unwrap_or(e).into()),
-            };
-            let event: Event = serde_json::from_str(&line)
-                .map_err(|e| ClientError::Malformed(format!("{e}: {line}")))?;
+            }
+            // A line without its newline (the end of the stream) is still parsed.
+            last_heard = Instant::now();
+            let event: Event = serde_json::from_slice(&line).map_err(|e| {
+                ClientError::Malformed(format!("{e}: {}", String::from_utf8_lossy(&line).trim()))
+            })?;
+            line.clear();
             if event.is_final() {
                 return Ok(event);
             }
             on_event(&event);
         }
-        written?;
-        Err(ClientError::NoAnswer)
+        match written {
+            Err(e) if timed_out(&e) => Err(ClientError::Timeout {
+                silent: last_heard.elapsed(),
+            }),
+            Err(e) => Err(e.into()),
+            Ok(()) => Err(ClientError::NoAnswer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::net::UnixListener;
+
+    /// A fake node on a socket in a temporary directory: `serve` gets the accepted stream.
+    fn node(serve: impl FnOnce(UnixStream) + Send + 'static) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 64];
+            let _ = stream.read(&mut request);
+            serve(stream);
+        });
+        (dir, path)
+    }
+
+    #[test]
+    fn a_silent_node_times_out_unless_the_caller_keeps_waiting() {
+        // Silent until the client has given up: a plain request times out.
+        let (gave_up_tx, gave_up_rx) = crossbeam_channel::bounded::<()>(1);
+        let (_dir, path) = node(move |stream| {
+            let _ = gave_up_rx.recv();
+            drop(stream);
+        });
+        let client = Client::connect(&path)
+            .unwrap()
+            .with_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let e = client.request(&Request::Status, &mut |_| {}).unwrap_err();
+        let _ = gave_up_tx.send(());
+        assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
+        assert!(e.to_string().contains("SIGSTOP"), "{e}");
+
+        // A node that sends half a line, stays silent past the timeout, then the rest: the
+        // caller keeps waiting and gets the whole event.
+        let (silent_tx, silent_rx) = crossbeam_channel::unbounded::<Duration>();
+        let (_dir, path) = node(move |mut stream| {
+            stream.write_all(b"{\"event\":\"note\",\"te").unwrap();
+            // Twice silent past the timeout.
+            for _ in 0..2 {
+                let _ = silent_rx.recv();
+            }
+            stream
+                .write_all(b"xt\":\"hello\"}\n{\"event\":\"done\",\"result\":7}\n")
+                .unwrap();
+        });
+        let client = Client::connect(&path)
+            .unwrap()
+            .with_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut notes = Vec::new();
+        let mut asked = 0;
+        let last = client
+            .request_patiently(
+                &Request::Status,
+                &mut |e| notes.push(e.clone()),
+                &mut |silent| {
+                    asked += 1;
+                    let _ = silent_tx.send(silent);
+                    true
+                },
+            )
+            .unwrap();
+        assert!(asked >= 2, "asked {asked} times");
+        assert_eq!(
+            notes,
+            vec![Event::Note {
+                text: "hello".into()
+            }]
+        );
+        assert_eq!(
+            last,
+            Event::Done {
+                result: serde_json::json!(7)
+            }
+        );
     }
 }
