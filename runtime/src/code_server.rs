@@ -189,8 +189,18 @@ impl CodeServer {
 
     /// Loads and checks a library without making it current (an upgrade decides that).
     pub fn load(&self, path: &Path, expect: &Expect) -> Result<Arc<LoadedModule>, LoadError> {
+        self.open(path, expect, None)
+    }
+
+    /// Opens a new image of `path` (see [`loader::open`]).
+    fn open(
+        &self,
+        path: &Path,
+        expect: &Expect,
+        sha256: Option<&str>,
+    ) -> Result<Arc<LoadedModule>, LoadError> {
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
-        let opened = loader::open(path, &self.copy_dir, serial)?;
+        let opened = loader::open(path, &self.copy_dir, serial, sha256)?;
         self.images.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(opened.size, Ordering::Relaxed);
         let image = Image {
@@ -203,9 +213,11 @@ impl CodeServer {
         Self::module(path, expect, &image, serial)
     }
 
-    /// Loads a library whose sha256 the caller has checked: when an image of the same bytes
-    /// is already mapped (an earlier version came back, as in a downgrade), it is reused
-    /// instead of mapping one more copy; otherwise as [`CodeServer::load`].
+    /// Loads the library at `path` whose contents must have the sha256 `sha256`: when an
+    /// image of those bytes is already mapped (an earlier version came back, as in a
+    /// downgrade), it is reused instead of mapping one more copy; otherwise the private copy
+    /// that is opened must have that digest (checked before it is opened), else
+    /// [`LoadError::Digest`].
     pub fn load_verified(
         &self,
         path: &Path,
@@ -217,7 +229,7 @@ impl CodeServer {
             let serial = self.serial.fetch_add(1, Ordering::Relaxed);
             return Self::module(path, expect, &image, serial);
         }
-        let module = self.load(path, expect)?;
+        let module = self.open(path, expect, Some(sha256))?;
         if let Origin::Library { copy, size, .. } = &module.origin {
             let image = Image {
                 name: module.name.clone(),
@@ -278,7 +290,7 @@ impl CodeServer {
         path: &Path,
         expect: &Expect,
     ) -> Result<Arc<LoadedModule>, LoadError> {
-        let module = self.load(path, expect)?;
+        let module = self.open(path, expect, None)?;
         self.make_current(&module);
         Ok(module)
     }

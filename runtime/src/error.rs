@@ -124,6 +124,17 @@ pub enum LoadError {
         /// What is wrong.
         reason: String,
     },
+    /// The bytes that would be opened (the library's private copy) do not have the sha256
+    /// the caller checked: the file changed since, or it is another file.
+    #[error("{path} has sha256 {found} as copied for loading, expected {expected}")]
+    Digest {
+        /// The library file.
+        path: PathBuf,
+        /// The sha256 the caller expects.
+        expected: String,
+        /// The sha256 of the private copy.
+        found: String,
+    },
     /// The library is another module than expected.
     #[error("{path} is module {found:?}, expected {expected:?}")]
     NameMismatch {

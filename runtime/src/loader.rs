@@ -7,8 +7,9 @@
 //! images stay mapped and are counted instead.
 
 use crate::error::LoadError;
-use relup_module::abi::{ABI_VERSION, DESCRIPTOR_SYMBOL, ModuleDescriptor};
+use relup_module::abi::{ABI_VERSION, DESCRIPTOR_SYMBOL, ModuleDescriptor, Slice};
 use std::io::Read;
+use std::mem::{offset_of, size_of};
 use std::path::{Path, PathBuf};
 
 /// A library that passed every check; its image stays mapped for the life of the process.
@@ -121,11 +122,123 @@ fn check_elf(path: &Path, size: u64) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Opens `source` from a private copy in `copy_dir` and validates its descriptor.
+/// A descriptor as a library hands it over: the layout of [`ModuleDescriptor`], its entry
+/// points read as nullable pointers. Every bit pattern is a valid `RawDescriptor`, so it can
+/// be read before anything is known of the library; a `ModuleDescriptor` whose entry point is
+/// null is undefined behaviour, so one is only made of a `RawDescriptor` whose entry points
+/// are all set.
+#[repr(C)]
+struct RawDescriptor {
+    abi_version: u32,
+    descriptor_size: u32,
+    name: Slice,
+    version: Slice,
+    /// In the order of [`ENTRY_POINTS`].
+    entry_points: [Option<unsafe extern "C" fn()>; ENTRY_POINTS.len()],
+}
+
+/// The entry points of a [`ModuleDescriptor`], in layout order, with their offsets.
+const ENTRY_POINTS: [(&str, usize); 11] = [
+    ("init", offset_of!(ModuleDescriptor, init)),
+    ("handle_call", offset_of!(ModuleDescriptor, handle_call)),
+    ("handle_cast", offset_of!(ModuleDescriptor, handle_cast)),
+    ("handle_info", offset_of!(ModuleDescriptor, handle_info)),
+    ("terminate", offset_of!(ModuleDescriptor, terminate)),
+    ("export_state", offset_of!(ModuleDescriptor, export_state)),
+    ("code_change", offset_of!(ModuleDescriptor, code_change)),
+    ("config_change", offset_of!(ModuleDescriptor, config_change)),
+    ("health", offset_of!(ModuleDescriptor, health)),
+    ("apply", offset_of!(ModuleDescriptor, apply)),
+    ("drop_instance", offset_of!(ModuleDescriptor, drop_instance)),
+];
+
+// The two layouts agree field by field: a change to the ABI that this file does not follow
+// fails the build.
+const _: () = {
+    assert!(size_of::<RawDescriptor>() == size_of::<ModuleDescriptor>());
+    assert!(std::mem::align_of::<RawDescriptor>() == std::mem::align_of::<ModuleDescriptor>());
+    assert!(offset_of!(RawDescriptor, abi_version) == offset_of!(ModuleDescriptor, abi_version));
+    assert!(
+        offset_of!(RawDescriptor, descriptor_size) == offset_of!(ModuleDescriptor, descriptor_size)
+    );
+    assert!(offset_of!(RawDescriptor, name) == offset_of!(ModuleDescriptor, name));
+    assert!(offset_of!(RawDescriptor, version) == offset_of!(ModuleDescriptor, version));
+    let pointer = size_of::<Option<unsafe extern "C" fn()>>();
+    assert!(pointer == size_of::<unsafe extern "C" fn()>());
+    let first = offset_of!(RawDescriptor, entry_points);
+    let mut i = 0;
+    while i < ENTRY_POINTS.len() {
+        assert!(ENTRY_POINTS[i].1 == first + i * pointer);
+        i += 1;
+    }
+    assert!(first + ENTRY_POINTS.len() * pointer == size_of::<ModuleDescriptor>());
+};
+
+/// Checks the descriptor a library's descriptor function returned, reading nothing a
+/// check has not allowed yet: the ABI version, then the size, then the alignment, then the
+/// whole descriptor with every entry point checked for null. Returns it as a
+/// [`ModuleDescriptor`] once it is one.
+///
+/// # Safety
+/// `raw` is not null and points to memory that stays mapped for the life of the process and
+/// holds at least a `u32` (the ABI version), and, if that is [`ABI_VERSION`], at least the
+/// descriptor size the next `u32` states (a library following the ABI guarantees both).
+unsafe fn check_descriptor(
+    raw: *const ModuleDescriptor,
+) -> Result<&'static ModuleDescriptor, DescriptorError> {
+    let bytes = raw.cast::<u8>();
+    // SAFETY: the caller guarantees a u32 first; read unaligned, nothing assumed yet.
+    let abi_version = unsafe { std::ptr::read_unaligned(bytes.cast::<u32>()) };
+    if abi_version != ABI_VERSION {
+        return Err(DescriptorError::AbiVersion(abi_version));
+    }
+    let size_at = offset_of!(ModuleDescriptor, descriptor_size);
+    // SAFETY: the ABI of this version puts the descriptor's size in the second u32.
+    let size = unsafe { std::ptr::read_unaligned(bytes.add(size_at).cast::<u32>()) };
+    let expected = size_of::<ModuleDescriptor>();
+    if size as usize != expected {
+        return Err(DescriptorError::Bad(format!(
+            "descriptor is {size} bytes, ABI version {ABI_VERSION} has {expected}"
+        )));
+    }
+    let raw = raw.cast::<RawDescriptor>();
+    if !raw.is_aligned() {
+        return Err(DescriptorError::Bad(format!(
+            "descriptor at {raw:p} is not aligned to {} bytes",
+            std::mem::align_of::<RawDescriptor>()
+        )));
+    }
+    // SAFETY: aligned, `expected` bytes long (the caller guarantees the size it states), and
+    // any bytes are a valid `RawDescriptor`; the image is never unmapped.
+    let checked: &'static RawDescriptor = unsafe { &*raw };
+    for ((name, _), entry) in ENTRY_POINTS.iter().zip(&checked.entry_points) {
+        if entry.is_none() {
+            return Err(DescriptorError::Bad(format!(
+                "entry point `{name}` is null"
+            )));
+        }
+    }
+    // SAFETY: the same layout field by field (checked at build time) and no entry point null:
+    // a valid `ModuleDescriptor`.
+    Ok(unsafe { &*raw.cast::<ModuleDescriptor>() })
+}
+
+/// Why [`check_descriptor`] refused a descriptor.
+#[derive(Debug, PartialEq, Eq)]
+enum DescriptorError {
+    /// Another ABI version.
+    AbiVersion(u32),
+    /// Malformed for this ABI version.
+    Bad(String),
+}
+
+/// Opens `source` from a private copy in `copy_dir` and validates its descriptor. With
+/// `sha256`, the private copy (the bytes `dlopen` maps) must have that digest.
 pub(crate) fn open(
     source: &Path,
     copy_dir: &Path,
     serial: u64,
+    sha256: Option<&str>,
 ) -> Result<OpenedLibrary, LoadError> {
     let io = |source_err: std::io::Error| LoadError::Io {
         path: source.to_path_buf(),
@@ -145,6 +258,24 @@ pub(crate) fn open(
         .unwrap_or("module");
     let copy = copy_dir.join(format!("{stem}.{serial}.so"));
     std::fs::copy(source, &copy).map_err(io)?;
+    if let Some(expected) = sha256 {
+        // The copy is what is opened: its digest is the one that counts, whatever the
+        // source file holds by now.
+        let found = crate::release::sha256_file(&copy).map(|(digest, _)| digest);
+        let refused = match found {
+            Ok(found) if found == expected => None,
+            Ok(found) => Some(LoadError::Digest {
+                path: source.to_path_buf(),
+                expected: expected.to_string(),
+                found,
+            }),
+            Err(e) => Some(io(e)),
+        };
+        if let Some(refused) = refused {
+            let _ = std::fs::remove_file(&copy);
+            return Err(refused);
+        }
+    }
     let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
     // SAFETY: loading runs the library's initializers; a relup module has none beyond Rust's
     // own. This is the trust boundary of loading code at all.
@@ -181,24 +312,17 @@ pub(crate) fn open(
     if raw.is_null() {
         return Err(bad("the descriptor function returned null".into()));
     }
-    // SAFETY: the ABI guarantees a u32 version first; nothing else is read before it matches.
-    let abi_version = unsafe { std::ptr::read(raw as *const u32) };
-    if abi_version != ABI_VERSION {
-        return Err(LoadError::AbiVersion {
+    // SAFETY: the library's descriptor lives in its image, never unmapped; a library that
+    // exports the descriptor symbol states the ABI version first and, at this version, the
+    // descriptor's size after it. This is the trust boundary of loading code at all.
+    let descriptor = unsafe { check_descriptor(raw) }.map_err(|e| match e {
+        DescriptorError::AbiVersion(found) => LoadError::AbiVersion {
             path: source.to_path_buf(),
-            found: abi_version,
+            found,
             supported: ABI_VERSION,
-        });
-    }
-    // SAFETY: ABI version matches, so the struct layout is ours; the image is never unmapped.
-    let descriptor: &'static ModuleDescriptor = unsafe { &*raw };
-    let expected_size = std::mem::size_of::<ModuleDescriptor>() as u32;
-    if descriptor.descriptor_size != expected_size {
-        return Err(bad(format!(
-            "descriptor is {} bytes, ABI version {ABI_VERSION} has {expected_size}",
-            descriptor.descriptor_size
-        )));
-    }
+        },
+        DescriptorError::Bad(reason) => bad(reason),
+    })?;
     let (name, version) = describe(descriptor).map_err(bad)?;
     Ok(OpenedLibrary {
         descriptor,
@@ -226,4 +350,110 @@ pub(crate) fn describe(descriptor: &ModuleDescriptor) -> Result<(String, semver:
     let version = semver::Version::parse(version)
         .map_err(|e| format!("module version {version:?} is not semver: {e}"))?;
     Ok((name.to_string(), version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relup_module::{Context, Server};
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Nothing;
+
+    impl Server for Nothing {
+        type Args = ();
+        type Call = ();
+        type Reply = ();
+        type Cast = ();
+        type Info = ();
+
+        fn init(_args: (), _ctx: &mut Context<'_>) -> Result<Self, String> {
+            Ok(Nothing)
+        }
+
+        fn handle_call(&mut self, _request: (), _ctx: &mut Context<'_>) {}
+    }
+
+    /// A well-formed descriptor, as its raw form.
+    fn raw() -> RawDescriptor {
+        let descriptor = relup_module::descriptor::<Nothing>("nothing", "1.0.0");
+        // SAFETY: the same layout field by field (checked at build time); every
+        // `ModuleDescriptor` is a valid `RawDescriptor`.
+        unsafe { std::mem::transmute::<ModuleDescriptor, RawDescriptor>(descriptor) }
+    }
+
+    /// Checks `raw`, leaked for the `'static` a loaded image has.
+    fn check(raw: RawDescriptor) -> Result<&'static ModuleDescriptor, DescriptorError> {
+        let raw: &'static RawDescriptor = Box::leak(Box::new(raw));
+        // SAFETY: a whole, aligned descriptor that is never freed.
+        unsafe { check_descriptor(std::ptr::from_ref(raw).cast()) }
+    }
+
+    #[test]
+    fn a_well_formed_descriptor_passes() {
+        let descriptor = check(raw()).expect("a descriptor the module crate built");
+        assert_eq!(describe(descriptor).unwrap().0, "nothing");
+    }
+
+    #[test]
+    fn every_null_entry_point_is_refused_by_name() {
+        for (i, (name, _)) in ENTRY_POINTS.iter().enumerate() {
+            let mut raw = raw();
+            raw.entry_points[i] = None;
+            assert_eq!(
+                check(raw).err(),
+                Some(DescriptorError::Bad(format!(
+                    "entry point `{name}` is null"
+                )))
+            );
+        }
+    }
+
+    #[test]
+    fn another_abi_version_or_size_is_refused_before_the_rest_is_read() {
+        let mut raw = raw();
+        raw.abi_version = ABI_VERSION + 1;
+        raw.entry_points = [None; ENTRY_POINTS.len()];
+        assert_eq!(
+            check(raw).err(),
+            Some(DescriptorError::AbiVersion(ABI_VERSION + 1))
+        );
+        let mut raw = self::raw();
+        raw.descriptor_size -= 8;
+        assert!(
+            matches!(check(raw), Err(DescriptorError::Bad(ref r)) if r.contains("bytes")),
+            "a short descriptor passed"
+        );
+    }
+
+    #[test]
+    fn a_misaligned_descriptor_is_refused() {
+        let raw = raw();
+        let size = size_of::<RawDescriptor>();
+        let buffer: &'static mut [u8] = Box::leak(vec![0u8; size + 1].into_boxed_slice());
+        let at = if buffer
+            .as_ptr()
+            .align_offset(std::mem::align_of::<RawDescriptor>())
+            == 0
+        {
+            1
+        } else {
+            0
+        };
+        let target = &mut buffer[at..at + size];
+        // SAFETY: `size` bytes of `raw` into `size` bytes of the buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                std::ptr::from_ref(&raw).cast::<u8>(),
+                target.as_mut_ptr(),
+                size,
+            )
+        };
+        // SAFETY: a whole descriptor, never freed; misaligned on purpose (read unaligned).
+        let checked = unsafe { check_descriptor(target.as_ptr().cast()) };
+        assert!(
+            matches!(checked, Err(DescriptorError::Bad(ref r)) if r.contains("not aligned")),
+            "a misaligned descriptor passed"
+        );
+    }
 }

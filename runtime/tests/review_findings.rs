@@ -7,7 +7,8 @@ mod common;
 use common::{Logs, eventually, node_with_counter};
 use relup_fixture_counter_api::{Args, Call, PANIC_IN_CONFIG_CHANGE, Reply};
 use relup_runtime::{
-    ChildSpec, ConfigValue, ExitReason, Node, Pid, Shutdown, SpawnOptions, Strategy, SupervisorSpec,
+    ChildSpec, ConfigValue, ExitReason, Expect, LoadError, Node, Pid, Shutdown, SpawnOptions,
+    Strategy, SupervisorSpec,
 };
 use std::time::Duration;
 
@@ -200,5 +201,61 @@ fn a_supervised_child_whose_config_change_panics_is_restarted_with_a_fresh_state
     };
     let state: Reply = node.call(new, &Call::Get, T).unwrap();
     assert_eq!(state, Reply::Count(7));
+    node.shutdown(T);
+}
+
+// Finding 6: the loader refuses a descriptor with a null entry point, and checks the sha256
+// of the private copy it opens.
+
+#[test]
+fn a_descriptor_with_a_null_entry_point_is_refused() {
+    let (node, _) = common::node(1);
+    let loaded = node
+        .code()
+        .load(&common::fixtures().null_entry_point, &Expect::default());
+    let err = match loaded {
+        Ok(module) => panic!(
+            "a descriptor with a null entry point loaded as {} {}",
+            module.name(),
+            module.version()
+        ),
+        Err(err) => err,
+    };
+    assert!(matches!(err, LoadError::BadDescriptor { .. }), "{err}");
+    assert!(
+        err.to_string().contains("entry point `health` is null"),
+        "{err}"
+    );
+    node.shutdown(T);
+}
+
+#[test]
+fn a_library_whose_bytes_are_not_the_expected_sha256_is_refused() {
+    let (node, _) = common::node(1);
+    let fixtures = common::fixtures();
+    let v1_sha = common::sha256(&fixtures.counter_v1);
+    // counter 2.0.0 offered as the bytes whose sha256 is 1.0.0's (the file changed after it
+    // was hashed, or the caller hashed another file).
+    let wrong = node
+        .code()
+        .load_verified(&fixtures.counter_v2, &Expect::default(), &v1_sha);
+    let loaded_as = wrong.as_ref().map(|m| m.version().to_string());
+    // Had it been trusted, its image would now serve every load of 1.0.0's digest.
+    let v1 = node
+        .code()
+        .load_verified(&fixtures.counter_v1, &Expect::default(), &v1_sha)
+        .expect("counter 1.0.0 loads");
+    assert_eq!(
+        v1.version().to_string(),
+        "1.0.0",
+        "a load of 1.0.0's bytes got another image"
+    );
+    match wrong {
+        Err(err @ LoadError::Digest { .. }) => {
+            assert!(err.to_string().contains(&v1_sha), "{err}")
+        }
+        Err(other) => panic!("refused, but not for its digest: {other}"),
+        Ok(_) => panic!("loaded {loaded_as:?} under 1.0.0's sha256"),
+    }
     node.shutdown(T);
 }

@@ -29,7 +29,9 @@ pub(crate) fn app_supervisor_name(app: &str) -> String {
     format!("{app}_sup")
 }
 
-/// Loads a module library of a release after checking its sha256 against the manifest.
+/// Loads a module library of a release after checking its sha256 against the manifest: the
+/// file's first (remembered while it is unchanged, a quick refusal with the manifest's
+/// digest), then that of the private copy that is opened.
 pub(crate) fn load_checked(
     node: &Node,
     dir: &Path,

@@ -32,9 +32,11 @@ pub struct Fixtures {
     pub garbage: PathBuf,
     /// A descriptor of the current ABI version whose name claims 5000 bytes.
     pub bad_descriptor: PathBuf,
+    /// A descriptor of the current ABI version and size whose `health` entry point is null.
+    pub null_entry_point: PathBuf,
 }
 
-const PACKAGES: [&str; 10] = [
+const PACKAGES: [&str; 11] = [
     "relup-fixture-counter-v1",
     "relup-fixture-counter-v2",
     "relup-fixture-not-a-module",
@@ -45,6 +47,7 @@ const PACKAGES: [&str; 10] = [
     "relup-fixture-panicky",
     "relup-fixture-garbage",
     "relup-fixture-bad-descriptor",
+    "relup-fixture-null-entry-point",
 ];
 
 /// The workspace root (this crate lives in `tests/testkit`).
@@ -91,6 +94,7 @@ fn build(release: bool) -> Fixtures {
         panicky: lib("panicky"),
         garbage: lib("garbage"),
         bad_descriptor: lib("bad_descriptor"),
+        null_entry_point: lib("null_entry_point"),
     }
 }
 
