@@ -90,18 +90,24 @@ pub fn node(schedulers: usize) -> Node {
 /// A 2-scheduler node with counter 1.0.0 loaded as current.
 pub fn node_with_counter() -> Node {
     let node = node(2);
-    node.code()
-        .load_current(&fixtures().counter_v1, &Expect::default())
-        .expect("counter 1.0.0 loads");
+    // SAFETY: a fixture module built from this workspace's sources.
+    unsafe {
+        node.code()
+            .load_current(&fixtures().counter_v1, &Expect::default())
+    }
+    .expect("counter 1.0.0 loads");
     node
 }
 
 /// A 2-scheduler node with worker 1.0.0 loaded as current.
 pub fn node_with_worker() -> Node {
     let node = node(2);
-    node.code()
-        .load_current(&fixtures().worker_v1, &Expect::default())
-        .expect("worker 1.0.0 loads");
+    // SAFETY: a fixture module built from this workspace's sources.
+    unsafe {
+        node.code()
+            .load_current(&fixtures().worker_v1, &Expect::default())
+    }
+    .expect("worker 1.0.0 loads");
     node
 }
 

@@ -188,7 +188,21 @@ impl CodeServer {
     }
 
     /// Loads and checks a library without making it current (an upgrade decides that).
-    pub fn load(&self, path: &Path, expect: &Expect) -> Result<Arc<LoadedModule>, LoadError> {
+    ///
+    /// # Safety
+    ///
+    /// This maps the library into the process and runs its initializers; its entry points run
+    /// later in this process, as any Rust code of it does. Nothing checks that this code is
+    /// sound: the checks (ELF header, descriptor symbol, ABI version and size, no null entry
+    /// point, name and version) refuse a wrong or malformed file, not a library whose code is
+    /// unsound or malicious. The caller must trust `path` as it trusts the binary itself: a
+    /// relup module built against this ABI from code it means to run (a release whose sha256
+    /// it checked, see [`CodeServer::load_verified`]), not a file an untrusted party can write.
+    pub unsafe fn load(
+        &self,
+        path: &Path,
+        expect: &Expect,
+    ) -> Result<Arc<LoadedModule>, LoadError> {
         self.open(path, expect, None)
     }
 
@@ -218,7 +232,11 @@ impl CodeServer {
     /// downgrade), it is reused instead of mapping one more copy; otherwise the private copy
     /// that is opened must have that digest (checked before it is opened), else
     /// [`LoadError::Digest`].
-    pub fn load_verified(
+    ///
+    /// # Safety
+    ///
+    /// As for [`CodeServer::load`]: the bytes with this sha256 must be code the caller trusts.
+    pub unsafe fn load_verified(
         &self,
         path: &Path,
         expect: &Expect,
@@ -285,7 +303,11 @@ impl CodeServer {
     }
 
     /// Loads a library and makes it the current version at once.
-    pub fn load_current(
+    ///
+    /// # Safety
+    ///
+    /// As for [`CodeServer::load`].
+    pub unsafe fn load_current(
         &self,
         path: &Path,
         expect: &Expect,

@@ -113,13 +113,14 @@ fn exit_of(node: &Node, pid: Pid, act: impl FnOnce()) -> ExitReason {
 #[test]
 fn every_entry_point_of_a_panicking_module_is_contained() {
     let (node, logs) = node(2);
-    node.code()
-        .load_current(&fixtures().counter_v1, &Expect::default())
-        .unwrap();
-    let panicky = node
-        .code()
-        .load(&fixtures().panicky, &Expect::default())
-        .unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    unsafe {
+        node.code()
+            .load_current(&fixtures().counter_v1, &Expect::default())
+    }
+    .unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let panicky = unsafe { node.code().load(&fixtures().panicky, &Expect::default()) }.unwrap();
     let bystander = node
         .spawn(
             "counter",
@@ -207,10 +208,8 @@ fn every_entry_point_of_a_panicking_module_is_contained() {
 #[test]
 fn garbage_from_a_module_becomes_errors_not_crashes() {
     let (node, _) = node(2);
-    let garbage = node
-        .code()
-        .load(&fixtures().garbage, &Expect::default())
-        .unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let garbage = unsafe { node.code().load(&fixtures().garbage, &Expect::default()) }.unwrap();
     let spawn = || {
         node.spawn(
             relup_runtime::ModuleRef::Loaded(garbage.clone()),
@@ -252,10 +251,12 @@ fn garbage_from_a_module_becomes_errors_not_crashes() {
 #[test]
 fn a_descriptor_whose_name_length_lies_is_refused() {
     let (node, _) = node(1);
-    let err = node
-        .code()
-        .load(&fixtures().bad_descriptor, &Expect::default())
-        .unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe {
+        node.code()
+            .load(&fixtures().bad_descriptor, &Expect::default())
+    }
+    .unwrap_err();
     assert!(matches!(err, LoadError::BadDescriptor { .. }), "{err}");
     assert!(err.to_string().contains("longer than 1024 bytes"), "{err}");
     node.shutdown(T);

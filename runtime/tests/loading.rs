@@ -34,10 +34,12 @@ fn describe(node: &relup_runtime::Node, pid: relup_runtime::Pid) -> (String, i64
 #[test]
 fn not_a_relup_module() {
     let (node, _) = node(2);
-    let err = node
-        .code()
-        .load(&fixtures().not_a_module, &Expect::default())
-        .unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe {
+        node.code()
+            .load(&fixtures().not_a_module, &Expect::default())
+    }
+    .unwrap_err();
     assert!(matches!(err, LoadError::NotAModule { .. }), "{err}");
     assert!(err.to_string().contains("relup_module_descriptor"), "{err}");
     node.shutdown(T);
@@ -46,10 +48,8 @@ fn not_a_relup_module() {
 #[test]
 fn abi_version_it_does_not_speak() {
     let (node, _) = node(2);
-    let err = node
-        .code()
-        .load(&fixtures().bad_abi, &Expect::default())
-        .unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe { node.code().load(&fixtures().bad_abi, &Expect::default()) }.unwrap_err();
     match &err {
         LoadError::AbiVersion {
             found, supported, ..
@@ -69,12 +69,14 @@ fn truncated_library() {
     let bytes = std::fs::read(&fixtures().counter_v1).unwrap();
     let path = scratch("truncated");
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
-    let err = node.code().load(&path, &Expect::default()).unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe { node.code().load(&path, &Expect::default()) }.unwrap_err();
     assert!(matches!(err, LoadError::NotALibrary { .. }), "{err}");
     assert!(err.to_string().contains("truncated"), "{err}");
     let path = scratch("tiny");
     std::fs::write(&path, &bytes[..20]).unwrap();
-    let err = node.code().load(&path, &Expect::default()).unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe { node.code().load(&path, &Expect::default()) }.unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
     node.shutdown(T);
 }
@@ -88,7 +90,8 @@ fn corrupt_library() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(&path, &garbage).unwrap();
-    let err = node.code().load(&path, &Expect::default()).unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe { node.code().load(&path, &Expect::default()) }.unwrap_err();
     assert!(err.to_string().contains("not an ELF file"), "{err}");
     // A valid ELF header over zeroed program headers: dlopen itself refuses it.
     let mut bytes = std::fs::read(&fixtures().counter_v1).unwrap();
@@ -97,16 +100,19 @@ fn corrupt_library() {
     }
     let path = scratch("zeroed");
     std::fs::write(&path, &bytes).unwrap();
-    let err = node.code().load(&path, &Expect::default()).unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe { node.code().load(&path, &Expect::default()) }.unwrap_err();
     assert!(
         matches!(err, LoadError::Open { .. } | LoadError::NotALibrary { .. }),
         "{err}"
     );
     // A file that does not exist.
-    let err = node
-        .code()
-        .load(Path::new("/nonexistent/lib.so"), &Expect::default())
-        .unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe {
+        node.code()
+            .load(Path::new("/nonexistent/lib.so"), &Expect::default())
+    }
+    .unwrap_err();
     assert!(matches!(err, LoadError::Io { .. }), "{err}");
     node.shutdown(T);
 }
@@ -124,13 +130,15 @@ fn wrong_architecture() {
     bytes[18..20].copy_from_slice(&other.to_le_bytes());
     let path = scratch("arch");
     std::fs::write(&path, &bytes).unwrap();
-    let err = node.code().load(&path, &Expect::default()).unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe { node.code().load(&path, &Expect::default()) }.unwrap_err();
     assert!(err.to_string().contains("built for"), "{err}");
     // A 32-bit class byte.
     let mut bytes = std::fs::read(&fixtures().counter_v1).unwrap();
     bytes[4] = 1;
     std::fs::write(&path, &bytes).unwrap();
-    let err = node.code().load(&path, &Expect::default()).unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe { node.code().load(&path, &Expect::default()) }.unwrap_err();
     assert!(err.to_string().contains("32-bit"), "{err}");
     node.shutdown(T);
 }
@@ -142,21 +150,18 @@ fn name_and_version_are_checked() {
         name: Some("ticker".into()),
         version: None,
     };
-    let err = node
-        .code()
-        .load(&fixtures().counter_v1, &expect)
-        .unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe { node.code().load(&fixtures().counter_v1, &expect) }.unwrap_err();
     assert!(matches!(err, LoadError::NameMismatch { .. }), "{err}");
     let expect = Expect {
         name: Some("counter".into()),
         version: Some(semver::Version::new(2, 0, 0)),
     };
-    let err = node
-        .code()
-        .load(&fixtures().counter_v1, &expect)
-        .unwrap_err();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let err = unsafe { node.code().load(&fixtures().counter_v1, &expect) }.unwrap_err();
     assert!(err.to_string().contains("expected version 2.0.0"), "{err}");
-    let ok = node.code().load(&fixtures().counter_v2, &expect).unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let ok = unsafe { node.code().load(&fixtures().counter_v2, &expect) }.unwrap();
     assert_eq!(ok.version(), &semver::Version::new(2, 0, 0));
     node.shutdown(T);
 }
@@ -164,10 +169,12 @@ fn name_and_version_are_checked() {
 #[test]
 fn two_versions_side_by_side() {
     let (node, _) = node(2);
-    let v1 = node
-        .code()
-        .load_current(&fixtures().counter_v1, &Expect::default())
-        .unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let v1 = unsafe {
+        node.code()
+            .load_current(&fixtures().counter_v1, &Expect::default())
+    }
+    .unwrap();
     let old = node
         .spawn(
             "counter",
@@ -178,10 +185,12 @@ fn two_versions_side_by_side() {
             SpawnOptions::default(),
         )
         .unwrap();
-    let v2 = node
-        .code()
-        .load_current(&fixtures().counter_v2, &Expect::default())
-        .unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let v2 = unsafe {
+        node.code()
+            .load_current(&fixtures().counter_v2, &Expect::default())
+    }
+    .unwrap();
     let new = node
         .spawn(
             "counter",
@@ -235,14 +244,10 @@ fn two_versions_side_by_side() {
 #[test]
 fn the_same_file_loaded_twice_gives_two_distinct_images() {
     let (node, _) = node(2);
-    let a = node
-        .code()
-        .load(&fixtures().counter_v1, &Expect::default())
-        .unwrap();
-    let b = node
-        .code()
-        .load(&fixtures().counter_v1, &Expect::default())
-        .unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let a = unsafe { node.code().load(&fixtures().counter_v1, &Expect::default()) }.unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let b = unsafe { node.code().load(&fixtures().counter_v1, &Expect::default()) }.unwrap();
     assert_ne!(a.serial(), b.serial());
     let copy = |m: &relup_runtime::LoadedModule| match m.origin() {
         Origin::Library { copy, .. } => copy.clone(),

@@ -56,9 +56,12 @@ fn quiet_node(limits: PortLimits) -> Node {
         ..NodeConfig::default()
     })
     .expect("node starts");
-    node.code()
-        .load_current(&fixtures().echo_v1, &Expect::default())
-        .expect("echo v1 loads");
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    unsafe {
+        node.code()
+            .load_current(&fixtures().echo_v1, &Expect::default())
+    }
+    .expect("echo v1 loads");
     node
 }
 
@@ -204,10 +207,8 @@ fn a_suspended_owner_pauses_reading_at_the_in_flight_limit_and_loses_nothing() {
 #[test]
 fn connections_and_the_listener_survive_an_upgrade_and_a_downgrade() {
     let node = quiet_node(PortLimits::default());
-    let v2 = node
-        .code()
-        .load(&fixtures().echo_v2, &Expect::default())
-        .unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let v2 = unsafe { node.code().load(&fixtures().echo_v2, &Expect::default()) }.unwrap();
     let (pid, addr) = listening(&node);
     let mut a = connect(addr);
     round_trip(&mut a, b"on 1.0.0");
@@ -228,10 +229,8 @@ fn connections_and_the_listener_survive_an_upgrade_and_a_downgrade() {
     let mut b = connect(addr);
     round_trip(&mut b, b"new connection on 2.0.0");
 
-    let v1 = node
-        .code()
-        .load(&fixtures().echo_v1, &Expect::default())
-        .unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let v1 = unsafe { node.code().load(&fixtures().echo_v1, &Expect::default()) }.unwrap();
     let down = CodeChange::new(
         v1,
         Direction::Down,

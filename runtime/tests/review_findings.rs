@@ -210,9 +210,11 @@ fn a_supervised_child_whose_config_change_panics_is_restarted_with_a_fresh_state
 #[test]
 fn a_descriptor_with_a_null_entry_point_is_refused() {
     let (node, _) = common::node(1);
-    let loaded = node
-        .code()
-        .load(&common::fixtures().null_entry_point, &Expect::default());
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let loaded = unsafe {
+        node.code()
+            .load(&common::fixtures().null_entry_point, &Expect::default())
+    };
     let err = match loaded {
         Ok(module) => panic!(
             "a descriptor with a null entry point loaded as {} {}",
@@ -236,15 +238,19 @@ fn a_library_whose_bytes_are_not_the_expected_sha256_is_refused() {
     let v1_sha = common::sha256(&fixtures.counter_v1);
     // counter 2.0.0 offered as the bytes whose sha256 is 1.0.0's (the file changed after it
     // was hashed, or the caller hashed another file).
-    let wrong = node
-        .code()
-        .load_verified(&fixtures.counter_v2, &Expect::default(), &v1_sha);
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let wrong = unsafe {
+        node.code()
+            .load_verified(&fixtures.counter_v2, &Expect::default(), &v1_sha)
+    };
     let loaded_as = wrong.as_ref().map(|m| m.version().to_string());
     // Had it been trusted, its image would now serve every load of 1.0.0's digest.
-    let v1 = node
-        .code()
-        .load_verified(&fixtures.counter_v1, &Expect::default(), &v1_sha)
-        .expect("counter 1.0.0 loads");
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let v1 = unsafe {
+        node.code()
+            .load_verified(&fixtures.counter_v1, &Expect::default(), &v1_sha)
+    }
+    .expect("counter 1.0.0 loads");
     assert_eq!(
         v1.version().to_string(),
         "1.0.0",

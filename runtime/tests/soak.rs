@@ -298,10 +298,8 @@ fn every_new_build_maps_an_image_for_good_and_costs_at_most_its_size() {
         let path = dir.join(format!("build-{b}.so"));
         std::fs::write(&path, &bytes).unwrap();
         let sha = common::sha256(&path);
-        let module = node
-            .code()
-            .load_verified(&path, &Expect::default(), &sha)
-            .unwrap();
+        // SAFETY: a fixture library of this workspace's tests, with bytes appended.
+        let module = unsafe { node.code().load_verified(&path, &Expect::default(), &sha) }.unwrap();
         let change = CodeChange::new(module, direction, relup_module::codec::encode(&()).unwrap());
         node.upgrade_module(&change, T).unwrap();
         for pid in &pids {

@@ -17,14 +17,14 @@ const T: Duration = Duration::from_secs(30);
 
 fn setup(n: usize) -> (Node, Arc<LoadedModule>, Arc<LoadedModule>, Vec<Pid>) {
     let (node, _) = node(2);
-    let v1 = node
-        .code()
-        .load_current(&fixtures().counter_v1, &Expect::default())
-        .unwrap();
-    let v2 = node
-        .code()
-        .load(&fixtures().counter_v2, &Expect::default())
-        .unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let v1 = unsafe {
+        node.code()
+            .load_current(&fixtures().counter_v1, &Expect::default())
+    }
+    .unwrap();
+    // SAFETY: a fixture library of this workspace's tests (or a damaged copy, to be refused).
+    let v2 = unsafe { node.code().load(&fixtures().counter_v2, &Expect::default()) }.unwrap();
     let pids = (0..n)
         .map(|i| {
             node.spawn(
