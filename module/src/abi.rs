@@ -221,7 +221,8 @@ pub struct HostApi {
     pub demonitor: unsafe extern "C" fn(ctx: *mut c_void, reference: u64),
     /// Sets whether exit signals from links arrive as info messages (1) or kill the process (0).
     pub trap_exit: unsafe extern "C" fn(ctx: *mut c_void, on: u32),
-    /// Registers the calling process under `name`; returns 0, or 1 if the name is taken.
+    /// Registers the calling process under `name`; returns 0, or 1 if the name is taken or
+    /// the process is already registered under another name (one name per process).
     pub register: unsafe extern "C" fn(ctx: *mut c_void, name: Slice) -> i32,
     /// Looks a registered name up; returns the pid or 0.
     pub whereis: unsafe extern "C" fn(ctx: *mut c_void, name: Slice) -> u64,

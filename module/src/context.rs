@@ -292,7 +292,10 @@ impl<'a> Context<'a> {
         unsafe { (self.host.trap_exit)(self.host.ctx, u32::from(on)) }
     }
 
-    /// Registers this process under `name`; false if the name is taken.
+    /// Registers this process under `name`; false if the name is taken, or if this process is
+    /// already registered under another name (a process has one name, as in Erlang; the node
+    /// logs the refusal with the name held). Registering the name it holds again is true. The
+    /// name is freed when the process exits.
     pub fn register(&self, name: &str) -> bool {
         // SAFETY: as in `send`.
         unsafe { (self.host.register)(self.host.ctx, Slice::new(name.as_bytes())) == 0 }
