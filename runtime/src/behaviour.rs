@@ -165,8 +165,9 @@ impl ModuleInstance {
         }
     }
 
-    /// Calls an exported function of `module` (appup `apply`) outside any process: the host
-    /// context is a detached process that is in no table, so it can send and call others.
+    /// Calls an exported function of `module` (appup `apply`) outside any running process:
+    /// the host context is a process of its own that no scheduler runs and that exits when the
+    /// call returns ([`crate::Node::apply`]), so it can send to and call others.
     pub(crate) fn apply(
         module: &LoadedModule,
         cx: &ProcCx<'_>,
