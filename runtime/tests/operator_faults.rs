@@ -339,3 +339,46 @@ fn a_config_value_the_new_release_forbids_is_reset_loudly_at_the_upgrade() {
         Some(relup_runtime::ConfigValue::Int(2))
     );
 }
+
+#[test]
+fn a_stop_racing_an_install_waits_for_its_hop_and_nothing_becomes_permanent() {
+    use relup_fixture_counter_api::{Call, Reply};
+    let f = fixture("stop-vs-install");
+    let (node, _) = node(2);
+    let handler = ReleaseHandler::start(node.clone(), f.root.clone()).unwrap();
+    // c1 is busy for a while: the install waits to suspend it.
+    let sleeper = {
+        let node = node.clone();
+        std::thread::spawn(move || {
+            node.call::<_, Reply>("c1", &Call::Sleep(1500), Duration::from_secs(10))
+        })
+    };
+    common::wait_until_busy(&node, "c1");
+    std::thread::scope(|s| {
+        let (started, has_started) = std::sync::mpsc::channel();
+        let handler = &handler;
+        let installing = s.spawn(move || {
+            handler.install(&v("0.2.0"), &InstallOptions::default(), true, &mut |_| {
+                let _ = started.send(());
+            })
+        });
+        // The install reports its first step, then waits for c1 with the lock held.
+        has_started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the install never started");
+        handler.stop(Duration::from_secs(10));
+        let error = installing.join().unwrap().unwrap_err();
+        assert!(
+            matches!(error, HandlerError::Stopping { .. }),
+            "the install went on through a stop: {error}"
+        );
+    });
+    let _ = sleeper.join();
+    assert!(statuses(&f.root).contains(&("0.1.0".into(), ReleaseStatus::Permanent)));
+    assert!(
+        handler
+            .log()
+            .unwrap()
+            .contains("install stopped: the node is stopping")
+    );
+}

@@ -174,6 +174,9 @@ impl ReleaseHandler {
     /// Loads the code of the plan to `target` (nothing is switched), takes each affected
     /// process's state, and runs the new `code_change` on a copy of it.
     pub fn check(&self, target: &Version) -> Result<CheckReport, HandlerError> {
+        // Not beside an install: states exported mid-install belong to processes that are
+        // being migrated, and the check reported false failures (issue 16).
+        let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
         let started = Instant::now();
         let plan = self.plan(target)?;
         let chains = self.migration_chains(&plan)?;

@@ -162,6 +162,18 @@ pub enum HandlerError {
         /// The permanent release (what the next start boots).
         permanent: Version,
     },
+    /// The node was told to stop while an install ran: no further hop runs, and nothing is
+    /// made permanent.
+    #[error(
+        "the node is stopping: the install went no further than {running}, which is not \
+         permanent; the next start boots {permanent}"
+    )]
+    Stopping {
+        /// The release the node runs until it exits.
+        running: Version,
+        /// What the next start boots.
+        permanent: Version,
+    },
     /// The new release failed its probation and the automatic downgrade failed too.
     #[error(
         "{version} failed its probation: {reason}; the automatic downgrade to {fallback} failed: {error}"
@@ -229,6 +241,9 @@ pub struct ReleaseHandler {
     permanent: Mutex<Version>,
     journal: Journal,
     installing: Mutex<()>,
+    /// Set by [`ReleaseHandler::stop`]: an install under way runs no further hop and makes
+    /// nothing permanent.
+    stopping: std::sync::atomic::AtomicBool,
     config: Arc<ConfigStore>,
     watcher: Mutex<Option<ConfigWatcher>>,
     /// Identifies this boot of the node (pids in snapshots are only valid within it).
@@ -304,6 +319,7 @@ impl ReleaseHandler {
             current_since: Mutex::new(now_unix()),
             journal,
             installing: Mutex::new(()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             config,
             watcher: Mutex::new(watcher),
             boot_id: format!(
@@ -596,6 +612,7 @@ impl ReleaseHandler {
             ..opts.clone()
         };
         for hop in &plan.hops {
+            self.refuse_if_stopping()?;
             let opts = if restore_at == Some(&hop.to) {
                 opts
             } else {
@@ -649,6 +666,7 @@ impl ReleaseHandler {
             }
         }
         if permanent && !report.restart_required {
+            self.refuse_if_stopping()?;
             self.make_permanent(&report.to)?;
             report.permanent = true;
         }
@@ -805,11 +823,35 @@ impl ReleaseHandler {
         Ok(())
     }
 
+    /// The error for an install that finds the node stopping, journaled.
+    fn refuse_if_stopping(&self) -> Result<(), HandlerError> {
+        if !self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let error = HandlerError::Stopping {
+            running: self.booted.lock().release.version.clone(),
+            permanent: self.permanent.lock().clone(),
+        };
+        let _ = self.journal.record(&format!("install stopped: {error}"));
+        Err(error)
+    }
+
     /// Stops the running release's applications (a probation under way ends as
-    /// interrupted: the release stays current, not permanent, and is not booted again).
+    /// interrupted: the release stays current, not permanent, and is not booted again). An
+    /// install under way finishes its current hop (up to `timeout`) and goes no further; the
+    /// applications stop after it, never under it.
     pub fn stop(&self, timeout: Duration) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.probation.interrupt();
         self.scheduler.stop();
+        let installing = self.installing.try_lock_for(timeout);
+        if installing.is_none() {
+            let _ = self.journal.record(&format!(
+                "stop: an install still runs after {} ms; stopping anyway",
+                timeout.as_millis()
+            ));
+        }
         if let Some(watcher) = self.watcher.lock().take() {
             watcher.stop();
         }

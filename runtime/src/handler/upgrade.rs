@@ -166,6 +166,7 @@ impl ReleaseHandler {
             }
         }
         if opts.permanent {
+            self.refuse_if_stopping()?;
             self.make_permanent(target)?;
             report.permanent = true;
         }
