@@ -1,5 +1,5 @@
 //! What a careless or hostile operator does to the real `relup` binary and a real node (issue
-//! 16): time values that overflow, a node stopped with SIGSTOP.
+//! 16): time values that overflow, a node stopped with SIGSTOP, two `relup start` at once.
 
 mod common;
 
@@ -338,4 +338,77 @@ fn a_stopped_node_makes_commands_fail_in_time_with_its_pid() {
         "the node did not carry out the pending stop"
     );
     fails(root.run(&["status"]), "the node is not running");
+}
+
+/// Bug 4: of two `relup start` at once exactly one starts a node and says so; the other says
+/// which node runs; `relup stop` then leaves no node behind.
+#[test]
+fn two_concurrent_starts_start_one_node() {
+    let root = Root::new("double-start");
+    for round in 0..3 {
+        let a = root.command(&["start"]).spawn().unwrap();
+        let b = root.command(&["start"]).spawn().unwrap();
+        let (a, _) = finish_within(a, Duration::from_secs(60), "start a");
+        let (b, _) = finish_within(b, Duration::from_secs(60), "start b");
+        let (won, lost) = match (a.status.success(), b.status.success()) {
+            (true, false) => (a, b),
+            (false, true) => (b, a),
+            _ => panic!(
+                "round {round}: exactly one start must succeed:\n{}\n---\n{}",
+                text(&a),
+                text(&b)
+            ),
+        };
+        let won = text(&won);
+        let pid = root.node_pid().expect("node.pid after start");
+        assert!(
+            won.contains(&format!("node started (pid {pid})")),
+            "round {round}: {won}"
+        );
+        fails(
+            lost,
+            &format!("already running on {} (pid {pid})", root.root.display()),
+        );
+        // Only the winner runs, and it still owns node.pid and the socket.
+        assert!(
+            wait_until(Duration::from_secs(10), || root.nodes() == vec![pid]),
+            "round {round}: nodes {:?}, node.pid {pid}",
+            root.nodes()
+        );
+        let status = ok(root.run(&["status"]));
+        assert!(status.contains("release demo 0.1.0"), "{status}");
+        let stopped = ok(root.run(&["stop"]));
+        assert!(stopped.contains("node stopped"), "{stopped}");
+        assert!(
+            wait_until(Duration::from_secs(10), || root.nodes().is_empty()),
+            "round {round}: a node is left after stop: {:?}",
+            root.nodes()
+        );
+        assert!(!alive(pid));
+    }
+}
+
+/// Bug 4: a root whose node is stopped (SIGSTOP) is still taken: `start` refuses at once,
+/// naming the node, and leaves its pid file alone.
+#[test]
+fn start_refuses_a_root_whose_node_is_stopped() {
+    let root = Root::new("start-stopped");
+    ok(root.run(&["start"]));
+    let pid = root.node_pid().expect("node.pid");
+    // SAFETY: stopping the node this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let child = root.command(&["start"]).spawn().unwrap();
+    let (output, _) = finish_within(child, Duration::from_secs(20), "start");
+    fails(
+        output,
+        &format!("already running on {} (pid {pid})", root.root.display()),
+    );
+    assert_eq!(root.nodes(), vec![pid]);
+    assert_eq!(root.node_pid(), Some(pid));
+    // SAFETY: continuing the node this test stopped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    ok(root.run(&["stop"]));
+    assert!(wait_until(Duration::from_secs(10), || root
+        .nodes()
+        .is_empty()));
 }

@@ -4,12 +4,22 @@
 //! with output to `<root>/log/node.log`, and waits until the control socket answers.
 //! The foreground node boots the permanent release, serves the control socket, and stops on
 //! `relup stop`, SIGTERM, SIGINT or SIGHUP.
+//!
+//! One node per root: the foreground node takes an `flock` on `<root>/run/node.lock` before it
+//! boots anything and holds it for its whole life (the kernel releases it when the process
+//! dies, however it dies); the file holds the node's pid. A second node on the same root
+//! finds the lock taken and exits at once, touching neither `run/node.pid` nor the socket.
+//! `relup start` reports success only once `run/node.pid` names its own child and the socket
+//! answers, so of two concurrent starts exactly one says "node started".
 
 use super::Failure;
 use relup_runtime::control::{ControlServer, Event, Request};
 use relup_runtime::handler::ReleaseHandler;
 use relup_runtime::release::ReleaseRoot;
 use relup_runtime::{Node, NodeConfig};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,6 +44,85 @@ fn answers(root: &ReleaseRoot) -> bool {
         .is_ok_and(|e| matches!(e, Event::Done { .. }))
 }
 
+/// `<root>/run/node.lock`: locked by the node that runs on the root, for its whole life; it
+/// holds that node's pid. It is never removed (a removed lock file could be locked twice).
+fn lock_file(root: &ReleaseRoot) -> PathBuf {
+    root.run_dir().join("node.lock")
+}
+
+/// How long taking the node lock is retried: a `relup start` that only checks the lock holds
+/// it for microseconds, a node holds it for its life.
+const LOCK_PATIENCE: Duration = Duration::from_millis(200);
+
+/// The node lock of a root: taken, or held by another process.
+enum NodeLock {
+    /// Taken: held while the file stays open.
+    Held(File),
+    /// Another process holds it; the pid it wrote, if any yet.
+    Busy(Option<i32>),
+}
+
+/// Takes the node lock of `root` (retried for [`LOCK_PATIENCE`]).
+fn take_lock(root: &ReleaseRoot) -> Result<NodeLock, Failure> {
+    let path = lock_file(root);
+    let cannot = |e: std::io::Error| {
+        Failure(format!(
+            "cannot lock {}: {e}; nothing was started (check the permissions of {})",
+            path.display(),
+            root.run_dir().display()
+        ))
+    };
+    std::fs::create_dir_all(root.run_dir()).map_err(cannot)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(cannot)?;
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    loop {
+        // SAFETY: flock on a descriptor this function owns; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(NodeLock::Held(file));
+        }
+        let error = std::io::Error::last_os_error();
+        match error.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {}
+            _ => return Err(cannot(error)),
+        }
+        if Instant::now() >= deadline {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| text.lines().next()?.trim().parse().ok())
+                .filter(|pid: &i32| *pid > 0);
+            return Ok(NodeLock::Busy(holder));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Writes this process's pid into the held lock file (over any older pid).
+fn write_lock_pid(root: &ReleaseRoot, lock: &File) -> Result<(), Failure> {
+    let text = format!("{}\n", std::process::id());
+    lock.write_all_at(text.as_bytes(), 0)
+        .and_then(|()| lock.set_len(text.len() as u64))
+        .map_err(|e| Failure(format!("{}: {e}", lock_file(root).display())))
+}
+
+/// The refusal of a second node on `root`.
+fn already_running(root: &ReleaseRoot, pid: Option<i32>) -> Failure {
+    let who = pid.map_or_else(
+        || format!("its pid is not yet in {}", lock_file(root).display()),
+        |pid| format!("pid {pid}"),
+    );
+    Failure(format!(
+        "a node is already running on {} ({who}); nothing was started: `relup status` shows it, `relup stop` stops it",
+        root.path.display()
+    ))
+}
+
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
@@ -45,11 +134,10 @@ pub fn start(root: &Path, foreground: bool, json: bool) -> Result<(), Failure> {
     if foreground {
         return run_node(&root);
     }
-    if answers(&root) {
-        return Err(Failure(format!(
-            "a node is already running on {}",
-            root.path.display()
-        )));
+    match take_lock(&root)? {
+        NodeLock::Busy(pid) => return Err(already_running(&root, pid)),
+        // Only a check: released at once for the node to take.
+        NodeLock::Held(probe) => drop(probe),
     }
     let log_path = node_log(&root);
     let log = std::fs::OpenOptions::new()
@@ -67,12 +155,19 @@ pub fn start(root: &Path, foreground: bool, json: bool) -> Result<(), Failure> {
         .stderr(log)
         .process_group(0)
         .spawn()?;
+    let child_pid = i32::try_from(child.id()).ok();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if answers(&root) {
+        // Another node's answer is not this start's success: the pid must be the child's.
+        if super::remote::node_pid(&root) == child_pid && answers(&root) {
             break;
         }
         if let Some(status) = child.try_wait()? {
+            // Another `relup start` at the same time: its node took the root first.
+            match take_lock(&root)? {
+                NodeLock::Busy(pid) => return Err(already_running(&root, pid)),
+                NodeLock::Held(probe) => drop(probe),
+            }
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(5).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -120,7 +215,13 @@ fn block_stop_signals() -> libc::sigset_t {
 }
 
 fn run_node(root: &ReleaseRoot) -> Result<(), Failure> {
-    // Before anything is written over (the pid file below): a live node keeps its files.
+    // Before anything is booted or written over: one node per root, for its whole life.
+    let lock = match take_lock(root)? {
+        NodeLock::Held(lock) => lock,
+        NodeLock::Busy(pid) => return Err(already_running(root, pid)),
+    };
+    write_lock_pid(root, &lock)?;
+    // A node of a relup that did not lock the root keeps its files too.
     if answers(root) {
         return Err(Failure(format!(
             "a node is already running on {}",
@@ -178,6 +279,8 @@ fn run_node(root: &ReleaseRoot) -> Result<(), Failure> {
     node.shutdown(SHUTDOWN);
     let _ = std::fs::remove_file(&pid_path);
     println!("node stopped");
+    // Released last: nothing of this node is left when another may start.
+    drop(lock);
     Ok(())
 }
 
