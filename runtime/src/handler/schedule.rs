@@ -103,16 +103,14 @@ pub enum ScheduleError {
     },
     /// The time is further ahead than [`Schedule::MAX_AHEAD`].
     #[error(
-        "{at} is too far ahead: the node's time is {now}, and an upgrade may be scheduled at most {} days (about ten years) ahead; give --at a time from now to {latest}, or --in up to {}d",
+        "{at} is too far ahead: an upgrade may be scheduled at most {} days (about ten years) ahead, by the node's clock until {latest}; give --at a time from now to {latest}, or --in up to {}d",
         Schedule::MAX_AHEAD.as_secs() / 86_400,
         Schedule::MAX_AHEAD.as_secs() / 86_400
     )]
     TooFar {
         /// The time asked for.
         at: String,
-        /// The node's clock.
-        now: String,
-        /// The latest time accepted now.
+        /// The latest time accepted now (the node's clock plus [`Schedule::MAX_AHEAD`]).
         latest: String,
     },
     /// The delay is longer than [`Schedule::MAX_AHEAD`].
@@ -275,7 +273,6 @@ impl Schedule {
                 if when > latest {
                     return Err(ScheduleError::TooFar {
                         at: at.trim().to_string(),
-                        now: rfc3339_ms(unix_ms(now)),
                         latest: rfc3339_ms(unix_ms(latest)),
                     });
                 }
