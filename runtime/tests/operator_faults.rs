@@ -4,6 +4,9 @@
 //! deleted silently, a root whose `RELEASES` was deleted gets it back from what the node
 //! runs, and a stop during a probation is a failure for the caller.
 
+// The handler's errors carry versions, paths and reasons; threads here return them as is.
+#![allow(clippy::result_large_err)]
+
 mod common;
 
 use common::{appup_v2, deploy_pair, fixtures, node, release_dir};
@@ -381,4 +384,35 @@ fn a_stop_racing_an_install_waits_for_its_hop_and_nothing_becomes_permanent() {
             .unwrap()
             .contains("install stopped: the node is stopping")
     );
+}
+
+#[test]
+fn one_corrupt_or_edited_release_blocks_only_itself() {
+    let f = fixture("corrupt-release");
+    unpack(&f.root, &f.quick).unwrap();
+    let (running, _) = node(2);
+    let handler = ReleaseHandler::start(running, f.root.clone()).unwrap();
+    // 0.4.0's manifest is garbage: plans to 0.2.0 still work, and one to 0.4.0 names the file.
+    std::fs::write(f.root.release_manifest(&v("0.4.0")), "name = [").unwrap();
+    handler.plan(&v("0.2.0")).unwrap();
+    let err = handler.plan(&v("0.4.0")).unwrap_err().to_string();
+    assert!(err.contains("releases/0.4.0/release.toml"), "{err}");
+    assert!(!err.contains("is not known"), "{err}");
+    // An edited release.toml (another version) is named as such, not "not known".
+    let manifest = f.root.release_manifest(&v("0.2.0"));
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("version = \"0.2.0\"", "version = \"0.2.1\""),
+    )
+    .unwrap();
+    let err = handler.plan(&v("0.2.0")).unwrap_err().to_string();
+    assert!(
+        err.contains("version 0.2.1, but the release is listed as 0.2.0"),
+        "{err}"
+    );
+    // The node still boots: only the permanent release must read.
+    drop(handler);
+    let (again, _) = node(1);
+    ReleaseHandler::start(again, f.root.clone()).unwrap();
 }

@@ -34,7 +34,7 @@ use crate::install::{
 use crate::node::Node;
 use crate::release::{
     KnownError, ReleaseRoot, Releases, ReleasesError, ReleasesLock, StatusError, UnpackError,
-    UnpackedRelease, known_releases, now_unix, unpack, unpack_in_place,
+    UnpackedRelease, known_releases_each, now_unix, unpack, unpack_in_place,
 };
 use parking_lot::Mutex;
 use relup_appup::{Plan, PlanError, ReleaseStatus};
@@ -162,6 +162,20 @@ pub enum HandlerError {
         /// The permanent release (what the next start boots).
         permanent: Version,
     },
+    /// `RELEASES` could not be written to make a release permanent (a full disk, a read-only
+    /// file system): the release runs but a restart boots `permanent`.
+    #[error(
+        "{version} runs but is not permanent: writing RELEASES failed ({error}); a restart \
+         boots {permanent}. Free space (or fix the file system), then run `relup permanent {version}`"
+    )]
+    NotPermanent {
+        /// The release that runs.
+        version: Version,
+        /// What a restart boots.
+        permanent: Version,
+        /// Why the write failed.
+        error: Box<ReleasesError>,
+    },
     /// The node was told to stop while an install ran: no further hop runs, and nothing is
     /// made permanent.
     #[error(
@@ -261,11 +275,12 @@ impl ReleaseHandler {
             .permanent()
             .map(|e| e.version.clone())
             .ok_or_else(|| HandlerError::NothingToBoot(root.path.display().to_string()))?;
-        let known = known_releases(&root)?;
-        let release = known
-            .iter()
-            .find(|k| k.release.version == permanent)
-            .map(|k| k.release.clone())
+        // Only the permanent release must read: a corrupt other one does not stop the boot.
+        let release = known_releases_each(&root)?
+            .into_iter()
+            .find(|(vsn, _)| vsn == &permanent)
+            .map(|(_, known)| known.map(|k| k.release))
+            .transpose()?
             .ok_or_else(|| HandlerError::Unknown {
                 version: permanent.clone(),
                 known: releases.known_list(),
@@ -489,6 +504,16 @@ impl ReleaseHandler {
     /// The plan to `target` and the releases it was made from (read from disk once).
     fn plan_known(&self, target: &Version) -> Result<Prepared, HandlerError> {
         let known = self.known_with_statuses()?;
+        if !known.iter().any(|k| &k.release.version == target) {
+            // Listed but unreadable: say what is wrong with it, not "not known".
+            let broken = known_releases_each(&self.root)?
+                .into_iter()
+                .find(|(vsn, _)| vsn == target)
+                .and_then(|(_, k)| k.err());
+            if let Some(error) = broken {
+                return Err(error.into());
+            }
+        }
         let current = self.booted.lock().release.clone();
         let target_release = known
             .iter()
@@ -513,9 +538,20 @@ impl ReleaseHandler {
     }
 
     /// The known releases from disk, the running one marked `current` (see `releases`).
+    /// A release that cannot be read is left out (see [`known_releases_each`]), unless it is
+    /// the permanent or the running one: one corrupt unpacked release must not block plans to
+    /// every other version. [`ReleaseHandler::plan`] names it when it is the target.
     fn known_with_statuses(&self) -> Result<Vec<relup_appup::KnownRelease>, HandlerError> {
-        let mut known = known_releases(&self.root)?;
         let running = self.booted.lock().release.version.clone();
+        let permanent = self.permanent.lock().clone();
+        let mut known = Vec::new();
+        for (vsn, release) in known_releases_each(&self.root)? {
+            match release {
+                Ok(k) => known.push(k),
+                Err(e) if vsn == running || vsn == permanent => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
         for k in &mut known {
             if k.release.version == running && k.status != ReleaseStatus::Permanent {
                 k.status = ReleaseStatus::Current;
@@ -745,7 +781,15 @@ impl ReleaseHandler {
             return Ok(());
         }
         releases.make_permanent(vsn, now_unix())?;
-        releases.save(&self.root)?;
+        if let Err(error) = releases.save(&self.root) {
+            let error = HandlerError::NotPermanent {
+                version: vsn.clone(),
+                permanent: self.permanent.lock().clone(),
+                error: Box::new(error),
+            };
+            let _ = self.journal.record(&error.to_string());
+            return Err(error);
+        }
         *self.permanent.lock() = vsn.clone();
         let _ = self.journal.record(&format!("permanent {vsn}"));
         self.probation.accept(vsn);

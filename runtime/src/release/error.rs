@@ -234,4 +234,18 @@ pub enum KnownError {
     /// A manifest or appup on disk is invalid.
     #[error("{0}")]
     Invalid(relup_appup::Errors),
+    /// A release's manifest names another version than its directory and `RELEASES` entry
+    /// (an edited release.toml).
+    #[error(
+        "{path}: version {found}, but the release is listed as {expected}; expected version = \"{expected}\" \
+         (restore the file, or `relup unpack --force` the release's tarball again)"
+    )]
+    Mismatch {
+        /// The manifest.
+        path: PathBuf,
+        /// The version it names.
+        found: semver::Version,
+        /// The version of its directory and entry.
+        expected: semver::Version,
+    },
 }

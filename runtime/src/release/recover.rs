@@ -118,10 +118,10 @@ fn verified_release(root: &ReleaseRoot, dir: &Path, vsn: &Version) -> Result<(),
         return Err(format!("its release.toml is not that of {vsn}"));
     }
     let releases = Releases::load(root).map_err(|e| e.to_string())?;
-    if let Some(name) = super::unpack::root_release_name(root, &releases) {
-        if name != manifest.name {
-            return Err(format!("it is a release of {}, not {name}", manifest.name));
-        }
+    if let Some(name) = super::unpack::root_release_name(root, &releases)
+        && name != manifest.name
+    {
+        return Err(format!("it is a release of {}, not {name}", manifest.name));
     }
     for file in &manifest.files {
         if !super::manifest::is_safe_relative(&file.path) {
