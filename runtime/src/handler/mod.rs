@@ -292,6 +292,12 @@ impl ReleaseHandler {
         for repair in crate::release::recover(&root).unwrap_or_else(|e| vec![e.to_string()]) {
             let _ = journal.record(&format!("recover: {repair}"));
         }
+        // A scheduled upgrade the node died during left a "starts" line and no ending one.
+        for id in unfinished_scheduled(&journal.read().unwrap_or_default()) {
+            let _ = journal.record(&format!(
+                "scheduled upgrade {id} INTERRUPTED: the node stopped or died during it; it is not run again, and the node boots {permanent}"
+            ));
+        }
         let _ = journal.record(&format!("boot {} {}", release.name, release.version));
         // The operator's values go into the env before the applications start, so processes
         // start with them (boot only fills in defaults for keys that are still unset).
@@ -907,6 +913,33 @@ impl ReleaseHandler {
     }
 }
 
+/// The ids of scheduled upgrades that the journal `text` shows starting but never ending
+/// (done, FAILED or INTERRUPTED), in the order they started.
+fn unfinished_scheduled(text: &str) -> Vec<u64> {
+    let mut open: Vec<u64> = Vec::new();
+    for line in text.lines() {
+        let Some(at) = line.find("scheduled upgrade ") else {
+            continue;
+        };
+        let rest = &line[at + "scheduled upgrade ".len()..];
+        let Some((id, what)) = rest.split_once(' ') else {
+            continue;
+        };
+        let Ok(id) = id.parse::<u64>() else {
+            continue;
+        };
+        if what.starts_with("starts:") {
+            open.push(id);
+        } else if what.starts_with("done:")
+            || what.starts_with("FAILED:")
+            || what.starts_with("INTERRUPTED:")
+        {
+            open.retain(|&o| o != id);
+        }
+    }
+    open
+}
+
 /// A plan and the releases (manifests and appups) it was made from.
 struct Prepared {
     plan: Plan,
@@ -920,5 +953,25 @@ fn note(text: &str) -> Progress {
         ok: true,
         micros: 0,
         detail: text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unfinished_scheduled;
+
+    #[test]
+    fn a_scheduled_upgrade_without_an_ending_line_is_unfinished() {
+        let journal = "\
+t1 scheduled upgrade 1 starts: 0.2.0 (due x)
+t2 scheduled upgrade 1: probation ...
+t3 scheduled upgrade 1 done: running 0.2.0
+t4 scheduled upgrade 2 starts: 0.3.0 (due y)
+t5 scheduled upgrade 3 starts: 0.3.0 (due y)
+t6 scheduled upgrade 3 FAILED: no
+";
+        assert_eq!(unfinished_scheduled(journal), [2]);
+        let after = format!("{journal}t7 scheduled upgrade 2 INTERRUPTED: died\n");
+        assert!(unfinished_scheduled(&after).is_empty());
     }
 }
