@@ -878,14 +878,16 @@ fn crash_recovery_repairs_only_what_an_interrupted_operation_left() {
     let dropped = releases.join("0.2.0");
     fs::create_dir_all(&dropped).unwrap();
     fs::copy(&s.good, dropped.join("ticker-0.2.0.tar.gz")).unwrap();
-    // An unpack that was renamed into place but not recorded: removed; a stale temp file of
-    // an atomic write: removed.
+    // An unpack that was renamed into place but not recorded and does not verify against its
+    // MANIFEST: removed, with a line saying why (one that verifies is listed again, see
+    // operator_faults.rs); a stale temp file of an atomic write: removed.
     let orphan = releases.join("0.3.0");
     fs::create_dir_all(&orphan).unwrap();
     fs::write(orphan.join(MANIFEST), "name = \"ticker\"\n").unwrap();
     fs::write(releases.join(".RELEASES.tmp-1-2-3"), "half").unwrap();
     let done = relup_runtime::release::recover(&s.root).unwrap();
-    assert_eq!(done.len(), 2, "{done:?}");
+    assert_eq!(done.len(), 3, "{done:?}");
+    assert!(done[0].contains("does not verify"), "{done:?}");
     assert!(!orphan.exists() && dropped.join("ticker-0.2.0.tar.gz").is_file());
     assert_eq!(names(&releases), ["0.1.0", "0.2.0", "RELEASES"]);
     assert!(relup_runtime::release::recover(&s.root).unwrap().is_empty());
