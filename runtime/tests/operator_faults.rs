@@ -416,3 +416,29 @@ fn one_corrupt_or_edited_release_blocks_only_itself() {
     let (again, _) = node(1);
     ReleaseHandler::start(again, f.root.clone()).unwrap();
 }
+
+#[test]
+fn removing_the_last_downgrade_target_says_so() {
+    let f = fixture("last-downgrade");
+    let (node, _) = node(2);
+    let handler = ReleaseHandler::start(node, f.root.clone()).unwrap();
+    handler
+        .install(&v("0.2.0"), &InstallOptions::default(), true, &mut |_| {})
+        .unwrap();
+    unpack(&f.root, &f.quick).unwrap();
+    // 0.4.0 is newer than the permanent 0.2.0: removing it leaves the downgrade path alone.
+    handler.remove(&v("0.4.0")).unwrap();
+    assert_eq!(handler.downgrade_warning(&v("0.4.0")), None);
+    handler.remove(&v("0.1.0")).unwrap();
+    let warning = handler.downgrade_warning(&v("0.1.0")).unwrap_or_default();
+    assert!(
+        warning.contains("0.1.0 was the last release older than the permanent 0.2.0"),
+        "{warning:?}"
+    );
+    assert!(
+        handler
+            .log()
+            .unwrap()
+            .contains("remove 0.1.0: warning: 0.1.0 was the last")
+    );
+}

@@ -6,7 +6,7 @@ use crate::handler::ReleaseHandler;
 use crate::handler::UpgradeOptions;
 use crossbeam_channel::{Receiver, Sender};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -44,6 +44,16 @@ pub enum ServeError {
     /// Another node answers on this socket.
     #[error("a node is already running on {0}")]
     AlreadyRunning(PathBuf),
+    /// Something other than a socket is at the socket's path: it is left alone.
+    #[error(
+        "{path} is {what}, not a socket; nothing was started: move it away or remove it (the node creates its control socket there), then start again"
+    )]
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+        /// What is there ("a directory", "a symlink to /x", ...).
+        what: String,
+    },
     /// The socket could not be created.
     #[error("cannot listen on {path}: {source}")]
     Io {
@@ -261,12 +271,14 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
             Ok(()) => done(&serde_json::json!({ "permanent": version })),
             Err(message) => Event::Error { message },
         },
-        Request::Remove { version } => match parse_version(&version)
-            .and_then(|v| handler.remove(&v).map_err(|e| e.to_string()))
-        {
-            Ok(dir) => done(&serde_json::json!({
+        Request::Remove { version } => match parse_version(&version).and_then(|v| {
+            let dir = handler.remove(&v).map_err(|e| e.to_string())?;
+            Ok((dir, handler.downgrade_warning(&v)))
+        }) {
+            Ok((dir, warning)) => done(&serde_json::json!({
                 "removed": version,
                 "path": dir.to_string_lossy(),
+                "warning": warning,
             })),
             Err(message) => Event::Error { message },
         },
@@ -352,20 +364,91 @@ fn serve_connection(handler: &ReleaseHandler, mut stream: UnixStream, stop: &Sen
     }
 }
 
+/// What a file that is not a socket is, for a message.
+fn describe(path: &Path, meta: &std::fs::Metadata) -> String {
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        "a directory".into()
+    } else if kind.is_symlink() {
+        match std::fs::read_link(path) {
+            Ok(target) => format!("a symlink to {}", target.display()),
+            Err(_) => "a symlink".into(),
+        }
+    } else if kind.is_file() {
+        format!("a regular file of {} bytes", meta.len())
+    } else {
+        "a special file (fifo or device)".into()
+    }
+}
+
+/// `RELUP_FAULT_CONTROL_SPAWN=<file>` (fault injection, as in [`crate::fault`]): while
+/// `<file>` exists, the accept thread fails to start a thread for a request, as when the
+/// process is out of threads or memory.
+fn spawn_fault() -> bool {
+    static FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| std::env::var_os("RELUP_FAULT_CONTROL_SPAWN").map(PathBuf::from))
+        .as_ref()
+        .is_some_and(|file| file.exists())
+}
+
+/// Starts a thread that serves `stream`; when no thread can be started, answers the client
+/// an error from the calling (accept) thread instead of dropping its request.
+fn spawn_client(handler: &Arc<ReleaseHandler>, stream: UnixStream, stop_tx: &Sender<String>) {
+    // The stream goes back to this thread when the spawn fails (the closure is dropped).
+    let slot = Arc::new(parking_lot::Mutex::new(Some(stream)));
+    let spawned = if spawn_fault() {
+        Err(std::io::Error::other(
+            "fault injection: RELUP_FAULT_CONTROL_SPAWN",
+        ))
+    } else {
+        let (handler, stop_tx, slot) = (handler.clone(), stop_tx.clone(), slot.clone());
+        std::thread::Builder::new()
+            .name("relup-client".into())
+            .spawn(move || {
+                if let Some(stream) = slot.lock().take() {
+                    serve_connection(&handler, stream, &stop_tx);
+                }
+            })
+    };
+    let Err(error) = spawned else { return };
+    eprintln!("relup-control: cannot start a thread for a request ({error}); refused it");
+    let Some(mut stream) = slot.lock().take() else {
+        return;
+    };
+    // The answer is one short line: it fits the socket buffer, the timeout is a safeguard.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let message = format!(
+        "the node cannot start a thread for this request ({error}); it was not carried out: the node is out of threads or memory; check the node's log (log/node.log) and retry"
+    );
+    let _ = send(&mut stream, &Event::Error { message });
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
 impl ControlServer {
     /// Listens on `path` (mode 0600) and serves `handler`, one thread per connection.
-    /// A stale socket file (no node answers) is replaced.
+    /// A stale socket file (no node answers) is replaced; anything else at `path` (a
+    /// directory, a file, a symlink) is refused with [`ServeError::NotASocket`] and left alone.
     pub fn bind(handler: Arc<ReleaseHandler>, path: &Path) -> Result<ControlServer, ServeError> {
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(ServeError::AlreadyRunning(path.to_path_buf()));
-            }
-            let _ = std::fs::remove_file(path);
-        }
         let io = |source| ServeError::Io {
             path: path.to_path_buf(),
             source,
         };
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                if UnixStream::connect(path).is_ok() {
+                    return Err(ServeError::AlreadyRunning(path.to_path_buf()));
+                }
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(meta) => {
+                return Err(ServeError::NotASocket {
+                    path: path.to_path_buf(),
+                    what: describe(path, &meta),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -378,15 +461,26 @@ impl ControlServer {
             std::thread::Builder::new()
                 .name("relup-control".into())
                 .spawn(move || {
+                    // Whether accepting failed last time: a failure is logged once, not per try.
+                    let mut failing = false;
                     for stream in listener.incoming() {
                         if closing.load(Ordering::SeqCst) {
                             break;
                         }
-                        let Ok(stream) = stream else { continue };
-                        let (handler, stop_tx) = (handler.clone(), stop_tx.clone());
-                        let _ = std::thread::Builder::new()
-                            .name("relup-client".into())
-                            .spawn(move || serve_connection(&handler, stream, &stop_tx));
+                        match stream {
+                            Ok(stream) => {
+                                failing = false;
+                                spawn_client(&handler, stream, &stop_tx);
+                            }
+                            Err(e) => {
+                                if !failing {
+                                    eprintln!("relup-control: cannot accept a connection: {e}");
+                                }
+                                failing = true;
+                                // Out of descriptors (EMFILE) fails at once and again: no spin.
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                        }
                     }
                 })
                 .map_err(io)?

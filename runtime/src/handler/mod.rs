@@ -826,7 +826,32 @@ impl ReleaseHandler {
         let _ = self
             .journal
             .record(&format!("remove {vsn}: deleted {}", dir.display()));
+        if let Some(warning) = self.downgrade_warning(vsn) {
+            let _ = self
+                .journal
+                .record(&format!("remove {vsn}: warning: {warning}"));
+        }
         Ok(dir)
+    }
+
+    /// After `removed` went: a warning when no release older than the permanent one is left
+    /// (no downgrade target remains), `None` otherwise.
+    pub fn downgrade_warning(&self, removed: &Version) -> Option<String> {
+        let permanent = self.permanent.lock().clone();
+        if removed >= &permanent {
+            return None;
+        }
+        let releases = Releases::load(&self.root).ok()?;
+        let older = releases
+            .releases
+            .iter()
+            .any(|e| e.version < permanent && &e.version != removed);
+        (!older).then(|| {
+            format!(
+                "{removed} was the last release older than the permanent {permanent}: no downgrade \
+                 target is left (unpack an older release's tarball to have one again)"
+            )
+        })
     }
 
     /// Removes `vsn` with the install lock held. The running release is `current` in memory
