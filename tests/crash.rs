@@ -6,10 +6,18 @@
 //! operation, run again, completes.
 //!
 //! How: a first run of each scenario with `RELUP_FAULT_TRACE` numbers its crash points; then
-//! for each point n (every one with `RELUP_CRASH_ALL=1`, else an even sample of
-//! [`CI_POINTS`]) a fresh root runs the scenario with `RELUP_FAULT_KILL_AT=n`. The trace of
-//! the killed run must end at the same step as the numbering run said (the numbering is
-//! deterministic, or the test fails).
+//! for each point n (every one with `RELUP_CRASH_ALL=1`, else a sample of [`CI_POINTS`] that
+//! changes from run to run, see [`sample`]) a fresh root runs the scenario with
+//! `RELUP_FAULT_KILL_AT=n`. The trace of the killed run must end at the same step as the
+//! numbering run said (the numbering is deterministic, or the test fails).
+//!
+//! The sample is drawn from a seed, `RELUP_CRASH_SEED=<n>` or else the clock, printed at the
+//! start and named in every failure: `RELUP_CRASH_SEED=<n> cargo test --test crash` tries the
+//! same points again.
+//!
+//! After the restart the permanent release must be the one the crash point implies: the
+//! scenario's starting one, or the release an install made permanent if the kill came after
+//! the rename of `RELEASES` that recorded it ([`expected_permanent`]).
 //!
 //! A scenario is a few lines: [`Scenario`]'s `setup`, `act` and `finish`. The probation
 //! rollback scenario installs a 0.2.0 whose health check fails: killed anywhere in the
@@ -21,13 +29,64 @@ use reliability::{Root, alive, ok, tarballs, text};
 use relup_runtime::config::LiveConfig;
 use relup_runtime::release::Releases;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Crash points tried per scenario in an ordinary test run (all with `RELUP_CRASH_ALL=1`).
 const CI_POINTS: usize = 6;
 
+/// The seed of this run's sample of crash points: `RELUP_CRASH_SEED`, else the clock.
+fn seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| {
+        let seed = match std::env::var("RELUP_CRASH_SEED") {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("RELUP_CRASH_SEED={v:?} is not a number")),
+            Err(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 % 1_000_000_000)
+                .unwrap_or(0),
+        };
+        eprintln!("crash points sampled with RELUP_CRASH_SEED={seed}");
+        seed
+    })
+}
+
+/// splitmix64: a small, good enough generator for picking crash points.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `k` indices of `0..n`, one drawn at random from each of `k` equal slices (so a sample
+/// still spans the whole operation), from `seed` and the scenario's `name` (so the scenarios
+/// do not all try the same positions). Every index is drawn in some run.
+fn sample(n: usize, k: usize, seed: u64, name: &str) -> Vec<usize> {
+    if n <= k {
+        return (0..n).collect();
+    }
+    // FNV-1a of the name.
+    let mut state = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) ^ seed;
+    (0..k)
+        .map(|i| {
+            let (lo, hi) = (i * n / k, (i + 1) * n / k);
+            lo + (splitmix(&mut state) % (hi - lo) as u64) as usize
+        })
+        .collect()
+}
+
 /// Lines appended to `config.toml.new` by the config scenario: two accepted, two rejected.
 const CONFIG_LINES: &str = "app:counter:ticker:11\nbroken line\napp:counter:limit:\"not a number\"\napp:counter:limit:12\n";
+
+/// The two lines of [`CONFIG_LINES`] that are rejected.
+const REJECTED: &[&str] = &["broken line", "app:counter:limit:\"not a number\""];
 
 /// One operation to interrupt.
 struct Scenario {
@@ -42,6 +101,10 @@ struct Scenario {
     finish: fn(&Root),
     /// What `config.toml` holds after the restart, whatever the crash point.
     config: &'static [(&'static str, i64)],
+    /// The permanent release once `setup` is done (before the operation).
+    permanent: &'static str,
+    /// The lines the operation rejects: each must be in `config.toml.rej` once.
+    rejects: &'static [&'static str],
 }
 
 fn upgrade(root: &Root) {
@@ -71,6 +134,8 @@ const SCENARIOS: &[Scenario] = &[
         act: upgrade,
         finish: finish_upgrade,
         config: &[("ticker", 5)],
+        permanent: "0.1.0",
+        rejects: &[],
     },
     Scenario {
         name: "downgrade",
@@ -92,6 +157,8 @@ const SCENARIOS: &[Scenario] = &[
             expect_running(root, "0.1.0", "1.0.0");
         },
         config: &[("ticker", 5)],
+        permanent: "0.2.0",
+        rejects: &[],
     },
     Scenario {
         name: "config-apply",
@@ -125,6 +192,8 @@ const SCENARIOS: &[Scenario] = &[
             assert!(get.contains("11") && get.contains("12"), "{get}");
         },
         config: &[("ticker", 11), ("limit", 12)],
+        permanent: "0.1.0",
+        rejects: REJECTED,
     },
     Scenario {
         name: "unpack",
@@ -143,6 +212,8 @@ const SCENARIOS: &[Scenario] = &[
             finish_upgrade(root);
         },
         config: &[("ticker", 5)],
+        permanent: "0.1.0",
+        rejects: &[],
     },
     Scenario {
         name: "probation-rollback",
@@ -172,6 +243,8 @@ const SCENARIOS: &[Scenario] = &[
             expect_running(root, "0.1.0", "1.0.0");
         },
         config: &[("ticker", 5)],
+        permanent: "0.1.0",
+        rejects: &[],
     },
     Scenario {
         name: "unpack-in-place",
@@ -185,6 +258,8 @@ const SCENARIOS: &[Scenario] = &[
         act: upgrade,
         finish: finish_upgrade,
         config: &[("ticker", 5)],
+        permanent: "0.1.0",
+        rejects: &[],
     },
 ];
 
@@ -207,7 +282,8 @@ fn expect_running(root: &Root, release: &str, module: &str) {
 }
 
 /// `config.toml` holds exactly these values (all of `app`'s module `counter`), as the node
-/// reads it at boot.
+/// reads it at boot, and as text: exactly the lines `[app.counter]` and `<key> = <value>`
+/// besides comments.
 fn expect_config(root: &Root, values: &[(&str, i64)], what: &str) {
     let file = root.path.join("config/config.toml");
     let live = LiveConfig::load(&file).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -222,6 +298,81 @@ fn expect_config(root: &Root, values: &[(&str, i64)], what: &str) {
         .collect();
     want.sort();
     assert_eq!(got, want, "{what}: config.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    lines.sort();
+    let mut want: Vec<String> = values.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    want.push("[app.counter]".into());
+    want.sort();
+    assert_eq!(lines, want, "{what}: the lines of config.toml:\n{text}");
+}
+
+/// Each of `scenario`'s rejected lines is in `config.toml.rej` once, and nothing else is:
+/// twice is allowed (not required) with `may_repeat`, when the node was killed after it
+/// appended them and before it recorded how far it had processed `config.toml.new` (the
+/// rename of `config.toml.new.offset`): the restart processes the same lines again.
+fn expect_rejects(root: &Root, scenario: &Scenario, may_repeat: bool, what: &str) {
+    let rej = std::fs::read_to_string(root.path.join("config/config.toml.rej")).unwrap_or_default();
+    let entries: Vec<&str> = rej.lines().filter(|l| !l.starts_with("# ")).collect();
+    for line in scenario.rejects {
+        let n = entries.iter().filter(|l| *l == line).count();
+        if may_repeat {
+            assert!(
+                (1..=2).contains(&n),
+                "{what}: {line} is {n} time(s) in config.toml.rej (expected 1, or 2 after a \
+                 crash before the offset was recorded):\n{rej}"
+            );
+        } else {
+            assert_eq!(n, 1, "{what}: {line} in config.toml.rej:\n{rej}");
+        }
+    }
+    let unexpected: Vec<&&str> = entries
+        .iter()
+        .filter(|l| !scenario.rejects.contains(l))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "{what}: config.toml.rej holds {unexpected:?}:\n{rej}"
+    );
+}
+
+/// Whether a kill at `points[..=at]`'s last point may have rejects appended twice (see
+/// [`expect_rejects`]): at or after the append, before the offset file's rename.
+fn rejects_may_repeat(points: &[(usize, String)], at: usize) -> bool {
+    let mut appended = false;
+    for (_, label) in &points[..=at] {
+        if label.starts_with("config: ") && label.contains("rejected line(s) appended") {
+            appended = true;
+        }
+        if label.ends_with("config.toml.new.offset: renamed") {
+            appended = false;
+        }
+    }
+    appended
+}
+
+/// The permanent release after a kill at `points[..=at]`'s last point: `scenario.permanent`,
+/// or the release of the last `install done, running <v>` if a rename of `RELEASES` came
+/// after it (the write that makes an install permanent; `temp written` is not yet the
+/// rename). A rename of `RELEASES` for another reason (an unpack) changes nothing.
+fn expected_permanent(scenario: &Scenario, points: &[(usize, String)], at: usize) -> String {
+    let mut permanent = scenario.permanent.to_string();
+    let mut installed: Option<String> = None;
+    for (_, label) in &points[..=at] {
+        if let Some(v) = label.strip_prefix("journal: install done, running ") {
+            installed = Some(v.trim().to_string());
+        }
+        if label.ends_with("/releases/RELEASES: renamed")
+            && let Some(v) = installed.take()
+        {
+            permanent = v;
+        }
+    }
+    permanent
 }
 
 /// Paths under `dir` that a crash may leave and nothing may keep after a restart.
@@ -245,23 +396,31 @@ fn leftovers(dir: &Path) -> Vec<String> {
     out
 }
 
-/// The checks every scenario shares, after the restart.
-fn common_checks(root: &Root, scenario: &Scenario, what: &str) {
+/// The checks every scenario shares, after the restart: `permanent` is the release that
+/// must be permanent and running.
+fn common_checks(
+    root: &Root,
+    scenario: &Scenario,
+    permanent: &str,
+    rejects_may_repeat: bool,
+    what: &str,
+) {
     // RELEASES loads with every invariant (one permanent, directories present, ...).
     let releases = Releases::load(&root.release_root())
         .unwrap_or_else(|e| panic!("{what}: RELEASES is broken: {e}"));
-    let permanent = releases
+    let got = releases
         .permanent()
         .unwrap_or_else(|| panic!("{what}: no permanent release"))
         .version
         .to_string();
+    assert_eq!(got, permanent, "{what}: the permanent release");
     // The running release is the permanent one, with its own code.
     let module = if permanent == "0.1.0" {
         "1.0.0"
     } else {
         "2.0.0"
     };
-    expect_running(root, &permanent, module);
+    expect_running(root, permanent, module);
     // Every listed release has its directory; every release directory is listed or only
     // holds a dropped tarball.
     for entry in std::fs::read_dir(root.path.join("releases"))
@@ -285,8 +444,9 @@ fn common_checks(root: &Root, scenario: &Scenario, what: &str) {
     }
     let left = leftovers(&root.path);
     assert!(left.is_empty(), "{what}: left behind: {left:?}");
-    // Every accepted change is in config.toml, no rejected one.
+    // Every accepted change is in config.toml, no rejected one; each rejected one in .rej.
     expect_config(root, scenario.config, what);
+    expect_rejects(root, scenario, rejects_may_repeat, what);
 }
 
 /// A crash point's line without its numbers: every word holding a digit (a duration, a
@@ -340,24 +500,29 @@ fn crash_points(scenario: &Scenario) -> Vec<(usize, String)> {
         .map(|(n, label)| (n, label.replace(&root_path, "<root>")))
         .collect();
     (scenario.finish)(&root);
+    expect_rejects(
+        &root,
+        scenario,
+        false,
+        &format!("{}, not killed", scenario.name),
+    );
     root.stop();
     let _ = std::fs::remove_file(&trace);
     points
 }
 
 fn run(scenario: &Scenario) {
+    let seed = seed();
     let points = crash_points(scenario);
     assert!(!points.is_empty(), "{}: no crash point", scenario.name);
     let all = std::env::var("RELUP_CRASH_ALL").is_ok_and(|v| v == "1");
-    let chosen: Vec<&(usize, String)> = if all || points.len() <= CI_POINTS {
-        points.iter().collect()
+    let chosen: Vec<usize> = if all {
+        (0..points.len()).collect()
     } else {
-        (0..CI_POINTS)
-            .map(|i| &points[i * (points.len() - 1) / (CI_POINTS - 1)])
-            .collect()
+        sample(points.len(), CI_POINTS, seed, scenario.name)
     };
     eprintln!(
-        "{}: {} crash points, trying {}",
+        "{}: {} crash points, trying {} (RELUP_CRASH_SEED={seed})",
         scenario.name,
         points.len(),
         chosen.len()
@@ -365,8 +530,12 @@ fn run(scenario: &Scenario) {
     for (n, label) in &points {
         eprintln!("  {n} {label}");
     }
-    for (n, label) in chosen {
-        let what = format!("{} killed at point {n} ({label})", scenario.name);
+    for at in chosen {
+        let (n, label) = &points[at];
+        let what = format!(
+            "{} killed at point {n} ({label}), RELUP_CRASH_SEED={seed}",
+            scenario.name
+        );
         eprintln!("{what}");
         let root = Root::new(&format!("{}-{n}", scenario.name), scenario.unpacked);
         let trace = root.path.with_extension("trace");
@@ -388,7 +557,14 @@ fn run(scenario: &Scenario) {
         );
         // Restart on the stale socket and pid file, without fault injection.
         root.start(&[]);
-        common_checks(&root, scenario, &what);
+        let permanent = expected_permanent(scenario, &points, at);
+        common_checks(
+            &root,
+            scenario,
+            &permanent,
+            rejects_may_repeat(&points, at),
+            &what,
+        );
         (scenario.finish)(&root);
         root.stop();
         let _ = std::fs::remove_file(&trace);
@@ -423,4 +599,27 @@ fn sigkill_at_every_step_of_a_probation_rollback() {
 #[test]
 fn sigkill_at_every_step_of_an_unpack_in_place_and_install() {
     run(scenario("unpack-in-place"));
+}
+
+#[test]
+fn the_sample_spans_the_operation_and_rotates() {
+    // One per slice, in order, all distinct; the same seed gives the same sample.
+    for n in [7, 29, 36, 48] {
+        let s = sample(n, CI_POINTS, 42, "install");
+        assert_eq!(s.len(), CI_POINTS);
+        assert!(
+            s.windows(2).all(|w| w[0] < w[1]) && s[CI_POINTS - 1] < n,
+            "{s:?}"
+        );
+        assert_eq!(s, sample(n, CI_POINTS, 42, "install"));
+    }
+    assert_eq!(sample(5, CI_POINTS, 1, "unpack"), [0, 1, 2, 3, 4]);
+    // Over a hundred seeds every point of a 48-point scenario is tried.
+    let mut seen = [false; 48];
+    for seed in 0..100 {
+        for i in sample(48, CI_POINTS, seed, "probation-rollback") {
+            seen[i] = true;
+        }
+    }
+    assert!(seen.iter().all(|&s| s), "{seen:?}");
 }
