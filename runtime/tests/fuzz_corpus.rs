@@ -61,14 +61,32 @@ fn abi_decode_corpus() {
 fn deeply_nested_buffers_are_refused_on_a_scheduler_sized_stack() {
     // `{"List":[{"List":[ ... ]}]}` nested far deeper than any real value: the decoder's
     // depth limit must refuse it before a 2 MiB thread stack overflows (which would abort
-    // the whole node).
+    // the whole node). 100 levels are within the limit and still decode (the limit does not
+    // refuse every nested value); no depth migrates as a state.
     for depth in [100, 1_000, 100_000] {
         let mut bytes = b"\x81\xa4List\x91".repeat(depth);
         bytes.extend_from_slice(b"\x81\xa3Int\x01");
-        relup_runtime::fuzz::abi_decode(&bytes);
         let mut deep_state = b"\x91".repeat(depth);
         deep_state.push(0xc0);
-        relup_runtime::fuzz::abi_decode(&deep_state);
+        for (what, bytes) in [("value", &bytes), ("state", &deep_state)] {
+            assert!(
+                !relup_runtime::fuzz::abi_decode(bytes),
+                "a {what} nested {depth} deep was accepted"
+            );
+        }
+        let value = relup_module::codec::decode::<relup_module::ConfigValue>(&bytes);
+        let state = relup_module::codec::decode::<serde_json::Value>(&deep_state);
+        if depth <= 100 {
+            assert!(value.is_ok(), "{depth}: {value:?}");
+            assert!(state.is_ok(), "{depth}: {state:?}");
+        } else {
+            for e in [value.map(|_| ()), state.map(|_| ())] {
+                let e = e
+                    .expect_err("decoded a buffer nested beyond the depth limit")
+                    .0;
+                assert!(e.contains("depth limit exceeded"), "{depth}: {e}");
+            }
+        }
     }
 }
 
@@ -79,8 +97,23 @@ fn deeply_nested_config_values_are_refused_before_they_reach_a_module() {
     for depth in [100, 10_000] {
         let value = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
         let line = format!("app:m:l:{value}");
-        relup_runtime::fuzz::config_line(line.as_bytes());
+        assert!(!relup_runtime::fuzz::config_line(line.as_bytes()));
+        let refused = relup_runtime::config::parse_line(&line)
+            .err()
+            .unwrap_or_else(|| panic!("a change line nested {depth} deep was parsed"));
+        assert!(
+            refused.contains("expected a TOML value"),
+            "{depth}: {refused}"
+        );
         let file = format!("[app.m]\nl = {value}\n");
-        relup_runtime::fuzz::config_line(file.as_bytes());
+        assert!(!relup_runtime::fuzz::config_line(file.as_bytes()));
+        let refused = relup_runtime::config::LiveConfig::parse(&file, "fuzz/config.toml")
+            .err()
+            .unwrap_or_else(|| panic!("a config.toml nested {depth} deep was parsed"))
+            .to_string();
+        assert!(
+            refused.contains("max recursion depth"),
+            "{depth}: {refused}"
+        );
     }
 }
