@@ -10,7 +10,8 @@
 #
 # Logs: target/fuzz-logs/<target>.log (libFuzzer's final stats give the execution count);
 # new inputs accumulate in fuzz/target/work/<target>/ between runs; crashes land in
-# fuzz/artifacts/<target>/.
+# fuzz/artifacts/<target>/. A target that crashes stops the run (the targets after it do not
+# run) and the script exits 1.
 set -euo pipefail
 cd "$(dirname "$0")"
 RUNS=${RUNS:-10000000}
@@ -34,8 +35,12 @@ for t in "${TARGETS[@]}"; do
     nice -n 19 cargo +nightly fuzz run -s "$sanitizer" "$t" "$work" "corpus/$t" -- \
         -runs="$RUNS" -max_total_time="$TIME" -max_len="$max_len" -timeout=30 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$LOGS/$t.log" 2>&1 || {
-        echo "$t: the fuzzer stopped (crash?), see $LOGS/$t.log and artifacts/$t/"
-        continue
+        status=$?
+        # A crash (or a leak, a timeout, an out-of-memory) stops the whole run: the other
+        # targets wait, and the exit status says it failed.
+        echo "$t: the fuzzer FAILED (exit $status), see $LOGS/$t.log and artifacts/$t/" >&2
+        grep -E "^==[0-9]+==|panicked|Test unit written to|SUMMARY" "$LOGS/$t.log" | tail -5 >&2 || true
+        exit 1
     }
     grep -E "stat::number_of_executed_units|Done [0-9]+ runs" "$LOGS/$t.log" | tail -2
     # Minimize the union of what was found and what is checked in.
