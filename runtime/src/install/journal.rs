@@ -6,6 +6,10 @@
 //! 0.2–4 ms on a busy disk, and a hop records ~20 lines, several of them while processes
 //! are suspended; the state that decides what boots (`RELEASES`) is synced on its own.
 //!
+//! The file may be rotated (moved away by `logrotate`) under the running node: before each
+//! line the journal checks that its path still names the open file (same device and inode)
+//! and, if not, opens the path anew, so that lines go where `relup log` reads them.
+//!
 //! An install that is not made permanent opens a [`Journal::deferred`] batch: its lines are
 //! synced by the next sync of the journal (the next line outside a batch, such as
 //! `permanent`, or the end of a synced batch), not when it ends. Such an install is itself
@@ -75,6 +79,24 @@ impl Drop for Batch<'_> {
         }
         writer.sync_at_end = false;
         writer.owner = None;
+    }
+}
+
+/// Opens `path` for appending, creating it and its directory.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Whether `path` no longer names `file` (moved or removed); false when it cannot tell.
+fn moved(path: &Path, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), file.metadata()) {
+        (Err(e), _) => e.kind() == std::io::ErrorKind::NotFound,
+        (Ok(named), Ok(open)) => (named.dev(), named.ino()) != (open.dev(), open.ino()),
+        (Ok(_), Err(_)) => false,
     }
 }
 
@@ -150,15 +172,25 @@ impl Journal {
         }
         let mut writer = self.file.lock();
         let writer = &mut *writer;
-        if writer.file.is_none() {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
+        if writer
+            .file
+            .as_ref()
+            .is_some_and(|file| moved(&self.path, file))
+        {
+            // Rotated: the old file keeps its lines (synced first, as they would have been) and
+            // the next ones go to a new file at the path. If the path cannot be opened, the
+            // line still goes to the old file rather than nowhere.
+            if let Ok(new) = open_append(&self.path) {
+                if writer.unsynced
+                    && let Some(old) = writer.file.as_ref()
+                {
+                    let _ = old.sync_data();
+                }
+                writer.file = Some(new);
             }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            writer.file = Some(file);
+        }
+        if writer.file.is_none() {
+            writer.file = Some(open_append(&self.path)?);
         }
         let Some(file) = writer.file.as_mut() else {
             return Ok(());
@@ -258,6 +290,20 @@ mod tests {
                 "another thread's line is synced at once"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rotated_journal_is_reopened() {
+        let dir = std::env::temp_dir().join(format!("relup-journal-r-{}", std::process::id()));
+        let journal = Journal::new(&dir.join("log/upgrade.log"));
+        journal.record("before").unwrap();
+        std::fs::rename(dir.join("log/upgrade.log"), dir.join("log/upgrade.log.1")).unwrap();
+        journal.record("after").unwrap();
+        let old = std::fs::read_to_string(dir.join("log/upgrade.log.1")).unwrap();
+        let new = journal.read().unwrap();
+        assert!(old.contains(" before\n") && !old.contains("after"), "{old}");
+        assert!(new.contains(" after\n") && !new.contains("before"), "{new}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
