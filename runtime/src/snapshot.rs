@@ -167,6 +167,16 @@ pub enum SnapshotError {
         /// The ids there are.
         available: String,
     },
+    /// The snapshots directory is a symlink to nothing (creating it says "File exists").
+    #[error(
+        "{path} is a dangling symlink to {target}; expected a directory for the snapshots: create {target} (mkdir -p) or remove the link"
+    )]
+    DanglingLink {
+        /// The snapshots directory.
+        path: PathBuf,
+        /// Where the link points.
+        target: PathBuf,
+    },
     /// The snapshot does not belong to the downgrade asked for.
     #[error("snapshot {id} does not match: {reason}")]
     Mismatch {
@@ -203,6 +213,19 @@ impl SnapshotStore {
         &self.dir
     }
 
+    /// Why the snapshots directory could not be created: a dangling symlink is named as such.
+    fn dir_error(&self, error: io::Error) -> SnapshotError {
+        if error.kind() == io::ErrorKind::AlreadyExists
+            && let Ok(target) = std::fs::read_link(&self.dir)
+        {
+            return SnapshotError::DanglingLink {
+                path: self.dir.clone(),
+                target,
+            };
+        }
+        io_at(&self.dir)(error)
+    }
+
     fn ids(&self) -> Result<Vec<u64>, SnapshotError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
@@ -227,7 +250,7 @@ impl SnapshotStore {
         states: &[SavedState],
         config: &Path,
     ) -> Result<SnapshotManifest, SnapshotError> {
-        std::fs::create_dir_all(&self.dir).map_err(io_at(&self.dir))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.dir_error(e))?;
         self.remove_partial();
         let id = self.ids()?.last().map_or(1, |last| last + 1);
         let tmp = self.dir.join(format!("{id}.tmp"));
