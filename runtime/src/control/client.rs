@@ -32,6 +32,13 @@ pub enum ClientError {
     /// The connection closed before a final event.
     #[error("the node closed the connection before answering")]
     NoAnswer,
+    /// The node reset the connection before a final event: it dropped the request (it could
+    /// not start a thread for it, or it crashed), which may or may not have been carried out.
+    #[error("the node dropped the request before answering ({source})")]
+    Dropped {
+        /// The reset.
+        source: std::io::Error,
+    },
     /// The node sent nothing for longer than the client's timeout.
     #[error(
         "the node sent nothing for {:.1} s (is it stopped with SIGSTOP, or overloaded?)",
@@ -46,6 +53,16 @@ pub enum ClientError {
 /// A connection to a node's control socket.
 pub struct Client {
     stream: UnixStream,
+}
+
+/// `error`, or [`ClientError::Dropped`] when it is the node resetting the connection.
+fn broken(error: std::io::Error) -> ClientError {
+    match error.kind() {
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted => {
+            ClientError::Dropped { source: error }
+        }
+        _ => ClientError::Io(error),
+    }
 }
 
 /// Whether an I/O error is a socket timeout.
@@ -114,7 +131,9 @@ impl Client {
                     }
                     return Err(ClientError::Timeout { silent });
                 }
-                Err(e) => return Err(written.err().unwrap_or(e).into()),
+                // A reset while reading is the node dropping the request, whatever the write
+                // said.
+                Err(e) => return Err(broken(e)),
             }
             // A line without its newline (the end of the stream) is still parsed.
             last_heard = Instant::now();
@@ -131,7 +150,7 @@ impl Client {
             Err(e) if timed_out(&e) => Err(ClientError::Timeout {
                 silent: last_heard.elapsed(),
             }),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(broken(e)),
             Ok(()) => Err(ClientError::NoAnswer),
         }
     }
@@ -217,5 +236,29 @@ mod tests {
                 result: serde_json::json!(7)
             }
         );
+    }
+
+    #[test]
+    fn a_node_that_resets_the_connection_dropped_the_request() {
+        // Closing with the request unread resets the connection (the node could not start a
+        // thread for it): the client says the node dropped it, not "lost the connection".
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let client = Client::connect(&path)
+            .unwrap()
+            .with_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let node = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // One byte of the request: the rest stays unread.
+            let mut byte = [0u8; 1];
+            let _ = stream.read(&mut byte);
+            drop(stream);
+        });
+        let e = client.request(&Request::Status, &mut |_| {}).unwrap_err();
+        node.join().unwrap();
+        assert!(matches!(e, ClientError::Dropped { .. }), "{e:?}");
+        assert!(e.to_string().contains("dropped the request"), "{e}");
     }
 }
