@@ -5,10 +5,28 @@ mod common;
 
 use common::{eventually, node_with_counter};
 use relup_fixture_counter_api::{Args, Call, Cast, Reply};
-use relup_runtime::{CallError, ExitReason, Pid, SpawnError, SpawnOptions};
+use relup_runtime::{CallError, ExitReason, Node, Pid, SpawnError, SpawnOptions};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(5);
+
+/// Calls `pid` with `call` on another thread and returns once `pid` has taken the request
+/// (it is in its callback, or done with it): the process is suspended while the request
+/// goes in, so its mailbox shows the request arrive and, once it is resumed, leave.
+fn call_taken(node: &Node, pid: Pid, call: Call) -> JoinHandle<Result<Reply, CallError>> {
+    node.suspend(&[pid], T).unwrap();
+    let caller = {
+        let node = node.clone();
+        std::thread::spawn(move || node.call::<_, Reply>(pid, &call, T))
+    };
+    let queued =
+        |n: usize| eventually(|| node.process_info(pid).is_some_and(|i| i.mailbox_len == n));
+    assert!(queued(1), "the request never reached {pid:?}");
+    node.resume(&[pid]);
+    assert!(queued(0), "{pid:?} never took the request");
+    caller
+}
 
 fn args(start: i64) -> Args {
     Args {
@@ -327,11 +345,7 @@ fn process_to_process_calls_do_not_deadlock_a_two_thread_pool() {
         })
         .collect();
     // Make the server slow so that the inner calls overlap.
-    let slow = {
-        let node = node.clone();
-        std::thread::spawn(move || node.call::<_, Reply>(server, &Call::Sleep(100), T))
-    };
-    std::thread::sleep(Duration::from_millis(10));
+    let slow = call_taken(&node, server, Call::Sleep(100));
     let handles: Vec<_> = callers
         .iter()
         .map(|&caller| {
@@ -383,11 +397,7 @@ fn an_inner_call_that_cannot_be_answered_times_out_cleanly() {
         )
         .unwrap();
     // a calls b while b sleeps longer than a's inner timeout.
-    let sleeper = {
-        let node = node.clone();
-        std::thread::spawn(move || node.call::<_, Reply>(b, &Call::Sleep(400), T))
-    };
-    std::thread::sleep(Duration::from_millis(20));
+    let sleeper = call_taken(&node, b, Call::Sleep(400));
     let r: Reply = node
         .call(
             a,
