@@ -412,3 +412,206 @@ fn start_refuses_a_root_whose_node_is_stopped() {
         .nodes()
         .is_empty()));
 }
+
+/// Sends `signal` to `pid` (a node this test started).
+fn signal(pid: i32, signal: libc::c_int) {
+    // SAFETY: signalling the node this test started on its own root.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+/// Weak spot "logs": SIGHUP reopens log/node.log (for logrotate) and the node keeps running;
+/// the journal follows a rotated log/upgrade.log, and `relup log` shows the new lines.
+#[test]
+fn sighup_reopens_the_node_log_and_the_journal_follows_a_rotation() {
+    let root = Root::new("sighup");
+    ok(root.run(&["start"]));
+    let pid = root.node_pid().expect("node.pid");
+    let log = root.root.join("log");
+    std::fs::rename(log.join("node.log"), log.join("node.log.1")).unwrap();
+    signal(pid, libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(log.join("node.log"))
+                .is_ok_and(|text| text.contains("SIGHUP: reopened"))
+        }),
+        "no new log/node.log after SIGHUP; node alive: {}; old log:\n{}",
+        alive(pid),
+        std::fs::read_to_string(log.join("node.log.1")).unwrap_or_default()
+    );
+    let status = ok(root.run(&["status"]));
+    assert!(status.contains("release demo 0.1.0"), "{status}");
+    assert_eq!(root.node_pid(), Some(pid));
+
+    // logrotate moves the journal: the next line goes to a new log/upgrade.log.
+    std::fs::rename(log.join("upgrade.log"), log.join("upgrade.log.1")).unwrap();
+    ok(root.run(&["unpack", root.tarball("0.2.0").to_str().unwrap()]));
+    let journal = std::fs::read_to_string(log.join("upgrade.log")).unwrap_or_default();
+    assert!(journal.contains("unpack"), "new journal: {journal:?}");
+    let old = std::fs::read_to_string(log.join("upgrade.log.1")).unwrap();
+    assert!(!old.contains("unpack"), "written to the moved file: {old}");
+    let shown = ok(root.run(&["log"]));
+    assert!(shown.contains("unpack"), "{shown}");
+    // The node's output after the reopen goes to the new file, up to its stop.
+    ok(root.run(&["stop"]));
+    let node_log = std::fs::read_to_string(log.join("node.log")).unwrap();
+    assert!(node_log.contains("node stopped"), "{node_log}");
+}
+
+/// Weak spot "logs": `relup log` reads log/upgrade.log itself when no node runs, and says so
+/// on stderr.
+#[test]
+fn log_reads_the_journal_when_no_node_runs() {
+    let root = Root::new("log-offline");
+    ok(root.run(&["start"]));
+    ok(root.run(&["stop"]));
+    let output = root.run(&["log"]);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stdout = ok(output);
+    assert!(
+        stdout.contains("boot demo 0.1.0") && stdout.contains("stop 0.1.0"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("the node is not running") && stderr.contains("log/upgrade.log"),
+        "{stderr}"
+    );
+    // --json too: the journal as the node gives it, with where it came from.
+    let output = root.run(&["log", "--json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        value["log"].as_str().unwrap().contains("boot demo 0.1.0"),
+        "{value}"
+    );
+    assert_eq!(value["running"], false, "{value}");
+}
+
+/// Parses the one JSON object a failed `--json` command prints on stdout.
+#[track_caller]
+fn json_failure(output: Output) -> serde_json::Value {
+    let all = text(&output);
+    assert!(!output.status.success(), "expected failure:\n{all}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let value: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}):\n{all}"));
+    assert!(value["error"].is_string(), "{value}");
+    value
+}
+
+/// Weak spot "`--json` errors printed as plain text": a failure is one JSON object on stdout
+/// with the error and whether the node runs, and a non-zero exit.
+#[test]
+fn json_failures_are_one_json_object_on_stdout() {
+    let root = Root::new("json-errors");
+    // No node.
+    let value = json_failure(root.run(&["status", "--json"]));
+    assert_eq!(value["running"], false, "{value}");
+    assert!(
+        value["error"].as_str().unwrap().contains("not running"),
+        "{value}"
+    );
+    ok(root.run(&["start"]));
+    // The node refuses: it runs.
+    let value = json_failure(root.run(&["upgrade", "9.9.9", "--json", "--skip-check"]));
+    assert_eq!(value["running"], true, "{value}");
+    // Refused before any contact with the node: no "running".
+    let value = json_failure(root.run(&["upgrade", "x.y", "--json"]));
+    assert!(
+        value["error"].as_str().unwrap().contains("not a version"),
+        "{value}"
+    );
+    assert!(value.get("running").is_none(), "{value}");
+    ok(root.run(&["stop"]));
+}
+
+/// Weak spot "`relup status` with a corrupt RELEASES prints an empty line and exits 0": it
+/// shows what the node runs, then fails naming the file, the line and what is expected.
+#[test]
+fn status_with_a_corrupt_releases_file_fails_naming_it() {
+    let root = Root::new("corrupt-releases");
+    ok(root.run(&["start"]));
+    let file = root.root.join("releases/RELEASES");
+    std::fs::write(&file, "this is = = not toml\n").unwrap();
+    let all = fails(root.run(&["status"]), "releases/RELEASES:1");
+    assert!(all.contains("release demo 0.1.0"), "{all}");
+    assert!(all.contains("expected"), "{all}");
+    assert!(!all.contains("releases: \n"), "{all}");
+    let value = json_failure(root.run(&["status", "--json"]));
+    assert_eq!(value["running"], true, "{value}");
+    assert!(
+        value["error"].as_str().unwrap().contains("RELEASES:1"),
+        "{value}"
+    );
+    assert_eq!(value["status"]["version"], "0.1.0", "{value}");
+    ok(root.run(&["stop"]));
+}
+
+/// Weak spot "Address already in use for a directory at run/control.sock": the start fails
+/// saying what is there and what to do, and leaves it alone.
+#[test]
+fn a_directory_at_the_control_socket_is_named() {
+    let root = Root::new("socket-dir");
+    let socket = root.root.join("run/control.sock");
+    std::fs::create_dir_all(socket.join("keep")).unwrap();
+    let all = fails(root.run(&["start"]), "is a directory, not a socket");
+    assert!(!all.contains("Address already in use"), "{all}");
+    assert!(all.contains("remove it"), "{all}");
+    assert!(socket.join("keep").is_dir(), "the directory was touched");
+    assert!(root.nodes().is_empty(), "{:?}", root.nodes());
+}
+
+/// Weak spot "File exists for a dangling snapshots/ or log/ symlink": both are named as
+/// dangling symlinks with their target.
+#[test]
+fn dangling_log_and_snapshots_symlinks_are_named() {
+    let root = Root::new("dangling");
+    let gone = root.base.join("gone");
+    let log = root.root.join("log");
+    std::fs::remove_dir_all(&log).unwrap();
+    std::os::unix::fs::symlink(gone.join("log"), &log).unwrap();
+    let all = fails(root.run(&["start"]), "dangling symlink");
+    assert!(
+        all.contains(&gone.join("log").display().to_string()),
+        "{all}"
+    );
+    assert!(!all.contains("File exists"), "{all}");
+    std::fs::remove_file(&log).unwrap();
+
+    ok(root.run(&["start"]));
+    ok(root.run(&["unpack", root.tarball("0.2.0").to_str().unwrap()]));
+    let snapshots = root.root.join("snapshots");
+    let _ = std::fs::remove_dir_all(&snapshots);
+    std::os::unix::fs::symlink(gone.join("snapshots"), &snapshots).unwrap();
+    let all = fails(root.run(&["upgrade", "0.2.0"]), "dangling symlink");
+    assert!(
+        all.contains(&gone.join("snapshots").display().to_string()),
+        "{all}"
+    );
+    assert!(!all.contains("File exists"), "{all}");
+    ok(root.run(&["stop"]));
+}
+
+/// Weak spot "Connection reset by peer when the node cannot start a thread": the node answers
+/// an error from its accept thread, and keeps serving once it can.
+#[test]
+fn a_request_without_a_thread_is_answered() {
+    let root = Root::new("no-thread");
+    // While this file exists, the node's accept thread fails to start request threads.
+    let fault = root.base.join("no-threads");
+    ok(root
+        .command(&["start"])
+        .env("RELUP_FAULT_CONTROL_SPAWN", &fault)
+        .output()
+        .unwrap());
+    std::fs::write(&fault, "").unwrap();
+    let all = fails(root.run(&["status"]), "cannot start a thread");
+    assert!(!all.contains("reset by peer"), "{all}");
+    assert!(all.contains("log/node.log"), "{all}");
+    std::fs::remove_file(&fault).unwrap();
+    let status = ok(root.run(&["status"]));
+    assert!(status.contains("release demo 0.1.0"), "{status}");
+    let node_log = std::fs::read_to_string(root.root.join("log/node.log")).unwrap();
+    assert!(node_log.contains("cannot start a thread"), "{node_log}");
+    ok(root.run(&["stop"]));
+}

@@ -3,7 +3,11 @@
 //! `relup start` re-runs this binary as `relup start --foreground` in its own process group,
 //! with output to `<root>/log/node.log`, and waits until the control socket answers.
 //! The foreground node boots the permanent release, serves the control socket, and stops on
-//! `relup stop`, SIGTERM, SIGINT or SIGHUP.
+//! `relup stop`, SIGTERM or SIGINT. SIGHUP (sent by `logrotate` after it moves the logs)
+//! reopens `log/node.log` onto the node's stdout and stderr when that is where its output
+//! goes (a node of `relup start`), and the node keeps running; a console node, whose output
+//! is a terminal, stops on SIGHUP, as a terminal hangup means. The journal,
+//! `log/upgrade.log`, follows a rotation by itself.
 //!
 //! One node per root: the foreground node takes an `flock` on `<root>/run/node.lock` before it
 //! boots anything and holds it for its whole life (the kernel releases it when the process
@@ -128,8 +132,32 @@ fn alive(pid: i32) -> bool {
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
+/// Refuses a root whose standard directories include a dangling symlink: creating it would
+/// fail with a bare "File exists".
+fn check_dirs(root: &Path) -> Result<(), Failure> {
+    for name in ["bin", "releases", "config", "log", "run"] {
+        let dir = root.join(name);
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !meta.file_type().is_symlink() || dir.exists() {
+            continue;
+        }
+        let target = std::fs::read_link(&dir).map_or_else(
+            |e| format!("an unreadable target ({e})"),
+            |t| t.display().to_string(),
+        );
+        return Err(Failure(format!(
+            "{} is a dangling symlink to {target}; nothing was started: create {target} (mkdir -p) or remove the link, then start again",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// `relup start`.
 pub fn start(root: &Path, foreground: bool, json: bool) -> Result<(), Failure> {
+    check_dirs(root)?;
     let root = ReleaseRoot::open(root)?;
     if foreground {
         return run_node(&root);
@@ -214,6 +242,77 @@ fn block_stop_signals() -> libc::sigset_t {
     }
 }
 
+/// What SIGHUP does to the node, decided by where its output goes when it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hangup {
+    /// Output is `log/node.log` (a node of `relup start`): reopen it.
+    Reopen,
+    /// Output is a terminal (a console node): the terminal hung up, stop.
+    Stop,
+    /// Output goes elsewhere (a pipe, another file): nothing to reopen, keep running.
+    Ignore,
+}
+
+/// The (device, inode) of an open descriptor.
+fn fd_identity(fd: libc::c_int) -> Option<(u64, u64)> {
+    // SAFETY: fstat fills a zeroed stat for a descriptor number; no memory is shared.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd, &mut stat) == 0).then_some((stat.st_dev, stat.st_ino))
+    }
+}
+
+/// What SIGHUP will do, from what stdout is now.
+fn on_hangup(log_path: &Path) -> Hangup {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1 {
+        return Hangup::Stop;
+    }
+    let log = std::fs::metadata(log_path).ok().map(|m| (m.dev(), m.ino()));
+    if log.is_some() && log == fd_identity(libc::STDOUT_FILENO) {
+        Hangup::Reopen
+    } else {
+        Hangup::Ignore
+    }
+}
+
+/// SIGHUP: opens `log_path` anew (creating it when `logrotate` moved it away) and puts it on
+/// stdout and stderr; says so in the new file, or why not in the old one.
+fn hangup_reopen(hangup: Hangup, log_path: &Path) {
+    use std::io::Write;
+    if hangup == Hangup::Ignore {
+        println!(
+            "SIGHUP: the output is not {}; nothing to reopen",
+            log_path.display()
+        );
+        return;
+    }
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let reopened = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .and_then(|log| {
+            for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+                // SAFETY: dup2 onto the standard descriptors of this process; `log` stays
+                // open until both are duplicated.
+                if unsafe { libc::dup2(log.as_raw_fd(), fd) } < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    match reopened {
+        Ok(()) => println!("SIGHUP: reopened {}", log_path.display()),
+        Err(e) => eprintln!(
+            "SIGHUP: cannot reopen {}: {e}; the output still goes to the old file",
+            log_path.display()
+        ),
+    }
+}
+
 fn run_node(root: &ReleaseRoot) -> Result<(), Failure> {
     // Before anything is booted or written over: one node per root, for its whole life.
     let lock = match take_lock(root)? {
@@ -255,13 +354,23 @@ fn run_node(root: &ReleaseRoot) -> Result<(), Failure> {
     };
     handler.start_scheduler();
     let stopper = server.stopper();
+    let log_path = node_log(root);
+    let hangup = on_hangup(&log_path);
     std::thread::Builder::new()
         .name("relup-signals".into())
         .spawn(move || {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: waits for one of the blocked signals of `signals`.
-            if unsafe { libc::sigwait(&signals, &mut sig) } == 0 {
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: waits for one of the blocked signals of `signals`.
+                if unsafe { libc::sigwait(&signals, &mut sig) } != 0 {
+                    continue;
+                }
+                if sig == libc::SIGHUP && hangup != Hangup::Stop {
+                    hangup_reopen(hangup, &log_path);
+                    continue;
+                }
                 let _ = stopper.send(format!("signal {sig}"));
+                return;
             }
         })?;
     let running = handler.running();

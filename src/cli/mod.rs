@@ -204,7 +204,8 @@ impl InstallFlags {
     }
 }
 
-/// A failure to report: one line on stderr, exit code 1.
+/// A failure to report: one line on stderr, exit code 1; with `--json`, also one JSON object
+/// on stdout ([`output::error_json`]).
 pub struct Failure(pub String);
 
 impl<E: std::fmt::Display> From<E> for Failure {
@@ -265,12 +266,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Parses the arguments, runs the command, and turns a failure into exit code 1.
+/// Parses the arguments, runs the command, and turns a failure into exit code 1: a line on
+/// stderr for people and, with `--json`, `{"error": ..., "running": ...}` on stdout for
+/// programs (the last line there, after any events the command streamed).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(message)) => {
+            if json {
+                output::print_json(&output::error_json(&message));
+            }
             eprintln!("relup: {message}");
             ExitCode::FAILURE
         }

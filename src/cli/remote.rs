@@ -1,12 +1,37 @@
 //! Commands that talk to a running node over its control socket.
 
 use super::Failure;
-use super::output::{print_json, progress_line};
+use super::output::{add_error_field, print_json, progress_line};
 use relup_runtime::control::{Client, ClientError, Event, Request, StatusReport};
 use relup_runtime::handler::Schedule;
 use relup_runtime::release::ReleaseRoot;
 use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
+
+/// What this command learned of the node: [`UNKNOWN`] until it tries the control socket.
+static REACHED: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const RUNNING: u8 = 1;
+const NOT_RUNNING: u8 = 2;
+
+/// Whether the last connection to the control socket found a node (`None`: none tried).
+fn reached() -> Option<bool> {
+    match REACHED.load(Ordering::SeqCst) {
+        RUNNING => Some(true),
+        NOT_RUNNING => Some(false),
+        _ => None,
+    }
+}
+
+/// Records whether a node accepted the connection (for `relup log` and `--json` failures).
+fn set_reached(running: bool) {
+    REACHED.store(
+        if running { RUNNING } else { NOT_RUNNING },
+        Ordering::SeqCst,
+    );
+    add_error_field("running", running.into());
+}
 
 /// Which way an install is meant to go (checked against the running version).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +136,16 @@ pub(super) fn send(
 ) -> Result<Event, Failure> {
     let root = ReleaseRoot::new(root);
     let timeout = control_timeout()?;
-    let client = Client::connect(&root.control_socket())?.with_timeout(timeout)?;
+    let client = match Client::connect(&root.control_socket()) {
+        Ok(client) => {
+            set_reached(true);
+            client.with_timeout(timeout)?
+        }
+        Err(e) => {
+            set_reached(!matches!(e, ClientError::NotRunning { .. }));
+            return Err(e.into());
+        }
+    };
     let pid = node_pid(&root);
     let patient = may_be_silent(request);
     let mut keep_waiting = |_silent: Duration| {
@@ -129,6 +163,10 @@ pub(super) fn send(
             pid,
             timeout.map_or(silent, |t| if patient { silent } else { t }),
         )),
+        Err(e @ (ClientError::Dropped { .. } | ClientError::NoAnswer)) => Err(Failure(format!(
+            "{e}: the node may have run out of threads or memory, or crashed; it may or may not have carried out the request: check {} and `relup status`",
+            super::daemon::node_log(&root).display()
+        ))),
         Err(e) => Err(e.into()),
     }
 }
@@ -163,22 +201,38 @@ fn status_report(root: &Path) -> Result<StatusReport, Failure> {
 }
 
 /// `relup status`.
+///
+/// A node that cannot read `RELEASES` still reports what it runs, with an empty release list:
+/// then the status is shown and the command fails with the node's reason (the file, the line,
+/// what is expected), since installs and the next boot need that file. With `--json` the
+/// failure object carries the status under `"status"`.
 pub fn status(root: &Path, json: bool) -> Result<(), Failure> {
+    let value = ask(root, &Request::Status, true)?;
+    let releases_error = releases_error(root, &value);
     if json {
-        print_json(&ask(root, &Request::Status, true)?);
-        return Ok(());
+        let Some(message) = releases_error else {
+            print_json(&value);
+            return Ok(());
+        };
+        add_error_field("status", value);
+        return Err(Failure(message));
     }
-    let report = status_report(root)?;
+    let report: StatusReport = serde_json::from_value(value)
+        .map_err(|e| Failure(format!("malformed status from the node: {e}")))?;
     println!("release {} {}", report.name, report.version);
-    println!(
-        "releases: {}",
-        report
-            .releases
-            .iter()
-            .map(|(v, s)| format!("{v} ({s})"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    if releases_error.is_some() {
+        println!("releases: unreadable (see the error below)");
+    } else {
+        println!(
+            "releases: {}",
+            report
+                .releases
+                .iter()
+                .map(|(v, s)| format!("{v} ({s})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     println!("supervision tree:");
     for entry in &report.tree {
         let indent = "  ".repeat(entry.depth + 1);
@@ -241,7 +295,34 @@ pub fn status(root: &Path, json: bool) -> Result<(), Failure> {
         report.code.bytes_mapped,
         report.code.images_retired
     );
-    Ok(())
+    releases_error.map_or(Ok(()), |message| Err(Failure(message)))
+}
+
+/// Why the node's status lists no release (a running node always knows its own): the node's
+/// answer to `releases`, which says what in `RELEASES` it cannot read.
+fn releases_error(root: &Path, status: &serde_json::Value) -> Option<String> {
+    let listed = status
+        .get("releases")
+        .and_then(|r| r.as_array())
+        .is_some_and(|r| !r.is_empty());
+    if listed {
+        return None;
+    }
+    let running = format!(
+        "{} {}",
+        status.get("name").and_then(|v| v.as_str()).unwrap_or("?"),
+        status
+            .get("version")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+    );
+    let reason = match ask(root, &Request::Releases, true) {
+        Ok(_) => return None,
+        Err(Failure(reason)) => reason,
+    };
+    Some(format!(
+        "the node runs {running} but cannot read its release list: {reason}; `relup releases`, installs and the next boot need that file: correct it or restore it from a backup"
+    ))
 }
 
 /// `relup releases`.
@@ -587,19 +668,42 @@ pub fn remove(root: &Path, version: &str, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `relup log`.
+/// `relup log`: the journal as the node reads it or, when no node runs, as it is on disk (said
+/// on stderr).
 pub fn log(root: &Path, json: bool) -> Result<(), Failure> {
-    let value = ask(root, &Request::Log, json)?;
-    if json {
-        print_json(&value);
-    } else {
-        print!(
-            "{}",
-            value
+    let (text, running) = match ask(root, &Request::Log, json) {
+        Ok(value) => {
+            let text = value
                 .get("log")
                 .and_then(|v| v.as_str())
-                .unwrap_or_default()
-        );
+                .unwrap_or_default();
+            (text.to_string(), true)
+        }
+        Err(failure) if reached() == Some(false) => {
+            let path = ReleaseRoot::new(root).upgrade_log();
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => {
+                    return Err(Failure(format!(
+                        "{}; and {} cannot be read: {e}",
+                        failure.0,
+                        path.display()
+                    )));
+                }
+            };
+            eprintln!(
+                "relup: the node is not running; the journal as it is on disk, {}:",
+                path.display()
+            );
+            (text, false)
+        }
+        Err(failure) => return Err(failure),
+    };
+    if json {
+        print_json(&serde_json::json!({ "log": text, "running": running }));
+    } else {
+        print!("{text}");
     }
     Ok(())
 }
