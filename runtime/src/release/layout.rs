@@ -64,6 +64,15 @@ impl ReleaseRoot {
             self.releases_dir(),
             self.config_dir(),
             self.log_dir(),
+            self.run_dir(),
+        ] {
+            refuse_dangling_link(&dir)?;
+        }
+        for dir in [
+            self.bin_dir(),
+            self.releases_dir(),
+            self.config_dir(),
+            self.log_dir(),
         ] {
             fs::create_dir_all(&dir).map_err(|e| ctx(e, format!("creating {}", dir.display())))?;
         }
@@ -204,6 +213,41 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// A symlink at `dir` whose target does not exist is an error that names both ("File
+/// exists" is what creating the directory would say).
+fn refuse_dangling_link(dir: &Path) -> io::Result<()> {
+    let Ok(meta) = fs::symlink_metadata(dir) else {
+        return Ok(());
+    };
+    if meta.file_type().is_symlink() && fs::metadata(dir).is_err() {
+        let target = fs::read_link(dir)
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|_| "?".into());
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} is a dangling symlink to {target}; create {target} (mkdir -p) or remove the link",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn ctx(e: io::Error, what: String) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_dangling_symlink_for_a_standard_directory_is_named() {
+        let tmp = std::env::temp_dir().join(format!("relup-layout-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::os::unix::fs::symlink(tmp.join("gone"), tmp.join("log")).unwrap();
+        let err = super::ReleaseRoot::create(&tmp).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&tmp);
+        assert!(err.contains("is a dangling symlink to"), "{err}");
+    }
 }
