@@ -453,3 +453,33 @@ fn a_directory_named_config_toml_new_is_reported_and_an_overlong_line_is_cut() {
     assert!(rej.len() < 4096, "the .rej holds {} bytes", rej.len());
     stop(&handler, &node);
 }
+
+#[test]
+fn a_batch_cut_short_after_its_rejects_were_appended_leaves_each_reject_once() {
+    use std::os::unix::fs::MetadataExt;
+    let root = root("cut-short");
+    // What a SIGKILL after the rejects' append and before the offset's update leaves: the
+    // offset file still marks the batch as begun with .rej's length before it, and .rej
+    // holds the batch's rejects already.
+    std::fs::write(root.config_rej(), "# earlier\nearlier\n").unwrap();
+    let before = std::fs::metadata(root.config_rej()).unwrap().len();
+    append(&root.config_rej(), "# the interrupted batch\nbroken\n");
+    append(
+        &root.config_new(),
+        "broken\nticker:ticker_server:ticker:1900\n",
+    );
+    let ino = std::fs::metadata(root.config_new()).unwrap().ino();
+    std::fs::write(
+        root.config_dir().join("config.toml.new.offset"),
+        format!("{ino} 0 rej={before}\n"),
+    )
+    .unwrap();
+    let (handler, node, _logs) = start(&root);
+    assert_eq!(interval(&node), Some(ConfigValue::Int(1900)));
+    let rej = read(&root.config_rej());
+    assert_eq!(rej.matches("\nbroken\n").count(), 1, "{rej}");
+    assert!(rej.starts_with("# earlier\nearlier\n"), "{rej}");
+    assert!(!rej.contains("the interrupted batch"), "{rej}");
+    assert!(consumed(&root));
+    stop(&handler, &node);
+}

@@ -223,17 +223,32 @@ impl ConfigStore {
             .get(ino)
             .filter(|&o| o <= bytes.len() && (o == 0 || bytes[o - 1] == b'\n'))
             .unwrap_or(0);
+        // A batch cut short (a crash) may have appended its rejects already: they go, and the
+        // batch runs again, so each rejected line is in `.rej` exactly once.
+        if let Some(rej_len) = offsets.pending(ino) {
+            self.truncate_rejects(rej_len)?;
+        }
         let Some(end) = bytes[from..].iter().rposition(|&b| b == b'\n') else {
             return Ok(None);
         };
         let end = from + end + 1;
         let lines_before = bytes[..from].iter().filter(|&&b| b == b'\n').count();
         let text = String::from_utf8_lossy(&bytes[from..end]).into_owned();
+        let offset_file = self.offset_file();
+        let rej_len = std::fs::metadata(self.root.config_rej()).map_or(0, |m| m.len());
+        offsets
+            .clone()
+            .with(ino, from, Some(rej_len))
+            .save(&offset_file)
+            .map_err(io(format!("cannot write {}", offset_file.display())))?;
+        crate::fault::crash_point(|| {
+            format!("config: {} batch to byte {end} begins", path.display())
+        });
         let report = self.apply_batch_locked(release, &text, "config.toml.new", lines_before)?;
         offsets
-            .with(ino, end)
-            .save(&self.offset_file())
-            .map_err(io(format!("cannot write {}", self.offset_file().display())))?;
+            .with(ino, end, None)
+            .save(&offset_file)
+            .map_err(io(format!("cannot write {}", offset_file.display())))?;
         crate::fault::crash_point(|| format!("config: {} processed to byte {end}", path.display()));
         Ok(Some(report))
     }
@@ -281,6 +296,31 @@ impl ConfigStore {
         std::fs::remove_file(&work).map_err(io(format!("cannot remove {}", work.display())))?;
         sync_dir(&dir).map_err(|e| ConfigError::Io(e.to_string()))?;
         crate::fault::crash_point(|| format!("config: removed {}", work.display()));
+        Ok(())
+    }
+
+    /// Cuts `config.toml.rej` back to `len` bytes (what it held before a batch that a crash
+    /// cut short), synced.
+    fn truncate_rejects(&self, len: u64) -> Result<(), ConfigError> {
+        let path = self.root.config_rej();
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() > len => {}
+            _ => return Ok(()),
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(io(format!("cannot open {}", path.display())))?;
+        file.set_len(len)
+            .and_then(|()| file.sync_all())
+            .map_err(io(format!("cannot truncate {}", path.display())))?;
+        self.log(
+            1,
+            &format!(
+                "config: {} cut back to {len} bytes: the rejects of a batch interrupted by a crash (the batch runs again)",
+                path.display()
+            ),
+        );
         Ok(())
     }
 
@@ -745,9 +785,11 @@ fn change_file_state(
     }
 }
 
-/// `config.toml.new.offset`: `<inode> <bytes processed>` a line.
+/// `config.toml.new.offset`: `<inode> <bytes processed>` a line, followed by
+/// `rej=<length of config.toml.rej>` while a batch from that offset is being processed (its
+/// rejects may be appended past that length).
 #[derive(Debug, Default, Clone)]
-struct Offsets(Vec<(u64, usize)>);
+struct Offsets(Vec<(u64, usize, Option<u64>)>);
 
 impl Offsets {
     /// Reads the file; an absent or unreadable one is empty (every file from its start).
@@ -756,20 +798,34 @@ impl Offsets {
         Offsets(
             text.lines()
                 .filter_map(|l| {
-                    let (ino, off) = l.split_once(' ')?;
-                    Some((ino.trim().parse().ok()?, off.trim().parse().ok()?))
+                    let mut words = l.split_whitespace();
+                    let ino = words.next()?.parse().ok()?;
+                    let offset = words.next()?.parse().ok()?;
+                    let pending = words
+                        .next()
+                        .and_then(|w| w.strip_prefix("rej="))
+                        .and_then(|n| n.parse().ok());
+                    Some((ino, offset, pending))
                 })
                 .collect(),
         )
     }
 
     fn get(&self, ino: u64) -> Option<usize> {
-        self.0.iter().find(|(i, _)| *i == ino).map(|(_, o)| *o)
+        self.0.iter().find(|(i, ..)| *i == ino).map(|(_, o, _)| *o)
     }
 
-    fn with(mut self, ino: u64, offset: usize) -> Offsets {
-        self.0.retain(|(i, _)| *i != ino);
-        self.0.push((ino, offset));
+    /// The `.rej` length recorded before a batch of `ino` that did not finish.
+    fn pending(&self, ino: u64) -> Option<u64> {
+        self.0
+            .iter()
+            .find(|(i, ..)| *i == ino)
+            .and_then(|(.., p)| *p)
+    }
+
+    fn with(mut self, ino: u64, offset: usize, pending: Option<u64>) -> Offsets {
+        self.0.retain(|(i, ..)| *i != ino);
+        self.0.push((ino, offset, pending));
         // At most the work file and config.toml.new are live; older entries are stale.
         while self.0.len() > 2 {
             self.0.remove(0);
@@ -778,12 +834,19 @@ impl Offsets {
     }
 
     fn without(mut self, ino: u64) -> Offsets {
-        self.0.retain(|(i, _)| *i != ino);
+        self.0.retain(|(i, ..)| *i != ino);
         self
     }
 
     fn save(&self, path: &Path) -> std::io::Result<()> {
-        let text: String = self.0.iter().map(|(i, o)| format!("{i} {o}\n")).collect();
+        let text: String = self
+            .0
+            .iter()
+            .map(|(i, o, p)| match p {
+                Some(rej) => format!("{i} {o} rej={rej}\n"),
+                None => format!("{i} {o}\n"),
+            })
+            .collect();
         crate::release::write_atomic(path, text.as_bytes())
     }
 }
