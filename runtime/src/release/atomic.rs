@@ -10,6 +10,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Records a completed step for the unit tests, right after the call it names returned;
+/// expands to nothing outside `cfg(test)`. A SIGKILL keeps the page cache, so the crash tests
+/// cannot see the order of the syncs: these records are how it is checked.
+macro_rules! step {
+    ($step:expr) => {
+        #[cfg(test)]
+        STEPS.with(|s| s.borrow_mut().push($step));
+    };
+}
+
 /// A name unlikely to collide with anything else in a directory: pid, time and a counter.
 pub(crate) fn unique_suffix() -> String {
     let nanos = SystemTime::now()
@@ -49,13 +59,13 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()>
             .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        step(|| Step::Write(tmp.clone(), bytes.len()));
+        step!(Step::Write(tmp.clone(), bytes.len()));
         f.sync_all()?;
-        step(|| Step::SyncFile(tmp.clone()));
+        step!(Step::SyncFile(tmp.clone()));
         drop(f);
         crate::fault::crash_point(|| format!("write_atomic {}: temp written", path.display()));
         fs::rename(&tmp, path)?;
-        step(|| Step::Rename(tmp.clone(), path.to_path_buf()));
+        step!(Step::Rename(tmp.clone(), path.to_path_buf()));
         Ok(())
     })();
     if let Err(e) = result {
@@ -75,11 +85,11 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io::Error::new(e.kind(), format!("fsync of {}: {e}", dir.display())))?;
-    step(|| Step::SyncDir(dir.to_path_buf()));
+    step!(Step::SyncDir(dir.to_path_buf()));
     Ok(())
 }
 
-/// A step of an atomic write that completed, as the unit tests record it (see [`step`]).
+/// A step of an atomic write that completed, as the unit tests record it (see `step!`).
 #[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
@@ -98,18 +108,6 @@ thread_local! {
     /// The steps this thread's atomic writes completed, in order (unit tests only).
     static STEPS: std::cell::RefCell<Vec<Step>> = const { std::cell::RefCell::new(Vec::new()) };
 }
-
-/// Records a completed step for the unit tests, right after the call it names returned;
-/// nothing outside `cfg(test)`. A SIGKILL keeps the page cache, so the crash tests cannot see
-/// the order of the syncs: these records are how it is checked.
-#[cfg(test)]
-fn step(what: impl FnOnce() -> Step) {
-    STEPS.with(|s| s.borrow_mut().push(what()));
-}
-
-#[cfg(not(test))]
-#[inline(always)]
-fn step<T>(_: impl FnOnce() -> T) {}
 
 /// The directory holding `path` (`.` for a bare file name).
 fn parent_dir(path: &Path) -> PathBuf {
