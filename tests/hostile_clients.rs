@@ -7,13 +7,13 @@
 
 mod reliability;
 
-use reliability::{Root, ok};
+use reliability::{Root, install_windows, ok};
 use relup_runtime::control::{Client, Event, Request};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Sends `bytes`, closes the writing half, and returns every line the node answered.
 fn raw(root: &Root, bytes: &[u8]) -> Vec<String> {
@@ -169,29 +169,27 @@ fn a_hundred_status_clients_while_an_upgrade_runs() {
     let root = Arc::new(Root::slow("hundred"));
     root.start(&[]);
     let upgrading = Arc::new(AtomicBool::new(true));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let during = Arc::new(AtomicUsize::new(0));
+    // When each status request was sent and when its answer came.
+    let answers = Arc::new(Mutex::new(Vec::<(SystemTime, SystemTime)>::new()));
     let clients: Vec<_> = (0..100)
         .map(|_| {
-            let (root, upgrading) = (root.clone(), upgrading.clone());
-            let (answered, during) = (answered.clone(), during.clone());
+            let (root, upgrading, answers) = (root.clone(), upgrading.clone(), answers.clone());
             std::thread::spawn(move || {
-                let mut mine = 0;
+                let mut mine = Vec::new();
                 loop {
                     let in_progress = upgrading.load(Ordering::SeqCst);
+                    let sent = SystemTime::now();
                     let event = Client::connect(&root.socket())
                         .and_then(|c| c.request(&Request::Status, &mut |_| {}));
                     match event {
                         Ok(Event::Done { .. }) => {}
                         other => panic!("a status client got {other:?}"),
                     }
-                    answered.fetch_add(1, Ordering::SeqCst);
-                    mine += 1;
-                    if in_progress && upgrading.load(Ordering::SeqCst) {
-                        during.fetch_add(1, Ordering::SeqCst);
-                    }
-                    if !in_progress || mine >= 5_000 {
-                        return mine;
+                    mine.push((sent, SystemTime::now()));
+                    if !in_progress || mine.len() >= 5_000 {
+                        let n = mine.len();
+                        answers.lock().unwrap().extend(mine);
+                        return n;
                     }
                 }
             })
@@ -204,14 +202,29 @@ fn a_hundred_status_clients_while_an_upgrade_runs() {
     }
     let out = ok(upgrade);
     assert!(out.contains("demo 0.2.0 is running (permanent)"), "{out}");
-    let (answered, during) = (
-        answered.load(Ordering::SeqCst),
-        during.load(Ordering::SeqCst),
+    // Only answers whose request went out after the install began and came back before it
+    // was done, as the journal shows them, count as given during the install.
+    let journal = std::fs::read_to_string(root.path.join("log/upgrade.log")).unwrap();
+    let windows = install_windows(&journal);
+    assert_eq!(windows.len(), 1, "one install in the journal:\n{journal}");
+    let install = &windows[0];
+    let answers = answers.lock().unwrap();
+    let during = answers
+        .iter()
+        .filter(|(sent, answered)| install.contains(*sent, *answered))
+        .count();
+    eprintln!(
+        "{} status answers, {during} of them entirely inside the install ({} ms in the journal)",
+        answers.len(),
+        install
+            .end
+            .duration_since(install.start)
+            .unwrap_or_default()
+            .as_millis()
     );
-    eprintln!("{answered} status answers, {during} of them entirely during the upgrade");
     assert!(
         during >= 100,
-        "statuses were answered during the upgrade: {during}"
+        "statuses were answered during the install: {during}"
     );
     let status = ok(root.run(&["status"]));
     assert!(status.contains("counter 2.0.0"), "{status}");

@@ -328,3 +328,77 @@ pub fn kill(pid: i32) {
         libc::kill(pid, libc::SIGKILL);
     }
 }
+
+/// One install as the journal (`log/upgrade.log`) shows it: from its `install <from> -> <to>
+/// via ...` line to its `install done, running <to>` line.
+#[derive(Debug, Clone)]
+pub struct InstallWindow {
+    /// `<from> -> <to>`.
+    pub hop: String,
+    /// The time of the first line, plus one millisecond (the journal's times are cut to the
+    /// millisecond, so the install began at or before this).
+    pub start: std::time::SystemTime,
+    /// The time of the last line (the install was done at or after this).
+    pub end: std::time::SystemTime,
+}
+
+impl InstallWindow {
+    /// Whether `[from, to]` lies entirely inside the window.
+    pub fn contains(&self, from: std::time::SystemTime, to: std::time::SystemTime) -> bool {
+        self.start <= from && to <= self.end
+    }
+
+    /// Whether `[from, to]` and the window have an instant in common.
+    pub fn overlaps(&self, from: std::time::SystemTime, to: std::time::SystemTime) -> bool {
+        from <= self.end && self.start <= to
+    }
+}
+
+/// The installs of a journal's text that completed, in order.
+pub fn install_windows(journal: &str) -> Vec<InstallWindow> {
+    let mut windows = Vec::new();
+    let mut open: Option<(String, std::time::SystemTime)> = None;
+    for line in journal.lines() {
+        let Some((time, text)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(at) = humantime::parse_rfc3339(time) else {
+            continue;
+        };
+        if let Some(hop) = text
+            .strip_prefix("install ")
+            .and_then(|t| t.split_once(" via "))
+            .map(|(hop, _)| hop.to_string())
+        {
+            open = Some((hop, at + Duration::from_millis(1)));
+        } else if text.starts_with("install done, running ")
+            && let Some((hop, start)) = open.take()
+        {
+            windows.push(InstallWindow {
+                hop,
+                start,
+                end: at,
+            });
+        }
+    }
+    windows
+}
+
+#[test]
+fn install_windows_pair_the_first_and_last_line_of_each_install() {
+    let journal = "2026-01-02T03:04:05.006Z boot demo 0.1.0\n\
+        2026-01-02T03:04:06.000Z install 0.1.0 -> 0.2.0 via 0.1.0 -> 0.2.0\n\
+        2026-01-02T03:04:06.100Z hop=0.1.0 -> 0.2.0 step=\"commit\" ok\n\
+        2026-01-02T03:04:07.500Z install done, running 0.2.0\n\
+        2026-01-02T03:04:08.000Z install 0.2.0 -> 0.1.0 via 0.2.0 -> 0.1.0\n";
+    let w = install_windows(journal);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].hop, "0.1.0 -> 0.2.0");
+    let t = |s| humantime::parse_rfc3339(s).unwrap();
+    assert_eq!(w[0].start, t("2026-01-02T03:04:06.001Z"));
+    assert_eq!(w[0].end, t("2026-01-02T03:04:07.500Z"));
+    assert!(w[0].contains(t("2026-01-02T03:04:06.001Z"), t("2026-01-02T03:04:07.5Z")));
+    assert!(!w[0].contains(t("2026-01-02T03:04:05.9Z"), t("2026-01-02T03:04:06.5Z")));
+    assert!(w[0].overlaps(t("2026-01-02T03:04:05.9Z"), t("2026-01-02T03:04:06.5Z")));
+    assert!(!w[0].overlaps(t("2026-01-02T03:04:07.6Z"), t("2026-01-02T03:04:07.7Z")));
+}
