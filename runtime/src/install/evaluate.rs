@@ -135,6 +135,28 @@ struct Hopper<'a> {
     fused: Option<String>,
     /// Suspend timeouts of fused suspends, by module.
     fused_timeouts: HashMap<String, Duration>,
+    /// Where the hop's journal lines go (also the line of a rollback on unwind).
+    journal: &'a Journal,
+    /// The hop committed or rolled back: dropping the hopper undoes nothing more.
+    settled: bool,
+}
+
+/// A hop that unwinds (the embedder's progress callback panics, or a step does) before it
+/// committed or rolled back is rolled back here, on the way out: no process stays suspended
+/// or staged, the old versions are current again. The panic then goes on.
+impl Drop for Hopper<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let undone = self.rollback();
+        let _ = self.journal.record(&format!(
+            "hop={} -> {} rolled back after a panic: {undone} change(s) undone; the node runs \
+             {} again",
+            self.current.release.version, self.target.version, self.current.release.version
+        ));
+    }
 }
 
 /// Where a hop goes: its steps, and the release (manifest and directory) it ends in.
@@ -150,6 +172,12 @@ pub struct HopTarget<'a> {
 
 /// Runs one hop. On error the node runs `current` exactly as before (old code, old states,
 /// all resumed) and the error names the failing step.
+///
+/// A panic during the hop (in `progress`, which the hop calls between steps, or in a step)
+/// is not caught: the hop is first rolled back as on an error (a journal line says "rolled
+/// back after a panic"; `progress` is not called again), then the panic goes on to the
+/// caller. A panicking callback is the embedder's bug, and hiding it in an error would let
+/// it pass unseen; what the hop promises, the old release running, holds either way.
 ///
 /// The hop's journal lines are written as it goes but not synced: the caller decides when,
 /// with a [`Journal::batch`] around it (or any later synced line).
@@ -197,6 +225,8 @@ pub fn run_hop(
         first_suspend: None,
         fused: single_suspended_module(hop),
         fused_timeouts: HashMap::new(),
+        journal,
+        settled: false,
     };
     let record = |progress: &mut dyn FnMut(&Progress),
                   step: String,
@@ -235,6 +265,7 @@ pub fn run_hop(
                     error.to_string(),
                 );
                 let started = Instant::now();
+                hopper.settled = true;
                 let undone = hopper.rollback();
                 record(
                     progress,
@@ -251,6 +282,7 @@ pub fn run_hop(
         }
     }
     let started = Instant::now();
+    hopper.settled = true;
     let (migrated, pause) = hopper.commit();
     record(
         progress,
@@ -263,7 +295,7 @@ pub fn run_hop(
         ),
     );
     Ok(HopOutcome {
-        booted: hopper.booted,
+        booted: hopper.booted.clone(),
         restart_required: hopper.restart_required,
         migrated,
         pause,
@@ -368,6 +400,9 @@ impl Hopper<'_> {
                     return Ok(detail);
                 }
                 self.first_suspend.get_or_insert_with(Instant::now);
+                // Listed before the request: a rollback (also one on unwind) resumes them,
+                // whatever state the request left them in.
+                self.suspended.extend(&pids);
                 self.node
                     .suspend(&pids, timeout)
                     .map_err(|e| InstallError::Suspend {
@@ -376,7 +411,6 @@ impl Hopper<'_> {
                         reason: e.to_string(),
                     })?;
                 let detail = format!("{} process(es)", pids.len());
-                self.suspended.extend(&pids);
                 self.suspended_by_module
                     .entry(module.clone())
                     .or_default()
@@ -446,6 +480,10 @@ impl Hopper<'_> {
                 if let Some(suspend_timeout) = self.fused_timeouts.remove(module) {
                     self.first_suspend.get_or_insert_with(Instant::now);
                     let migrate_timeout = self.opts.code_change_timeout;
+                    // Listed before the request, as above: a rollback puts back and resumes
+                    // whatever the request did to them (a no-op for the others).
+                    self.suspended.extend(&pids);
+                    self.staged.extend(&pids);
                     let fused = self.node.suspend_and_change_code(
                         &pids,
                         &request,
@@ -453,15 +491,11 @@ impl Hopper<'_> {
                         migrate_timeout,
                     );
                     return match fused {
-                        Ok(()) => {
-                            self.suspended.extend(&pids);
-                            self.staged.extend(&pids);
-                            Ok(format!(
-                                "{} state(s) migrated{restored} (each process suspended in the \
+                        Ok(()) => Ok(format!(
+                            "{} state(s) migrated{restored} (each process suspended in the \
                                  same step)",
-                                pids.len()
-                            ))
-                        }
+                            pids.len()
+                        )),
                         Err(UpgradeError::CodeChange(CodeChangeError::Failed {
                             pid,
                             reason,
@@ -480,14 +514,12 @@ impl Hopper<'_> {
                         Err(e) => Err(Self::fail(step, e.to_string())),
                     };
                 }
+                self.staged.extend(&pids);
                 match self
                     .node
                     .change_code(&pids, &request, self.opts.code_change_timeout)
                 {
-                    Ok(()) => {
-                        self.staged.extend(&pids);
-                        Ok(format!("{} state(s) migrated{restored}", pids.len()))
-                    }
+                    Ok(()) => Ok(format!("{} state(s) migrated{restored}", pids.len())),
                     Err(CodeChangeError::Failed { pid, reason, .. }) => {
                         Err(InstallError::CodeChange {
                             step: step.to_string(),
