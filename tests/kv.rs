@@ -15,10 +15,9 @@
 //! redis-tools is installed when missing (as root, with apt-get); when that is impossible the
 //! test fails and says so: it never passes without having run the clients.
 
-mod common;
 mod reliability;
 
-use common::{RELUP, ok, relup};
+use reliability::common::{self, RELUP, ok, relup};
 use reliability::install_windows;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 #[path = "../common/mod.rs"]
-mod common;
+pub mod common;
 #[allow(unused_imports)] // each test binary uses a different part
 pub use common::{RELUP, ok, text};
 
