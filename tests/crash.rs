@@ -311,24 +311,15 @@ fn expect_config(root: &Root, values: &[(&str, i64)], what: &str) {
     assert_eq!(lines, want, "{what}: the lines of config.toml:\n{text}");
 }
 
-/// Each of `scenario`'s rejected lines is in `config.toml.rej` once, and nothing else is:
-/// twice is allowed (not required) with `may_repeat`, when the node was killed after it
-/// appended them and before it recorded how far it had processed `config.toml.new` (the
-/// rename of `config.toml.new.offset`): the restart processes the same lines again.
-fn expect_rejects(root: &Root, scenario: &Scenario, may_repeat: bool, what: &str) {
+/// Each of `scenario`'s rejected lines is in `config.toml.rej` exactly once, and nothing else
+/// is, wherever the node was killed: a batch cut short after its rejects were appended runs
+/// again at the restart, and must not append them a second time.
+fn expect_rejects(root: &Root, scenario: &Scenario, what: &str) {
     let rej = std::fs::read_to_string(root.path.join("config/config.toml.rej")).unwrap_or_default();
     let entries: Vec<&str> = rej.lines().filter(|l| !l.starts_with("# ")).collect();
     for line in scenario.rejects {
         let n = entries.iter().filter(|l| *l == line).count();
-        if may_repeat {
-            assert!(
-                (1..=2).contains(&n),
-                "{what}: {line} is {n} time(s) in config.toml.rej (expected 1, or 2 after a \
-                 crash before the offset was recorded):\n{rej}"
-            );
-        } else {
-            assert_eq!(n, 1, "{what}: {line} in config.toml.rej:\n{rej}");
-        }
+        assert_eq!(n, 1, "{what}: {line} in config.toml.rej:\n{rej}");
     }
     let unexpected: Vec<&&str> = entries
         .iter()
@@ -338,21 +329,6 @@ fn expect_rejects(root: &Root, scenario: &Scenario, may_repeat: bool, what: &str
         unexpected.is_empty(),
         "{what}: config.toml.rej holds {unexpected:?}:\n{rej}"
     );
-}
-
-/// Whether a kill at `points[..=at]`'s last point may have rejects appended twice (see
-/// [`expect_rejects`]): at or after the append, before the offset file's rename.
-fn rejects_may_repeat(points: &[(usize, String)], at: usize) -> bool {
-    let mut appended = false;
-    for (_, label) in &points[..=at] {
-        if label.starts_with("config: ") && label.contains("rejected line(s) appended") {
-            appended = true;
-        }
-        if label.ends_with("config.toml.new.offset: renamed") {
-            appended = false;
-        }
-    }
-    appended
 }
 
 /// The permanent release after a kill at `points[..=at]`'s last point: `scenario.permanent`,
@@ -398,13 +374,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
 
 /// The checks every scenario shares, after the restart: `permanent` is the release that
 /// must be permanent and running.
-fn common_checks(
-    root: &Root,
-    scenario: &Scenario,
-    permanent: &str,
-    rejects_may_repeat: bool,
-    what: &str,
-) {
+fn common_checks(root: &Root, scenario: &Scenario, permanent: &str, what: &str) {
     // RELEASES loads with every invariant (one permanent, directories present, ...).
     let releases = Releases::load(&root.release_root())
         .unwrap_or_else(|e| panic!("{what}: RELEASES is broken: {e}"));
@@ -446,7 +416,7 @@ fn common_checks(
     assert!(left.is_empty(), "{what}: left behind: {left:?}");
     // Every accepted change is in config.toml, no rejected one; each rejected one in .rej.
     expect_config(root, scenario.config, what);
-    expect_rejects(root, scenario, rejects_may_repeat, what);
+    expect_rejects(root, scenario, what);
 }
 
 /// A crash point's line without its numbers: every word holding a digit (a duration, a
@@ -500,12 +470,7 @@ fn crash_points(scenario: &Scenario) -> Vec<(usize, String)> {
         .map(|(n, label)| (n, label.replace(&root_path, "<root>")))
         .collect();
     (scenario.finish)(&root);
-    expect_rejects(
-        &root,
-        scenario,
-        false,
-        &format!("{}, not killed", scenario.name),
-    );
+    expect_rejects(&root, scenario, &format!("{}, not killed", scenario.name));
     root.stop();
     let _ = std::fs::remove_file(&trace);
     points
@@ -558,13 +523,7 @@ fn run(scenario: &Scenario) {
         // Restart on the stale socket and pid file, without fault injection.
         root.start(&[]);
         let permanent = expected_permanent(scenario, &points, at);
-        common_checks(
-            &root,
-            scenario,
-            &permanent,
-            rejects_may_repeat(&points, at),
-            &what,
-        );
+        common_checks(&root, scenario, &permanent, &what);
         (scenario.finish)(&root);
         root.stop();
         let _ = std::fs::remove_file(&trace);
