@@ -247,6 +247,37 @@ fn connections_and_the_listener_survive_an_upgrade_and_a_downgrade() {
 }
 
 #[test]
+fn a_connection_open_across_a_rolled_back_upgrade_stays_and_loses_nothing() {
+    let node = quiet_node(PortLimits::default());
+    // SAFETY: a fixture library of this workspace's tests.
+    let v2 = unsafe { node.code().load(&fixtures().echo_v2, &Expect::default()) }.unwrap();
+    let (pid, addr) = listening(&node);
+    let mut a = connect(addr);
+    round_trip(&mut a, b"on 1.0.0");
+    // Sent before the failing upgrade, read after its rollback.
+    a.write_all(b"in flight across the rollback").unwrap();
+    let failing = CodeChange::new(
+        v2,
+        Direction::Up,
+        relup_module::codec::encode(&"fail".to_string()).unwrap(),
+    );
+    let err = node.upgrade_module(&failing, T).unwrap_err().to_string();
+    assert!(err.contains("told to fail"), "{err}");
+    let s = status(&node, pid);
+    assert_eq!(s.version, "1.0.0");
+    let mut back = vec![0; 29];
+    a.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"in flight across the rollback");
+    round_trip(&mut a, b"still on 1.0.0");
+    let mut b = connect(addr);
+    round_trip(&mut b, b"a new connection after the rollback");
+    let s = status(&node, pid);
+    assert_eq!((s.accepted, s.closed.len()), (2, 0), "{s:?}");
+    assert_eq!(conns(&node).len(), 2);
+    node.shutdown(T);
+}
+
+#[test]
 fn a_crashed_owner_closes_its_listener_and_connections() {
     let node = quiet_node(PortLimits::default());
     let (pid, addr) = listening(&node);

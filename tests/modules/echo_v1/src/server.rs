@@ -95,6 +95,15 @@ impl Server for Echo {
         })
     }
 
+    /// The state as it is, unless the install's `extra` is the text "fail" (to test a
+    /// rolled-back upgrade).
+    fn code_change(old: relup_module::OldState<'_>) -> Result<Self, String> {
+        if old.extra::<String>().is_ok_and(|e| e == "fail") {
+            return Err("told to fail by the install's extra".into());
+        }
+        old.decode::<Self>().map_err(|e| e.to_string())
+    }
+
     fn handle_call(&mut self, request: Call, ctx: &mut Context<'_>) -> Reply {
         match request {
             Call::Status => {
