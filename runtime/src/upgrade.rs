@@ -243,36 +243,17 @@ impl Node {
             }
             .into());
         }
-        // Every process is suspended and idle: migrate them right here, spread over as many
-        // threads as the node has schedulers, with no message round trip. Each thread stops
-        // at its first failure (everything is rolled back then anyway).
-        let started = Instant::now();
-        let results = par_chunks(&processes, threads, |chunk| {
-            let mut tally = Tally::default();
-            let error = chunk
-                .iter()
-                .find_map(|process| migrate_in_place(process, change, &mut tally).err());
-            (tally, error)
-        });
-        let mut first_error = None;
-        for (tally, error) in results {
-            tally.apply(&change.module);
-            first_error = first_error.or(error);
+        // Every process is suspended and idle: migrate them off the calling thread, spread
+        // over as many threads as the node has schedulers, and wait for them until the
+        // migrate timeout at most (a code_change that never returns must not hold the
+        // upgrade, and the install lock with it, for ever).
+        match migrate_bounded(&processes, change, threads, migrate_timeout) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.resume(pids);
+                Err(error.into())
+            }
         }
-        let error = match first_error {
-            None if started.elapsed() <= migrate_timeout => return Ok(()),
-            None => CodeChangeError::Timeout {
-                pids: Vec::new(),
-                timeout_ms: migrate_timeout.as_millis() as u64,
-            },
-            Some(error) => error,
-        };
-        par_map(&processes, threads, |process| {
-            let mut code = process.code.lock();
-            restore_old(&mut ControlCx::new(process, &mut code));
-        });
-        self.resume(pids);
-        Err(error.into())
     }
 
     /// Runs `step` on each pid between two of its messages and collects the answers; on
@@ -494,18 +475,180 @@ fn migrate(pid: Pid, cx: &mut ControlCx<'_>, change: &CodeChange) -> Result<(), 
     Ok(())
 }
 
-/// Migrates a process that this upgrade suspended itself (the direct path): the runner
-/// counts go to `tally`.
-fn migrate_in_place(
-    process: &Arc<Process>,
+/// Lists shorter than this are migrated by one thread (a thread start costs more).
+const MIN_PARALLEL: usize = 64;
+
+/// One share of a bounded migration, between the thread that migrates it and the upgrade
+/// that waits for it.
+#[derive(Default)]
+struct Share {
+    /// The upgrade stopped waiting: a migration that finishes later drops its new instance
+    /// instead of installing it.
+    abandoned: bool,
+    /// The thread went through its whole share (or stopped at an error).
+    done: bool,
+    /// Index (in the share) of the process being migrated.
+    at: usize,
+    /// Indexes of the processes whose new instance is installed (the old one staged).
+    installed: Vec<usize>,
+    /// Runner counts of the installed ones.
+    tally: Tally,
+    /// The first failure.
+    error: Option<CodeChangeError>,
+}
+
+/// Migrates suspended, idle `processes` to `change.module` on up to `threads` threads of its
+/// own, and waits for them for `timeout` at most. Each process's state is exported under its
+/// code lock, the new version's `code_change` runs without it, and the new instance is
+/// installed (the old one staged) under the lock again. On any failure or at the timeout,
+/// every installed instance is put back (old code, old state) and the error names the first
+/// failing process, or the processes whose code_change had not returned: those are
+/// abandoned (their thread is left to finish or not; what it builds is dropped, never
+/// installed), and they keep their old code and state, which the migration never touched.
+/// The caller resumes the processes.
+fn migrate_bounded(
+    processes: &[Arc<Process>],
     change: &CodeChange,
-    tally: &mut Tally,
+    threads: usize,
+    timeout: Duration,
 ) -> Result<(), CodeChangeError> {
-    let mut code = process.code.lock();
-    let new = new_instance(process.pid, &mut code, change)?;
-    code.staged_old = code.behaviour.replace(Box::new(new));
-    tally.moved(process.replace_running(code.behaviour.as_deref()));
-    Ok(())
+    let deadline = Instant::now() + timeout;
+    let threads = threads.clamp(1, 16);
+    let size = if threads == 1 || processes.len() < MIN_PARALLEL {
+        processes.len().max(1)
+    } else {
+        processes.len().div_ceil(threads)
+    };
+    let change = Arc::new(change.clone());
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
+    let mut shares = Vec::new();
+    for part in processes.chunks(size) {
+        let share = Arc::new(parking_lot::Mutex::new(Share::default()));
+        let part: Vec<Arc<Process>> = part.to_vec();
+        let (mine, theirs, done) = (share.clone(), change.clone(), done_tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name("relup-code-change".into())
+            .spawn(move || {
+                migrate_share(&part, &theirs, &mine);
+                let _ = done.send(());
+            });
+        if let Err(e) = spawned {
+            let mut share = share.lock();
+            share.done = true;
+            share.error = Some(CodeChangeError::Failed {
+                pid: processes.first().map_or(Pid(0), |p| p.pid),
+                module: change.module.name().to_string(),
+                reason: format!("cannot start a thread to migrate on: {e}"),
+            });
+        }
+        shares.push(share);
+    }
+    drop(done_tx);
+    let mut finished = shares.iter().filter(|s| s.lock().done).count();
+    while finished < shares.len() {
+        match done_rx.recv_deadline(deadline) {
+            Ok(()) => finished += 1,
+            Err(_) => break,
+        }
+    }
+    // Stop every share where it is: from here on nothing more is installed.
+    let mut first_error = None;
+    let mut stuck = Vec::new();
+    let mut installed = Vec::new();
+    for (share, part) in shares.iter().zip(processes.chunks(size)) {
+        let mut share = share.lock();
+        share.abandoned = true;
+        std::mem::take(&mut share.tally).apply(&change.module);
+        if first_error.is_none() {
+            first_error = share.error.take();
+        }
+        if !share.done
+            && let Some(process) = part.get(share.at)
+        {
+            stuck.push(process.pid);
+        }
+        installed.extend(share.installed.iter().filter_map(|&i| part.get(i)));
+    }
+    let error = match (first_error, stuck.is_empty()) {
+        (None, true) => return Ok(()),
+        (Some(error), _) => error,
+        (None, false) => CodeChangeError::Timeout {
+            pids: stuck,
+            timeout_ms: timeout.as_millis() as u64,
+        },
+    };
+    for process in installed {
+        let mut code = process.code.lock();
+        restore_old(&mut ControlCx::new(process, &mut code));
+    }
+    Err(error)
+}
+
+/// Migrates one share of a bounded migration, in order, until its first failure or until
+/// the upgrade abandons it.
+fn migrate_share(part: &[Arc<Process>], change: &CodeChange, share: &parking_lot::Mutex<Share>) {
+    for (index, process) in part.iter().enumerate() {
+        {
+            let mut share = share.lock();
+            if share.abandoned {
+                return;
+            }
+            share.at = index;
+        }
+        // The export needs the process's code; the code_change (new code, however long it
+        // takes) runs without holding it.
+        let exported = exported_state(process.pid, &mut process.code.lock(), change);
+        let built = exported.and_then(|exported| build_instance(process.pid, exported, change));
+        // The process's code first, then the share: the upgrade takes the share alone, so it
+        // never waits behind a process.
+        let mut code = process.code.lock();
+        let mut share = share.lock();
+        if share.abandoned {
+            // Dropped on this thread, once nothing is held.
+            drop(share);
+            drop(code);
+            drop(built);
+            return;
+        }
+        let new = match built {
+            Ok(new) => new,
+            Err(error) => {
+                share.error = Some(error);
+                share.done = true;
+                return;
+            }
+        };
+        if code.behaviour.is_none() {
+            // It exited while its state was migrated (an exit signal is taken while
+            // suspended): nothing is left to change.
+            drop(share);
+            drop(code);
+            drop(new);
+            continue;
+        }
+        if code.staged_old.is_some() {
+            share.error = Some(CodeChangeError::NotEligible {
+                pid: process.pid,
+                reason: "a previous code change is not committed".into(),
+            });
+            share.done = true;
+            return;
+        }
+        code.staged_old = code.behaviour.replace(Box::new(new));
+        share
+            .tally
+            .moved(process.replace_running(code.behaviour.as_deref()));
+        share.installed.push(index);
+    }
+    share.lock().done = true;
+}
+
+/// What a process's new instance is built from.
+enum Exported {
+    /// A state this very version exported (a snapshot restore).
+    Restore(Vec<u8>),
+    /// The state the running version exported, and that version.
+    Migrate { from_vsn: String, state: Vec<u8> },
 }
 
 /// The process's state carried into `change.module`: its instance exports the state and the
@@ -515,6 +658,16 @@ fn new_instance(
     code: &mut CodeSlot,
     change: &CodeChange,
 ) -> Result<ModuleInstance, CodeChangeError> {
+    build_instance(pid, exported_state(pid, code, change)?, change)
+}
+
+/// Checks that the process can move to `change.module` and takes what its new instance is
+/// built from (the running instance exports its state).
+fn exported_state(
+    pid: Pid,
+    code: &mut CodeSlot,
+    change: &CodeChange,
+) -> Result<Exported, CodeChangeError> {
     let not_eligible = |reason: &str| CodeChangeError::NotEligible {
         pid,
         reason: reason.to_string(),
@@ -538,18 +691,39 @@ fn new_instance(
         reason,
     };
     if let Some(state) = change.restore.as_ref().and_then(|r| r.get(&pid)) {
-        return ModuleInstance::restore(change.module.clone(), state)
-            .map_err(|e| failed(format!("restore from snapshot: {e}")));
+        return Ok(Exported::Restore(state.clone()));
     }
     let state = instance
         .export_state()
         .map_err(|e| failed(format!("export_state: {e}")))?;
-    ModuleInstance::code_change(
-        change.module.clone(),
-        instance.loaded().version_text(),
-        change.direction,
-        &state,
-        &change.extra,
-    )
-    .map_err(failed)
+    Ok(Exported::Migrate {
+        from_vsn: instance.loaded().version_text().to_string(),
+        state,
+    })
+}
+
+/// Builds the new instance of `change.module` from what the process exported (runs the new
+/// version's `code_change`, or decodes a restored state).
+fn build_instance(
+    pid: Pid,
+    exported: Exported,
+    change: &CodeChange,
+) -> Result<ModuleInstance, CodeChangeError> {
+    let failed = |reason: String| CodeChangeError::Failed {
+        pid,
+        module: change.module.name().to_string(),
+        reason,
+    };
+    match exported {
+        Exported::Restore(state) => ModuleInstance::restore(change.module.clone(), &state)
+            .map_err(|e| failed(format!("restore from snapshot: {e}"))),
+        Exported::Migrate { from_vsn, state } => ModuleInstance::code_change(
+            change.module.clone(),
+            &from_vsn,
+            change.direction,
+            &state,
+            &change.extra,
+        )
+        .map_err(failed),
+    }
 }

@@ -12,7 +12,6 @@ use relup_runtime::install::{
     BootedRelease, HopTarget, InstallError, InstallOptions, Journal, Progress, boot_release,
     run_hop,
 };
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -129,12 +128,14 @@ impl World {
     }
 }
 
-/// Finding 2: the embedder's progress callback panics right after a step; the hop is rolled
-/// back before the panic goes on, so every process answers on its old code and state, and a
-/// later install of the same hop succeeds.
+/// Finding 2: the embedder's progress callback panics right after a step. Before the commit
+/// the hop fails and is rolled back, so every process answers on its old code and state and
+/// a later install of the same hop succeeds; the code_change's event is told only after the
+/// commit (no progress while processes are suspended), so a panic there leaves the hop done.
+/// On the old code the panic unwound through run_hop and left counter 2.0.0 current.
 #[test]
 fn a_progress_callback_that_panics_mid_hop_leaves_the_old_release() {
-    for panic_after in ["code_change counter", "load counter", "suspend counter"] {
+    for panic_after in ["load counter", "suspend counter", "code_change counter"] {
         let w = World::new(
             &format!("panic-{}", panic_after.replace(' ', "-")),
             &fixtures().counter_v2,
@@ -142,19 +143,41 @@ fn a_progress_callback_that_panics_mid_hop_leaves_the_old_release() {
         );
         w.node.cast("c1", &Cast::Add(5)).unwrap();
         assert_eq!(w.describe("c1"), ("1.0.0".into(), 6, 0));
-        let unwound = catch_unwind(AssertUnwindSafe(|| {
-            w.upgrade(&InstallOptions::default(), &mut |p| {
-                if p.ok && p.step.starts_with(panic_after) {
-                    panic!("the progress callback panics after {}", p.step);
-                }
-            })
-        }));
-        let payload = unwound.expect_err("the panic goes on to the caller");
-        let text = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_default();
-        assert!(text.contains(panic_after), "{text}");
+        let mut told_after_panic = Vec::new();
+        let mut panicked = false;
+        let result = w.upgrade(&InstallOptions::default(), &mut |p| {
+            if panicked {
+                told_after_panic.push(p.step.clone());
+            }
+            if p.ok && p.step.starts_with(panic_after) {
+                panicked = true;
+                panic!("the progress callback panics after {}", p.step);
+            }
+        });
+        assert!(panicked, "{panic_after}");
+        assert!(told_after_panic.is_empty(), "{told_after_panic:?}");
+        let journal = w.journal.read().unwrap();
+        assert!(
+            journal.contains("the progress callback panicked"),
+            "panic after {panic_after}: {journal}"
+        );
+        if panic_after.starts_with("code_change") {
+            assert!(result.is_ok(), "the commit came first: {result:?}");
+            assert_eq!(w.current_counter(), "2.0.0");
+            assert_eq!(w.describe("c1"), ("2.0.0".into(), 6, 100));
+            w.node.shutdown(T);
+            continue;
+        }
+        match &result {
+            Err(InstallError::ProgressPanicked { step, message }) => {
+                assert!(step.starts_with(panic_after), "{step}");
+                assert!(
+                    message.contains("the progress callback panics"),
+                    "{message}"
+                );
+            }
+            other => panic!("panic after {panic_after}: {other:?}"),
+        }
         assert_eq!(w.current_counter(), "1.0.0", "after {panic_after}");
         assert_eq!(
             w.describe("c1"),
@@ -162,15 +185,80 @@ fn a_progress_callback_that_panics_mid_hop_leaves_the_old_release() {
             "old code, old state, resumed (panic after {panic_after})"
         );
         assert_eq!(w.describe("c2"), ("1.0.0".into(), 2, 0));
-        let journal = w.journal.read().unwrap();
-        assert!(
-            journal.contains("rolled back after a panic"),
-            "panic after {panic_after}: {journal}"
-        );
         // Nothing is left staged or held: the same hop now goes through.
         let booted = w.upgrade(&InstallOptions::default(), &mut |_| {});
         assert!(booted.is_ok(), "{booted:?}");
         assert_eq!(w.describe("c1"), ("2.0.0".into(), 6, 100));
+        w.node.shutdown(T);
+    }
+}
+
+/// Finding 7: on the single-module (fused) path a `code_change` that never returns used to
+/// hold the hop, and the install lock, for ever (the timeout was checked after every
+/// migration returned). The hop now gives up at the code_change timeout, names the stuck
+/// process and rolls back; every process answers on its old code and state.
+#[test]
+fn a_code_change_that_never_returns_fails_the_hop_at_its_timeout() {
+    let w = std::sync::Arc::new(World::new("hang", &fixtures().counter_hang, ""));
+    w.node.cast("c1", &Cast::Add(5)).unwrap();
+    assert_eq!(w.describe("c1"), ("1.0.0".into(), 6, 0));
+    let pids = [w.node.whereis("c1").unwrap(), w.node.whereis("c2").unwrap()];
+    let (tx, rx) = std::sync::mpsc::channel();
+    let world = w.clone();
+    std::thread::spawn(move || {
+        let opts = InstallOptions {
+            code_change_timeout: Duration::from_millis(200),
+            ..InstallOptions::default()
+        };
+        let _ = tx.send(world.upgrade(&opts, &mut |_| {}));
+    });
+    // A bound on a failure, not a timing assert: on the old code the hop never returns.
+    let result = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the hop returns once its code_change timeout has passed");
+    match result {
+        Err(InstallError::CodeChange {
+            pid, reason, step, ..
+        }) => {
+            assert!(step.starts_with("code_change counter"), "{step}");
+            assert!(pids.contains(&pid), "{pid} is one of {pids:?}");
+            assert!(
+                reason.contains("did not return") && reason.contains(&pid.to_string()),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a code_change error, got {other:?}"),
+    }
+    assert_eq!(w.current_counter(), "1.0.0");
+    assert_eq!(w.describe("c1"), ("1.0.0".into(), 6, 0));
+    assert_eq!(w.describe("c2"), ("1.0.0".into(), 2, 0));
+    assert_eq!(w.node.whereis("c1"), Some(pids[0]), "the same process");
+    assert!(w.journal.read().unwrap().contains("rollback"));
+}
+
+/// Finding 7: progress is not told while the hop holds processes suspended, so a consumer
+/// that blocks (a control client that stops reading) cannot stretch the pause. Each event
+/// here calls a process of the hop; on the old code the call made while it was suspended
+/// timed out.
+#[test]
+fn progress_is_told_only_while_no_process_is_suspended() {
+    for extra in ["", "fail"] {
+        let w = World::new(&format!("progress-{extra}"), &fixtures().counter_v2, extra);
+        let mut answers = Vec::new();
+        let result = w.upgrade(&InstallOptions::default(), &mut |p| {
+            let answer = w
+                .node
+                .call::<_, Reply>("c1", &Call::Get, Duration::from_secs(5));
+            answers.push((p.step.clone(), answer.is_ok()));
+        });
+        assert_eq!(result.is_ok(), extra.is_empty(), "{result:?}");
+        assert!(
+            answers
+                .iter()
+                .any(|(step, _)| step.starts_with("code_change")),
+            "{answers:?}"
+        );
+        assert!(answers.iter().all(|(_, ok)| *ok), "{answers:?}");
         w.node.shutdown(T);
     }
 }

@@ -180,8 +180,14 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
         } => match parse_version(&version) {
             Err(message) => Event::Error { message },
             Ok(version) => {
+                // A client that went away, or stopped reading (a write that fails or runs
+                // out the stream's write timeout), does not stop the install, and is not
+                // written to again: one stalled write per install at most, not one per step.
+                let mut reading = true;
                 let mut progress = |p: &crate::install::Progress| {
-                    // A client that went away does not stop the install.
+                    if !reading {
+                        return;
+                    }
                     let event = if p.step == "note" {
                         Event::Note {
                             text: p.detail.clone(),
@@ -189,7 +195,7 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
                     } else {
                         Event::Progress(p.clone())
                     };
-                    let _ = send(stream, &event);
+                    reading = send(stream, &event);
                 };
                 let opts = UpgradeOptions {
                     permanent,

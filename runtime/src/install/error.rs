@@ -46,6 +46,14 @@ pub enum InstallError {
         /// Why.
         reason: String,
     },
+    /// The progress callback panicked after a step; the hop was rolled back.
+    #[error("the progress callback panicked after step {step}: {message}; the hop was rolled back")]
+    ProgressPanicked {
+        /// The step whose progress event the callback panicked on.
+        step: String,
+        /// The panic's message.
+        message: String,
+    },
     /// The plan refers to something the running node does not have.
     #[error("{0}")]
     Mismatch(String),

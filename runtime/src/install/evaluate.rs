@@ -19,6 +19,7 @@ use crate::upgrade::{CodeChange, UpgradeError};
 use relup_appup::{self as appup, Hop, Release, Step};
 use relup_module::{Direction, ExitReason, Pid};
 use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -173,11 +174,16 @@ pub struct HopTarget<'a> {
 /// Runs one hop. On error the node runs `current` exactly as before (old code, old states,
 /// all resumed) and the error names the failing step.
 ///
-/// A panic during the hop (in `progress`, which the hop calls between steps, or in a step)
-/// is not caught: the hop is first rolled back as on an error (a journal line says "rolled
-/// back after a panic"; `progress` is not called again), then the panic goes on to the
-/// caller. A panicking callback is the embedder's bug, and hiding it in an error would let
-/// it pass unseen; what the hop promises, the old release running, holds either way.
+/// A `progress` that panics before the commit fails the hop like a failing step: it is
+/// rolled back and the error is [`InstallError::ProgressPanicked`] (the caller keeps its
+/// bookkeeping, e.g. which release runs; a journal line names the panic); `progress` is
+/// not called again. One that panics at the commit's event leaves the hop done.
+/// A panic inside a step (a runtime bug) is not caught: the hop is rolled back on the way
+/// out (a journal line says "rolled back after a panic"), then the panic goes on.
+///
+/// `progress` hears of each step when no process is suspended: the steps taken while the
+/// hop holds processes suspended are told once they are resumed (at commit or rollback), so
+/// that a slow consumer of progress cannot stretch the pause.
 ///
 /// The hop's journal lines are written as it goes but not synced: the caller decides when,
 /// with a [`Journal::batch`] around it (or any later synced line).
@@ -228,11 +234,19 @@ pub fn run_hop(
         journal,
         settled: false,
     };
-    let record = |progress: &mut dyn FnMut(&Progress),
-                  step: String,
-                  ok: bool,
-                  started: Instant,
-                  detail: String| {
+    // Progress that happens while processes are suspended waits in `held` until they are
+    // resumed (at commit or rollback): a slow progress consumer (a control client that does
+    // not read) must not stretch the pause. The journal line is written at once.
+    let mut held: Vec<Progress> = Vec::new();
+    // Set once the callback has panicked: it is not called again.
+    let mut callback_panicked = false;
+    // Returns the step and the panic's text when the callback panics on this call.
+    let mut record = |suspended: bool,
+                      step: String,
+                      ok: bool,
+                      started: Instant,
+                      detail: String|
+     -> Option<(String, String)> {
         let p = Progress {
             hop: label.clone(),
             step,
@@ -248,44 +262,70 @@ pub fn run_hop(
             p.micros,
             p.detail
         ));
-        progress(&p);
+        if callback_panicked {
+            return None;
+        }
+        held.push(p);
+        if suspended {
+            return None;
+        }
+        for p in held.drain(..) {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| progress(&p))) {
+                let message = panic_text(payload.as_ref());
+                callback_panicked = true;
+                let _ = journal.record(&format!(
+                    "hop={} the progress callback panicked at step \"{}\": {message}; it is \
+                     not called again",
+                    p.hop, p.step
+                ));
+                return Some((p.step.clone(), message));
+            }
+        }
+        None
     };
+    let mut failure = None;
     for step in &hop.steps {
         // Written before the step too, so that a crash mid-step leaves a readable trail.
         let _ = journal.record(&format!("hop={label} step=\"{step}\" begin"));
         let started = Instant::now();
         match hopper.step(step) {
-            Ok(detail) => record(progress, step.to_string(), true, started, detail),
+            Ok(detail) => {
+                let told = record(hopper.holds(), step.to_string(), true, started, detail);
+                if let Some((step, message)) = told {
+                    failure = Some(InstallError::ProgressPanicked { step, message });
+                    break;
+                }
+            }
             Err(error) => {
-                record(
-                    progress,
-                    step.to_string(),
-                    false,
-                    started,
-                    error.to_string(),
-                );
-                let started = Instant::now();
-                hopper.settled = true;
-                let undone = hopper.rollback();
-                record(
-                    progress,
-                    "rollback".into(),
-                    true,
-                    started,
-                    format!(
-                        "{undone} change(s) undone; the node runs {} again",
-                        current.release.version
-                    ),
-                );
-                return Err(error);
+                let detail = error.to_string();
+                record(hopper.holds(), step.to_string(), false, started, detail);
+                failure = Some(error);
+                break;
             }
         }
+    }
+    if let Some(error) = failure {
+        let started = Instant::now();
+        hopper.settled = true;
+        let undone = hopper.rollback();
+        record(
+            false,
+            "rollback".into(),
+            true,
+            started,
+            format!(
+                "{undone} change(s) undone; the node runs {} again",
+                current.release.version
+            ),
+        );
+        return Err(error);
     }
     let started = Instant::now();
     hopper.settled = true;
     let (migrated, pause) = hopper.commit();
-    record(
-        progress,
+    // A callback that panics now has the commit behind it: the hop is done (journal line).
+    let _ = record(
+        false,
         "commit".into(),
         true,
         started,
@@ -300,6 +340,15 @@ pub fn run_hop(
         migrated,
         pause,
     })
+}
+
+/// The text of a panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".into())
 }
 
 /// The module of a hop's only suspend step, when its processes can be suspended and migrated
@@ -324,6 +373,26 @@ impl Hopper<'_> {
         InstallError::Step {
             step: step.to_string(),
             reason: reason.into(),
+        }
+    }
+
+    /// Processes are suspended by this hop and not yet resumed.
+    fn holds(&self) -> bool {
+        !self.settled && !self.suspended.is_empty()
+    }
+
+    /// The error of a code_change step whose migrations of `pids` did not return in time.
+    fn stuck(step: &Step, module: &str, pids: &[Pid], timeout_ms: u64) -> InstallError {
+        let list: Vec<String> = pids.iter().map(Pid::to_string).collect();
+        InstallError::CodeChange {
+            step: step.to_string(),
+            module: module.to_string(),
+            pid: pids.first().copied().unwrap_or(Pid(0)),
+            reason: format!(
+                "code_change did not return within {timeout_ms} ms (stuck: {}); the hop gave \
+                 up waiting and rolled back",
+                list.join(", ")
+            ),
         }
     }
 
@@ -506,6 +575,10 @@ impl Hopper<'_> {
                             pid,
                             reason,
                         }),
+                        Err(UpgradeError::CodeChange(CodeChangeError::Timeout {
+                            pids,
+                            timeout_ms,
+                        })) => Err(Self::stuck(step, module, &pids, timeout_ms)),
                         Err(UpgradeError::Suspend(e)) => Err(InstallError::Suspend {
                             step: step.to_string(),
                             module: module.clone(),
@@ -527,6 +600,9 @@ impl Hopper<'_> {
                             pid,
                             reason,
                         })
+                    }
+                    Err(CodeChangeError::Timeout { pids, timeout_ms }) => {
+                        Err(Self::stuck(step, module, &pids, timeout_ms))
                     }
                     Err(e) => Err(Self::fail(step, e.to_string())),
                 }

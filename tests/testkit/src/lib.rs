@@ -34,9 +34,11 @@ pub struct Fixtures {
     pub bad_descriptor: PathBuf,
     /// A descriptor of the current ABI version and size whose `health` entry point is null.
     pub null_entry_point: PathBuf,
+    /// Module `counter` 2.0.0 whose `code_change` never returns.
+    pub counter_hang: PathBuf,
 }
 
-const PACKAGES: [&str; 11] = [
+const PACKAGES: [&str; 12] = [
     "relup-fixture-counter-v1",
     "relup-fixture-counter-v2",
     "relup-fixture-not-a-module",
@@ -48,6 +50,7 @@ const PACKAGES: [&str; 11] = [
     "relup-fixture-garbage",
     "relup-fixture-bad-descriptor",
     "relup-fixture-null-entry-point",
+    "relup-fixture-counter-hang",
 ];
 
 /// The workspace root (this crate lives in `tests/testkit`).
@@ -95,6 +98,7 @@ fn build(release: bool) -> Fixtures {
         garbage: lib("garbage"),
         bad_descriptor: lib("bad_descriptor"),
         null_entry_point: lib("null_entry_point"),
+        counter_hang: lib("counter_hang"),
     }
 }
 
