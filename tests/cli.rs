@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{RELUP, fails, ok, relup, text};
+use common::{RELUP, fails, ok, release_dir, relup, text};
 
 use relup_testkit::fixtures;
 use std::io::{BufRead, BufReader, Write};
@@ -17,53 +17,6 @@ use std::process::{Command, Output};
 struct Demo {
     base: PathBuf,
     root: PathBuf,
-}
-
-fn release_dir(
-    base: &Path,
-    version: &str,
-    lib: &Path,
-    module_vsn: &str,
-    appup: Option<&str>,
-) -> PathBuf {
-    let dir = base.join(format!("src-{version}"));
-    std::fs::create_dir_all(dir.join("lib")).unwrap();
-    std::fs::copy(lib, dir.join("lib/libcounter.so")).unwrap();
-    std::fs::write(
-        dir.join("release.toml"),
-        format!(
-            r#"name = "demo"
-version = "{version}"
-
-[probation]
-seconds = 1
-health_interval_ms = 200
-
-[[applications]]
-name = "app"
-version = "{version}"
-
-[[applications.modules]]
-name = "counter"
-file = "lib/libcounter.so"
-sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
-version = "{module_vsn}"
-
-[applications.supervisor]
-strategy = "one_for_one"
-
-[[applications.supervisor.children]]
-id = "c1"
-module = "counter"
-args = {{ start = 7, register_as = "c1" }}
-"#
-        ),
-    )
-    .unwrap();
-    if let Some(appup) = appup {
-        std::fs::write(dir.join("appup.toml"), appup).unwrap();
-    }
-    dir
 }
 
 impl Demo {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{RELUP, fails, ok, relup, text};
+use common::{RELUP, fails, ok, release_dir, relup, text};
 
 use relup_testkit::fixtures;
 use std::io::{BufRead, BufReader, Write};
@@ -17,44 +17,6 @@ use std::time::{Duration, Instant};
 struct Root {
     base: PathBuf,
     root: PathBuf,
-}
-
-fn release_dir(base: &Path, version: &str, lib: &Path, module_vsn: &str) -> PathBuf {
-    let dir = base.join(format!("src-{version}"));
-    std::fs::create_dir_all(dir.join("lib")).unwrap();
-    std::fs::copy(lib, dir.join("lib/libcounter.so")).unwrap();
-    std::fs::write(
-        dir.join("release.toml"),
-        format!(
-            r#"name = "demo"
-version = "{version}"
-
-[probation]
-seconds = 1
-health_interval_ms = 200
-
-[[applications]]
-name = "app"
-version = "{version}"
-
-[[applications.modules]]
-name = "counter"
-file = "lib/libcounter.so"
-sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
-version = "{module_vsn}"
-
-[applications.supervisor]
-strategy = "one_for_one"
-
-[[applications.supervisor.children]]
-id = "c1"
-module = "counter"
-args = {{ start = 7, register_as = "c1" }}
-"#
-        ),
-    )
-    .unwrap();
-    dir
 }
 
 const APPUP: &str = r#"application = "app"
@@ -76,8 +38,8 @@ impl Root {
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
         let f = fixtures();
-        let r1 = release_dir(&base, "0.1.0", &f.counter_v1, "1.0.0");
-        let r2 = release_dir(&base, "0.2.0", &f.counter_v2, "2.0.0");
+        let r1 = release_dir(&base, "0.1.0", &f.counter_v1, "1.0.0", None);
+        let r2 = release_dir(&base, "0.2.0", &f.counter_v2, "2.0.0", None);
         std::fs::write(r2.join("appup.toml"), APPUP).unwrap();
         let out = base.join("out");
         for dir in [&r1, &r2] {

@@ -4,34 +4,15 @@
 
 mod common;
 
-use common::{eventually, node_with_counter};
+use common::{call_taken, eventually, node_with_counter};
 use relup_fixture_counter_api::{Args, Call, Cast, Reply};
-use relup_runtime::CallError;
 use relup_runtime::{
     ChildCounts, ChildSpec, ExitReason, Node, Pid, ProcessKind, Restart, Shutdown, Strategy,
     SupervisorSpec,
 };
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(5);
-
-/// Calls `pid` with `call` on another thread and returns once `pid` has taken the request
-/// (it is in its callback, or done with it): the process is suspended while the request
-/// goes in, so its mailbox shows the request arrive and, once it is resumed, leave.
-fn call_taken(node: &Node, pid: Pid, call: Call) -> JoinHandle<Result<Reply, CallError>> {
-    node.suspend(&[pid], T).unwrap();
-    let caller = {
-        let node = node.clone();
-        std::thread::spawn(move || node.call::<_, Reply>(pid, &call, T))
-    };
-    let queued =
-        |n: usize| eventually(|| node.process_info(pid).is_some_and(|i| i.mailbox_len == n));
-    assert!(queued(1), "the request never reached {pid:?}");
-    node.resume(&[pid]);
-    assert!(queued(0), "{pid:?} never took the request");
-    caller
-}
 
 fn worker(id: &str) -> ChildSpec {
     ChildSpec::worker(

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The `relup` binary under test.
@@ -48,4 +49,54 @@ pub fn fails(output: Output, needle: &str) -> String {
         "one-line reason on stderr: {stderr}"
     );
     all
+}
+
+/// A source release directory `base/src-<version>` of release `demo`: module `counter` from
+/// `lib` at `module_vsn`, one registered child `c1`, a 1 s probation with health checks every
+/// 200 ms, and `appup` as its appup.toml when given.
+pub fn release_dir(
+    base: &Path,
+    version: &str,
+    lib: &Path,
+    module_vsn: &str,
+    appup: Option<&str>,
+) -> PathBuf {
+    let dir = base.join(format!("src-{version}"));
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::copy(lib, dir.join("lib/libcounter.so")).unwrap();
+    std::fs::write(
+        dir.join("release.toml"),
+        format!(
+            r#"name = "demo"
+version = "{version}"
+
+[probation]
+seconds = 1
+health_interval_ms = 200
+
+[[applications]]
+name = "app"
+version = "{version}"
+
+[[applications.modules]]
+name = "counter"
+file = "lib/libcounter.so"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+version = "{module_vsn}"
+
+[applications.supervisor]
+strategy = "one_for_one"
+
+[[applications.supervisor.children]]
+id = "c1"
+module = "counter"
+args = {{ start = 7, register_as = "c1" }}
+"#
+        ),
+    )
+    .unwrap();
+    if let Some(appup) = appup {
+        std::fs::write(dir.join("appup.toml"), appup).unwrap();
+    }
+    dir
 }

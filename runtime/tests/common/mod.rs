@@ -188,3 +188,25 @@ pub fn deploy_pair(
     deploy(&t1, &base.join("root")).unwrap();
     (ReleaseRoot::open(base.join("root")).unwrap(), t2)
 }
+
+/// Calls `pid` with `call` on another thread and returns once `pid` has taken the request
+/// (it is in its callback, or done with it): the process is suspended while the request
+/// goes in, so its mailbox shows the request arrive and, once it is resumed, leave.
+pub fn call_taken(
+    node: &Node,
+    pid: relup_runtime::Pid,
+    call: relup_fixture_counter_api::Call,
+) -> std::thread::JoinHandle<Result<relup_fixture_counter_api::Reply, relup_runtime::CallError>> {
+    const T: Duration = Duration::from_secs(10);
+    node.suspend(&[pid], T).unwrap();
+    let caller = {
+        let node = node.clone();
+        std::thread::spawn(move || node.call::<_, relup_fixture_counter_api::Reply>(pid, &call, T))
+    };
+    let queued =
+        |n: usize| eventually(|| node.process_info(pid).is_some_and(|i| i.mailbox_len == n));
+    assert!(queued(1), "the request never reached {pid:?}");
+    node.resume(&[pid]);
+    assert!(queued(0), "{pid:?} never took the request");
+    caller
+}
