@@ -75,6 +75,13 @@ pub(crate) fn run_batch(node: &Arc<NodeInner>, process: Arc<Process>) {
 }
 
 fn leave(cx: &ProcCx<'_>, code: &mut CodeSlot, exit: Exit) {
+    // Exiting with a code change staged (migrated, its hop not committed): the process
+    // leaves as what it still is until the commit, its old code and state, so the old
+    // `terminate` runs, not the new one.
+    if let Some(old) = code.staged_old.take() {
+        code.behaviour = Some(old);
+        cx.process.set_running(code.behaviour.as_deref());
+    }
     if exit.run_terminate
         && let Some(behaviour) = code.behaviour.as_mut()
         && let Err(payload) =

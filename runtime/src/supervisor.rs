@@ -335,6 +335,22 @@ fn stop_children_together(cx: &ProcCx<'_>, pids: &[Pid], shutdown: Shutdown) {
     });
 }
 
+/// A restart put off while a hop holds the child's module (see `Node::hold_modules`).
+enum Deferred {
+    /// Start the static child with this id (if it is still not running).
+    Static(String),
+    /// Start a simple_one_for_one child with these args.
+    Dynamic(Vec<u8>),
+}
+
+/// Whether a child of `spec` may start now.
+enum StartGate {
+    /// Yes (the ticket, if any, is held while it starts).
+    Go(Option<crate::upgrade::StartTicket>),
+    /// A hop holds its module: the supervisor is told when it is released.
+    Held,
+}
+
 pub(crate) struct Supervisor {
     strategy: Strategy,
     intensity: u32,
@@ -343,6 +359,8 @@ pub(crate) struct Supervisor {
     template: Option<ChildSpec>,
     dynamic: DynamicChildren,
     restarts: VecDeque<Instant>,
+    /// Restarts put off until a hop releases the children's module.
+    deferred: Vec<Deferred>,
 }
 
 fn module_name(start: &ChildStart) -> Option<String> {
@@ -438,6 +456,7 @@ impl Supervisor {
             template: None,
             dynamic: DynamicChildren::default(),
             restarts: VecDeque::new(),
+            deferred: Vec::new(),
         };
         if spec.strategy == Strategy::SimpleOneForOne {
             let mut children = spec.children.into_iter();
@@ -523,13 +542,52 @@ impl Supervisor {
         }
     }
 
-    /// Starts children `range` in order, retrying failures while the intensity allows.
+    /// Whether a restart of a child of `spec` may go now: not while a hop holds its module
+    /// (it would run code the hop is replacing, outside the hop's migration and rollback).
+    fn gate(cx: &ProcCx<'_>, spec: &ChildSpec) -> StartGate {
+        match module_name(&spec.start) {
+            None => StartGate::Go(None),
+            Some(module) => match crate::upgrade::start_ticket(cx.node, &module, cx.pid()) {
+                Some(ticket) => StartGate::Go(Some(ticket)),
+                None => StartGate::Held,
+            },
+        }
+    }
+
+    /// Starts the restarts that were put off while a hop held their module (told by
+    /// [`crate::upgrade::HoldReleased`]); those still held are put off again.
+    fn restart_deferred(&mut self, cx: &ProcCx<'_>) -> Flow {
+        for deferred in std::mem::take(&mut self.deferred) {
+            let flow = match deferred {
+                Deferred::Static(id) => match self.index_of(&id) {
+                    Ok(index) => self.restart_range(cx, index..index + 1),
+                    Err(_) => Flow::Continue,
+                },
+                Deferred::Dynamic(args) => self.restart_dynamic(cx, args),
+            };
+            if let Flow::Stop(reason) = flow {
+                return Flow::Stop(reason);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Starts children `range` in order, retrying failures while the intensity allows. A
+    /// child whose module a hop holds is put off until the hop is over.
     fn restart_range(&mut self, cx: &ProcCx<'_>, range: std::ops::Range<usize>) -> Flow {
         for index in range {
             if self.children[index].pid.is_some() {
                 continue;
             }
             loop {
+                let _ticket = match Self::gate(cx, &self.children[index].spec) {
+                    StartGate::Go(ticket) => ticket,
+                    StartGate::Held => {
+                        let id = self.children[index].spec.id.clone();
+                        self.deferred.push(Deferred::Static(id));
+                        break;
+                    }
+                };
                 match start_child(cx, &self.children[index].spec, None) {
                     Ok(pid) => {
                         self.children[index].pid = Some(pid);
@@ -561,6 +619,36 @@ impl Supervisor {
         ))
     }
 
+    /// Restarts a simple_one_for_one child with `args`, retrying failures while the
+    /// intensity allows; put off while a hop holds the template's module.
+    fn restart_dynamic(&mut self, cx: &ProcCx<'_>, args: Vec<u8>) -> Flow {
+        let Some(template) = self.template.clone() else {
+            return Flow::Continue;
+        };
+        loop {
+            let _ticket = match Self::gate(cx, &template) {
+                StartGate::Go(ticket) => ticket,
+                StartGate::Held => {
+                    self.deferred.push(Deferred::Dynamic(args));
+                    return Flow::Continue;
+                }
+            };
+            if !self.note_restart(cx) {
+                return self.give_up(cx);
+            }
+            match start_child(cx, &template, Some(&args)) {
+                Ok(new_pid) => {
+                    self.dynamic.insert(new_pid, args);
+                    return Flow::Continue;
+                }
+                Err(error) => cx.log_warn(&format!(
+                    "restart of a {:?} child failed: {error}",
+                    template.id
+                )),
+            }
+        }
+    }
+
     fn child_exited(&mut self, cx: &ProcCx<'_>, pid: Pid, reason: ExitReason) -> Flow {
         if let Some(args) = self.dynamic.remove(pid) {
             let Some(template) = self.template.clone() else {
@@ -569,21 +657,7 @@ impl Supervisor {
             if !Self::should_restart(template.restart, &reason) {
                 return Flow::Continue;
             }
-            loop {
-                if !self.note_restart(cx) {
-                    return self.give_up(cx);
-                }
-                match start_child(cx, &template, Some(&args)) {
-                    Ok(new_pid) => {
-                        self.dynamic.insert(new_pid, args);
-                        return Flow::Continue;
-                    }
-                    Err(error) => cx.log_warn(&format!(
-                        "restart of a {:?} child failed: {error}",
-                        template.id
-                    )),
-                }
-            }
+            return self.restart_dynamic(cx, args);
         }
         let Some(index) = self.children.iter().position(|c| c.pid == Some(pid)) else {
             return Flow::Continue;
@@ -806,8 +880,14 @@ impl Behaviour for Supervisor {
     }
 
     fn handle_info(&mut self, cx: &ProcCx<'_>, info: InfoMsg) -> Flow {
-        let InfoMsg::Exit { pid, reason } = info else {
-            return Flow::Continue;
+        let (pid, reason) = match info {
+            InfoMsg::Exit { pid, reason } => (pid, reason),
+            InfoMsg::Message(Payload::Internal(message))
+                if message.is::<crate::upgrade::HoldReleased>() =>
+            {
+                return self.restart_deferred(cx);
+            }
+            _ => return Flow::Continue,
         };
         let parent = cx.process.signals.lock().parent;
         if pid == Pid(0) || Some(pid) == parent {

@@ -12,9 +12,9 @@ mod tally;
 use crate::behaviour::ModuleInstance;
 use crate::code_server::LoadedModule;
 use crate::error::{CodeChangeError, SuspendError};
-use crate::node::Node;
+use crate::node::{Node, NodeInner};
 use crate::par::{par_chunks, par_map};
-use crate::process::{CodeSlot, ControlCx, Process, SysMsg};
+use crate::process::{CodeSlot, ControlCx, InfoMsg, Payload, Process, SysMsg};
 use relup_module::{Direction, Pid};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -194,20 +194,9 @@ impl Node {
                 (process, idle)
             })
         });
-        let gone: Vec<Pid> = pids
-            .iter()
-            .zip(&found)
-            .filter(|(_, found)| found.is_none())
-            .map(|(pid, _)| *pid)
-            .collect();
-        if !gone.is_empty() {
-            self.resume(pids);
-            return Err(SuspendError::Timeout {
-                pids: gone,
-                timeout_ms,
-            }
-            .into());
-        }
+        // A process that has exited since the pids were taken (a crash mid-hop) has no
+        // state left to migrate: it is left out, not reported as late. Its supervisor
+        // restarts it once the hop is over (see `Node::hold_modules`).
         let (processes, idle): (Vec<Arc<Process>>, Vec<bool>) = found.into_iter().flatten().unzip();
         let (tx, rx) = crossbeam_channel::unbounded::<(Pid, ())>();
         let busy: Vec<Pid> = processes
@@ -473,6 +462,186 @@ fn migrate(pid: Pid, cx: &mut ControlCx<'_>, change: &CodeChange) -> Result<(), 
     cx.code.staged_old = cx.code.behaviour.replace(Box::new(new));
     cx.process.set_running(cx.code.behaviour.as_deref());
     Ok(())
+}
+
+/// Modules held by hops, per node (by the address of its shared state): while a hop holds a
+/// module, from before it takes the module's pids until it commits or rolls back,
+/// supervisors do not start or restart children of that module; they defer them, and are
+/// told when the hold ends (they then start them on the version current then). A child
+/// started during the hop would otherwise escape the hop's migration (started on the old
+/// code after the pids were taken) or its rollback (started on the new code after `load`).
+#[derive(Default)]
+struct NodeHolds {
+    /// Hops holding each module (more than one only when hops overlap).
+    held: HashMap<String, usize>,
+    /// Supervisor starts of each module under way (a hop waits for them before it takes
+    /// the module's pids).
+    starting: HashMap<String, usize>,
+    /// Supervisors that deferred a start of each module, to tell when it is released.
+    waiting: HashMap<String, Vec<Pid>>,
+}
+
+static HOLDS: std::sync::LazyLock<(
+    parking_lot::Mutex<HashMap<usize, NodeHolds>>,
+    parking_lot::Condvar,
+)> = std::sync::LazyLock::new(Default::default);
+
+fn node_key(node: &Arc<NodeInner>) -> usize {
+    Arc::as_ptr(node) as *const () as usize
+}
+
+/// The info message a supervisor gets when a module it deferred starts of is released.
+pub(crate) struct HoldReleased;
+
+/// A supervisor's start of a child of a module, under way: a hop taking a hold on the
+/// module waits until it is dropped.
+pub(crate) struct StartTicket {
+    key: usize,
+    module: String,
+}
+
+impl Drop for StartTicket {
+    fn drop(&mut self) {
+        let (holds, changed) = &*HOLDS;
+        let mut holds = holds.lock();
+        if let Some(node) = holds.get_mut(&self.key)
+            && let Some(n) = node.starting.get_mut(&self.module)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                node.starting.remove(&self.module);
+            }
+            if node.held.is_empty() && node.starting.is_empty() && node.waiting.is_empty() {
+                holds.remove(&self.key);
+            }
+        }
+        changed.notify_all();
+    }
+}
+
+/// A supervisor (`waiter`) may start a child of `module` now: a ticket to hold while it
+/// starts it. `None` while a hop holds the module: `waiter` is told with a
+/// [`HoldReleased`] info message once it is released.
+pub(crate) fn start_ticket(
+    node: &Arc<NodeInner>,
+    module: &str,
+    waiter: Pid,
+) -> Option<StartTicket> {
+    let key = node_key(node);
+    let mut holds = HOLDS.0.lock();
+    let entry = holds.entry(key).or_default();
+    if entry.held.get(module).copied().unwrap_or(0) > 0 {
+        let waiting = entry.waiting.entry(module.to_string()).or_default();
+        if !waiting.contains(&waiter) {
+            waiting.push(waiter);
+        }
+        return None;
+    }
+    *entry.starting.entry(module.to_string()).or_default() += 1;
+    Some(StartTicket {
+        key,
+        module: module.to_string(),
+    })
+}
+
+/// Modules a hop holds (see [`Node::hold_modules`]); dropping it releases them and tells the
+/// supervisors that deferred starts.
+pub(crate) struct Hold {
+    node: Arc<NodeInner>,
+    modules: Vec<String>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let key = node_key(&self.node);
+        let mut tell = Vec::new();
+        {
+            let mut holds = HOLDS.0.lock();
+            if let Some(entry) = holds.get_mut(&key) {
+                for module in &self.modules {
+                    let Some(n) = entry.held.get_mut(module) else {
+                        continue;
+                    };
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        entry.held.remove(module);
+                        tell.extend(entry.waiting.remove(module).unwrap_or_default());
+                    }
+                }
+                if entry.held.is_empty() && entry.starting.is_empty() && entry.waiting.is_empty() {
+                    holds.remove(&key);
+                }
+            }
+        }
+        tell.sort_unstable();
+        tell.dedup();
+        for pid in tell {
+            let released = Payload::Internal(Box::new(HoldReleased));
+            self.node.send_info(pid, InfoMsg::Message(released));
+        }
+    }
+}
+
+impl Node {
+    /// Holds `modules` for a hop: supervisors defer starting and restarting their children
+    /// until the returned hold is dropped. Waits up to `timeout` for supervisor starts of
+    /// them already under way (so that the hop, taking the pids after this, sees every
+    /// process); on timeout releases them and returns the modules still starting.
+    pub(crate) fn hold_modules(
+        &self,
+        modules: &[String],
+        timeout: Duration,
+    ) -> Result<Hold, Vec<String>> {
+        let key = node_key(&self.inner);
+        let (holds, changed) = &*HOLDS;
+        let mut guard = holds.lock();
+        let entry = guard.entry(key).or_default();
+        for module in modules {
+            *entry.held.entry(module.clone()).or_default() += 1;
+        }
+        let hold = Hold {
+            node: self.inner.clone(),
+            modules: modules.to_vec(),
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let starting: Vec<String> = guard
+                .get(&key)
+                .map(|entry| {
+                    modules
+                        .iter()
+                        .filter(|m| entry.starting.contains_key(*m))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if starting.is_empty() {
+                return Ok(hold);
+            }
+            if changed.wait_until(&mut guard, deadline).timed_out() {
+                drop(guard);
+                drop(hold);
+                return Err(starting);
+            }
+        }
+    }
+
+    /// Processes running exactly `module` (this loaded instance, not another of its name).
+    pub(crate) fn processes_on(&self, module: &Arc<LoadedModule>) -> Vec<Pid> {
+        self.processes_running(module.name())
+            .into_iter()
+            .filter(|&pid| {
+                self.inner.lookup(pid).is_some_and(|process| {
+                    process
+                        .running
+                        .lock()
+                        .module
+                        .as_ref()
+                        .is_some_and(|m| Arc::ptr_eq(m, module))
+                })
+            })
+            .collect()
+    }
 }
 
 /// Lists shorter than this are migrated by one thread (a thread start costs more).

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fixtures, node, release_dir};
+use common::{eventually, fixtures, node, release_dir};
 use relup_appup::{Appup, KnownRelease, Release, ReleaseStatus};
 use relup_fixture_counter_api::{Call, Cast, Reply};
 use relup_runtime::Node;
@@ -259,6 +259,52 @@ fn progress_is_told_only_while_no_process_is_suspended() {
             "{answers:?}"
         );
         assert!(answers.iter().all(|(_, ok)| *ok), "{answers:?}");
+        w.node.shutdown(T);
+    }
+}
+
+/// Finding 1: a child of the module a hop holds crashes between `load` (the new version is
+/// current) and the code_change. Its supervisor restarts it only once the hop is over, on
+/// the version then current: the old one after a rollback (a failing code_change), the new
+/// one after a commit. On the old code it came back at once on the new code, stayed on it
+/// after the rollback, and (its old pid gone from the hop's list) failed the hop with a
+/// suspend timeout.
+#[test]
+fn a_child_restarted_mid_hop_ends_on_the_code_the_hop_leaves() {
+    for (extra, after) in [("fail", "1.0.0"), ("", "2.0.0")] {
+        let w = World::new(&format!("restart-{extra}"), &fixtures().counter_v2, extra);
+        w.node.cast("c1", &Cast::Add(5)).unwrap();
+        assert_eq!(w.describe("c1"), ("1.0.0".into(), 6, 0));
+        let old = w.node.whereis("c1").unwrap();
+        let result = w.upgrade(&InstallOptions::default(), &mut |p| {
+            if p.ok && p.step.starts_with("load counter") {
+                assert!(
+                    w.node
+                        .exit(old, relup_runtime::ExitReason::Error("boom".into()))
+                );
+                assert!(eventually(|| !w.node.is_alive(old)), "c1 exits");
+            }
+        });
+        if extra.is_empty() {
+            assert!(result.is_ok(), "{result:?}");
+        } else {
+            match &result {
+                Err(InstallError::CodeChange { reason, .. }) => {
+                    assert!(reason.contains("refused"), "{reason}")
+                }
+                other => panic!("expected the code_change to fail, got {other:?}"),
+            }
+        }
+        assert!(
+            eventually(|| w.node.whereis("c1").is_some_and(|pid| pid != old)),
+            "c1 is restarted after the hop"
+        );
+        assert_eq!(
+            w.describe("c1"),
+            (after.to_string(), 1, 0),
+            "a fresh c1 on {after} (extra {extra:?})"
+        );
+        assert_eq!(w.current_counter(), after);
         w.node.shutdown(T);
     }
 }

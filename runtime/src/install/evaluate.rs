@@ -118,6 +118,7 @@ enum Deferred {
 
 struct Hopper<'a> {
     node: &'a Node,
+    hop: &'a Hop,
     current: &'a BootedRelease,
     booted: BootedRelease,
     target: &'a Release,
@@ -136,6 +137,9 @@ struct Hopper<'a> {
     fused: Option<String>,
     /// Suspend timeouts of fused suspends, by module.
     fused_timeouts: HashMap<String, Duration>,
+    /// The modules this hop suspends, held from its first suspend step until it commits or
+    /// rolls back: supervisors put off (re)starting their children meanwhile.
+    hold: Option<crate::upgrade::Hold>,
     /// Where the hop's journal lines go (also the line of a rollback on unwind).
     journal: &'a Journal,
     /// The hop committed or rolled back: dropping the hopper undoes nothing more.
@@ -212,6 +216,7 @@ pub fn run_hop(
     }
     let mut hopper = Hopper {
         node,
+        hop,
         current,
         booted: BootedRelease {
             release: target.clone(),
@@ -233,6 +238,7 @@ pub fn run_hop(
         fused_timeouts: HashMap::new(),
         journal,
         settled: false,
+        hold: None,
     };
     // Progress that happens while processes are suspended waits in `held` until they are
     // resumed (at commit or rollback): a slow progress consumer (a control client that does
@@ -351,6 +357,19 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(a panic without a message)".into())
 }
 
+/// The modules a hop suspends.
+fn suspended_modules(hop: &Hop) -> Vec<String> {
+    let mut modules: Vec<String> = Vec::new();
+    for step in &hop.steps {
+        if let Step::Suspend { module, .. } = step
+            && !modules.contains(module)
+        {
+            modules.push(module.clone());
+        }
+    }
+    modules
+}
+
 /// The module of a hop's only suspend step, when its processes can be suspended and migrated
 /// in one step: exactly one suspend, and a code_change of that module.
 fn single_suspended_module(hop: &Hop) -> Option<String> {
@@ -452,13 +471,30 @@ impl Hopper<'_> {
                 Ok(detail)
             }
             Step::Suspend { module, timeout_ms } => {
+                let timeout = timeout_ms.map_or(self.opts.suspend_timeout, Duration::from_millis);
+                if self.hold.is_none() {
+                    // Before any pid is taken: a child of these modules started from now on
+                    // waits for the hop to end (it would escape its migration and rollback).
+                    let modules = suspended_modules(self.hop);
+                    let hold = self.node.hold_modules(&modules, timeout).map_err(|late| {
+                        InstallError::Suspend {
+                            step: step.to_string(),
+                            module: module.clone(),
+                            reason: format!(
+                                "supervisors were still starting children of {} after {} ms",
+                                late.join(", "),
+                                timeout.as_millis()
+                            ),
+                        }
+                    })?;
+                    self.hold = Some(hold);
+                }
                 let pids: Vec<Pid> = self
                     .node
                     .processes_running(module)
                     .into_iter()
                     .filter(|p| !self.suspended.contains(p))
                     .collect();
-                let timeout = timeout_ms.map_or(self.opts.suspend_timeout, Duration::from_millis);
                 if self.fused.as_ref() == Some(module) {
                     let detail = format!("{} process(es), suspended at code_change", pids.len());
                     self.fused_timeouts.insert(module.clone(), timeout);
@@ -779,14 +815,20 @@ impl Hopper<'_> {
         let mut undone = 0;
         self.node.rollback_code_change(&self.staged);
         undone += self.staged.len();
+        // The old versions are current again before anything is started again (a child
+        // stopped by the hop, an application), newest change first.
+        for undo in self.undo.iter().rev() {
+            if let Undo::MakeCurrent {
+                previous: Some(previous),
+            } = undo
+            {
+                self.node.code().make_current(previous);
+            }
+        }
         while let Some(undo) = self.undo.pop() {
             undone += 1;
             match undo {
-                Undo::MakeCurrent { previous } => {
-                    if let Some(previous) = previous {
-                        self.node.code().make_current(&previous);
-                    }
-                }
+                Undo::MakeCurrent { .. } => {}
                 Undo::Flags { sup, flags } => {
                     let _ = self
                         .node
@@ -816,6 +858,33 @@ impl Hopper<'_> {
             }
         }
         self.node.resume(&self.suspended);
+        // Supervisors now restart what they put off, on the old versions.
+        self.hold = None;
+        // A process still on a version this hop loaded was started on it during the hop
+        // (not by a supervisor restart, which waited): it cannot go back to code it never
+        // ran, so it is killed and its supervisor starts it again on the old version.
+        for loaded in self.loaded.values() {
+            if self
+                .node
+                .code()
+                .current(loaded.name())
+                .is_some_and(|c| Arc::ptr_eq(&c, loaded))
+            {
+                continue;
+            }
+            let on_it = self.node.processes_on(loaded);
+            // Migrated ones get their old instance back by the request sent above.
+            let staged: HashSet<Pid> = self.staged.iter().copied().collect();
+            for pid in on_it.into_iter().filter(|p| !staged.contains(p)) {
+                let _ = self.journal.record(&format!(
+                    "rollback: {pid} was started on {} {} during the hop; killed",
+                    loaded.name(),
+                    loaded.version()
+                ));
+                self.node.exit(pid, ExitReason::Killed);
+                undone += 1;
+            }
+        }
         for module in self.loaded.keys() {
             self.node.code().soft_purge(module);
         }
@@ -859,6 +928,8 @@ impl Hopper<'_> {
                 }
             }
         }
+        // Supervisors now start what they put off, on the new versions.
+        self.hold = None;
         (self.staged.len(), pause)
     }
 }
