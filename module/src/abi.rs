@@ -13,8 +13,9 @@ use std::ffi::c_void;
 /// The ABI version this crate speaks. Bumped on any change to the structs in this module.
 ///
 /// History: 1 = the first ABI; 2 = TCP ports (`HostApi::tcp_*`, `InfoFfi::port`, the
-/// `TCP_*` info kinds).
-pub const ABI_VERSION: u32 = 2;
+/// `TCP_*` info kinds); 3 = node-owned tables (`HostApi::table_*`, [`table_status`],
+/// [`table_flags`], [`TransformFn`]).
+pub const ABI_VERSION: u32 = 3;
 
 /// Name of the one symbol a module library exports: `extern "C" fn() -> *const ModuleDescriptor`.
 pub const DESCRIPTOR_SYMBOL: &str = "relup_module_descriptor";
@@ -166,6 +167,49 @@ pub mod port_status {
     pub const WRONG_KIND: i32 = 5;
 }
 
+/// Status of the table functions of [`HostApi`] (`table_*`).
+pub mod table_status {
+    /// Done.
+    pub const OK: i32 = 0;
+    /// No such table: never created, or deleted (its owner exited with no heir).
+    pub const NO_TABLE: i32 = 1;
+    /// Only the table's owner may do that (every write to a protected table, deleting a
+    /// table, naming its heir).
+    pub const NOT_OWNER: i32 = 2;
+    /// No such key.
+    pub const NOT_FOUND: i32 = 3;
+    /// A table of that name exists already (`table_open` with [`super::table_flags::EXCLUSIVE`]).
+    pub const EXISTS: i32 = 4;
+    /// `table_update_counter` on a value that is not the decimal text of an i64.
+    pub const NOT_INTEGER: i32 = 5;
+    /// `table_update_counter` would overflow an i64.
+    pub const OVERFLOW: i32 = 6;
+    /// `table_transform` failed on a row (the error text was written); no value changed.
+    pub const FAILED: i32 = 7;
+    /// The process named (an heir) is not alive, or the caller is exiting.
+    pub const NO_PROC: i32 = 8;
+    /// A malformed argument (a table name that is not UTF-8 or is empty); text written.
+    pub const BAD_ARG: i32 = 9;
+}
+
+/// Options of `HostApi::table_open`, or-ed together.
+pub mod table_flags {
+    /// Create the table, owned by the caller, when no table has that name.
+    pub const CREATE: u32 = 1;
+    /// With `CREATE`: fail with [`super::table_status::EXISTS`] when the name is taken.
+    pub const EXCLUSIVE: u32 = 2;
+    /// With `CREATE`: any process may write (default: protected, only the owner writes;
+    /// everyone reads).
+    pub const PUBLIC: u32 = 4;
+}
+
+/// A module's transform of one table row for `HostApi::table_transform`: called with the
+/// module's `user` pointer, the row's key and value; writes the new value to `out` and
+/// returns [`STATUS_OK`], or writes an error text and returns another status. It may be
+/// called from several threads at once, and must catch its own panics.
+pub type TransformFn =
+    unsafe extern "C" fn(user: *const c_void, key: Slice, value: Slice, out: *const Sink) -> i32;
+
 /// Status of a host call (`HostApi::call`).
 pub mod call_status {
     /// Reply written to the sink.
@@ -245,6 +289,67 @@ pub struct HostApi {
     /// freshly accepted connection is not read until its owner calls this, possibly with its
     /// own pid). Only the current owner may call it. Returns a [`port_status`].
     pub tcp_set_owner: unsafe extern "C" fn(ctx: *mut c_void, port: u64, pid: u64) -> i32,
+    /// Opens the node table named `name` (UTF-8), creating it owned by the caller with
+    /// [`table_flags::CREATE`]. Returns its id (never reused), or 0 and writes the
+    /// [`table_status`] code as 4 little-endian bytes followed by the error text to `out`.
+    /// Tables belong to the node: no code change of any module touches them.
+    pub table_open:
+        unsafe extern "C" fn(ctx: *mut c_void, name: Slice, flags: u32, out: *const Sink) -> u64,
+    /// Inserts or replaces `key` with `value`; returns a [`table_status`].
+    pub table_insert:
+        unsafe extern "C" fn(ctx: *mut c_void, table: u64, key: Slice, value: Slice) -> i32,
+    /// Writes the value of `key` to `out`; returns a [`table_status`] (`NOT_FOUND` when the
+    /// key is absent). The value is read whole under the table's lock: never a torn write.
+    pub table_lookup:
+        unsafe extern "C" fn(ctx: *mut c_void, table: u64, key: Slice, out: *const Sink) -> i32,
+    /// Removes `key`; returns a [`table_status`] (`NOT_FOUND` when it was absent).
+    pub table_remove: unsafe extern "C" fn(ctx: *mut c_void, table: u64, key: Slice) -> i32,
+    /// Adds `incr` to the integer at `key` (the decimal text of an i64; `default` when the
+    /// key is absent), stores the result as decimal text and writes it to `result`; returns a
+    /// [`table_status`].
+    pub table_update_counter: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        table: u64,
+        key: Slice,
+        incr: i64,
+        default: i64,
+        result: *mut i64,
+    ) -> i32,
+    /// Writes up to `limit` rows in key order to `out`, each as a little-endian `u32` key
+    /// length, the key, a `u32` value length, the value: the rows whose key starts with
+    /// `prefix`, from `from` on (inclusive when `exclusive` is 0, else after it). Returns a
+    /// [`table_status`].
+    pub table_scan: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        table: u64,
+        from: Slice,
+        exclusive: u32,
+        prefix: Slice,
+        limit: u32,
+        out: *const Sink,
+    ) -> i32,
+    /// Writes the number of rows to `size`; returns a [`table_status`].
+    pub table_size: unsafe extern "C" fn(ctx: *mut c_void, table: u64, size: *mut u64) -> i32,
+    /// Deletes the table (owner only); returns a [`table_status`].
+    pub table_delete: unsafe extern "C" fn(ctx: *mut c_void, table: u64) -> i32,
+    /// Names the heir that takes the table over when the owner exits (owner only; `heir` 0
+    /// removes it). The heir then gets `msg` as a plain info message. Returns a
+    /// [`table_status`].
+    pub table_set_heir:
+        unsafe extern "C" fn(ctx: *mut c_void, table: u64, heir: u64, msg: Slice) -> i32,
+    /// Replaces every value with `transform(user, key, value)`, computed in parallel chunks
+    /// of `chunk` rows while readers go on seeing the old values; writers wait. All or
+    /// nothing: if any row fails, no value changes, the error text is written to `out` and
+    /// `FAILED` returned. Writes the number of rows transformed (as 8 little-endian bytes)
+    /// to `out` on success. Returns a [`table_status`].
+    pub table_transform: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        table: u64,
+        chunk: u32,
+        transform: TransformFn,
+        user: *const c_void,
+        out: *const Sink,
+    ) -> i32,
 }
 
 /// An opaque module-owned server instance (the process state).

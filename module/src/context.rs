@@ -132,7 +132,7 @@ pub enum LogLevel {
 /// What a callback can do with the runtime: messaging, timers, links, monitors, logging,
 /// configuration, and asking to stop.
 pub struct Context<'a> {
-    host: &'a HostApi,
+    pub(crate) host: &'a HostApi,
     stop: Option<ExitReason>,
 }
 

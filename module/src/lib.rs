@@ -11,6 +11,11 @@
 //! belong to the node, not to module code, so they stay open across upgrades, downgrades and
 //! rollbacks of the modules that handle them (see the runtime's `ports` module).
 //!
+//! Tables: [`Context::table_open`] gives a process a node-owned ordered key-value table
+//! (ETS-like: bytes or serde values, concurrent readers, an owner and an optional heir). Tables
+//! are not process state, so upgrades, downgrades and rollbacks never copy or migrate them;
+//! [`Context::table_transform`] changes their values' shape explicitly, all or nothing.
+//!
 //! The same descriptor also serves statically linked ("native") server types: the runtime calls
 //! [`descriptor`] directly, so native and dynamically loaded modules share one code path.
 
@@ -19,13 +24,16 @@ pub mod codec;
 mod context;
 mod server;
 mod shim;
+mod table;
 mod types;
 
 pub use context::{CallError, Context, LogLevel, Target, TcpError};
 pub use server::{Direction, OldState, Server};
 pub use shim::descriptor;
+pub use table::{Row, TableError, TableOptions, TableRows};
 pub use types::{
-    CloseReason, ConfigChange, ConfigValue, ExitReason, Info, MonitorRef, Pid, PortId, TimerRef,
+    CloseReason, ConfigChange, ConfigValue, ExitReason, Info, MonitorRef, Pid, PortId, TableId,
+    TimerRef,
 };
 
 /// Exports a [`Server`] type from a cdylib as a relup module.

@@ -80,6 +80,18 @@ impl fmt::Display for PortId {
     }
 }
 
+/// A node-owned table, as returned by `Context::table_open`. Unique for the life of a node
+/// (never reused), so it can be kept in state across upgrades: the table itself is not part
+/// of any process state and no code change touches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TableId(pub u64);
+
+impl fmt::Display for TableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#Table<{}>", self.0)
+    }
+}
+
 /// Why a connection (or a listener) closed, as [`Info::TcpClosed`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CloseReason {

@@ -2,8 +2,12 @@
 
 use crate::node::NodeInner;
 use crate::process::{InfoMsg, Payload, Process, SysMsg};
-use relup_module::abi::{HostApi, Sink, Slice, call_status, port_status};
-use relup_module::{ExitReason, Pid, PortId, Target};
+use crate::tables::{Access, TableError};
+use relup_module::abi::{
+    HostApi, STATUS_OK, Sink, Slice, TransformFn, call_status, port_status, table_flags,
+    table_status,
+};
+use relup_module::{ExitReason, Pid, PortId, TableId, Target};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -99,6 +103,16 @@ pub(crate) fn api(cx: &ProcCx<'_>) -> HostApi {
         tcp_send: host_tcp_send,
         tcp_close: host_tcp_close,
         tcp_set_owner: host_tcp_set_owner,
+        table_open: host_table_open,
+        table_insert: host_table_insert,
+        table_lookup: host_table_lookup,
+        table_remove: host_table_remove,
+        table_update_counter: host_table_update_counter,
+        table_scan: host_table_scan,
+        table_size: host_table_size,
+        table_delete: host_table_delete,
+        table_set_heir: host_table_set_heir,
+        table_transform: host_table_transform,
     }
 }
 
@@ -355,6 +369,274 @@ unsafe extern "C" fn host_tcp_set_owner(ctx: *mut c_void, port: u64, pid: u64) -
         {
             Ok(()) => port_status::OK,
             Err(e) => e.status(),
+        }
+    })
+}
+
+/// Writes `bytes` to a module's sink, if it gave one.
+fn put_to(out: *const Sink, bytes: &[u8]) {
+    if !out.is_null() {
+        // SAFETY: the module's sink is valid for the call.
+        unsafe { (*out).put(bytes) }
+    }
+}
+
+/// The status of a table operation's result.
+fn table_rc(result: Result<(), TableError>) -> i32 {
+    match result {
+        Ok(()) => table_status::OK,
+        Err(e) => e.status(),
+    }
+}
+
+unsafe extern "C" fn host_table_open(
+    ctx: *mut c_void,
+    name: Slice,
+    flags: u32,
+    out: *const Sink,
+) -> u64 {
+    // SAFETY: slice valid for the call.
+    let name = unsafe { bytes(name) };
+    let fail = |status: i32, text: &str| {
+        put_to(out, &status.to_le_bytes());
+        put_to(out, text.as_bytes());
+        0
+    };
+    with_cx(ctx, 0, |cx| {
+        let Ok(name) = std::str::from_utf8(name) else {
+            return fail(table_status::BAD_ARG, "the table name is not UTF-8");
+        };
+        let access = if flags & table_flags::PUBLIC != 0 {
+            Access::Public
+        } else {
+            Access::Protected
+        };
+        match cx.node.tables.open(
+            cx.process,
+            name,
+            flags & table_flags::CREATE != 0,
+            flags & table_flags::EXCLUSIVE != 0,
+            access,
+        ) {
+            Ok(id) => id.0,
+            Err(e) => fail(e.status(), &e.to_string()),
+        }
+    })
+}
+
+unsafe extern "C" fn host_table_insert(
+    ctx: *mut c_void,
+    table: u64,
+    key: Slice,
+    value: Slice,
+) -> i32 {
+    // SAFETY: slices valid for the call.
+    let (key, value) = unsafe { (bytes(key), bytes(value)) };
+    with_cx(ctx, table_status::NO_TABLE, |cx| {
+        table_rc(
+            cx.node
+                .tables
+                .insert(Some(cx.pid()), TableId(table), key, value),
+        )
+    })
+}
+
+unsafe extern "C" fn host_table_lookup(
+    ctx: *mut c_void,
+    table: u64,
+    key: Slice,
+    out: *const Sink,
+) -> i32 {
+    // SAFETY: slice valid for the call.
+    let key = unsafe { bytes(key) };
+    with_cx(ctx, table_status::NO_TABLE, |cx| {
+        // Written to the module's sink under the table's read lock: one copy, never torn.
+        let found = cx.node.tables.lookup_with(TableId(table), key, |value| {
+            value.map(|v| put_to(out, v)).is_some()
+        });
+        match found {
+            Ok(true) => table_status::OK,
+            Ok(false) => table_status::NOT_FOUND,
+            Err(e) => e.status(),
+        }
+    })
+}
+
+unsafe extern "C" fn host_table_remove(ctx: *mut c_void, table: u64, key: Slice) -> i32 {
+    // SAFETY: slice valid for the call.
+    let key = unsafe { bytes(key) };
+    with_cx(ctx, table_status::NO_TABLE, |cx| {
+        match cx.node.tables.remove(Some(cx.pid()), TableId(table), key) {
+            Ok(true) => table_status::OK,
+            Ok(false) => table_status::NOT_FOUND,
+            Err(e) => e.status(),
+        }
+    })
+}
+
+unsafe extern "C" fn host_table_update_counter(
+    ctx: *mut c_void,
+    table: u64,
+    key: Slice,
+    incr: i64,
+    default: i64,
+    result: *mut i64,
+) -> i32 {
+    // SAFETY: slice valid for the call.
+    let key = unsafe { bytes(key) };
+    with_cx(ctx, table_status::NO_TABLE, |cx| {
+        match cx
+            .node
+            .tables
+            .update_counter(Some(cx.pid()), TableId(table), key, incr, default)
+        {
+            Ok(value) => {
+                if !result.is_null() {
+                    // SAFETY: the module passes a pointer to an i64 valid for the call.
+                    unsafe { *result = value };
+                }
+                table_status::OK
+            }
+            Err(e) => e.status(),
+        }
+    })
+}
+
+unsafe extern "C" fn host_table_scan(
+    ctx: *mut c_void,
+    table: u64,
+    from: Slice,
+    exclusive: u32,
+    prefix: Slice,
+    limit: u32,
+    out: *const Sink,
+) -> i32 {
+    // SAFETY: slices valid for the call.
+    let (from, prefix) = unsafe { (bytes(from), bytes(prefix)) };
+    with_cx(ctx, table_status::NO_TABLE, |cx| {
+        let mut buf = Vec::new();
+        let scanned = cx.node.tables.scan_with(
+            TableId(table),
+            from,
+            exclusive != 0,
+            prefix,
+            limit as usize,
+            |key, value| {
+                // Keys and values longer than u32::MAX cannot be inserted through the ABI's
+                // usize lengths on any machine that runs this, but stay correct if they were.
+                for field in [key, value] {
+                    let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+                    buf.extend_from_slice(&len.to_le_bytes());
+                    buf.extend_from_slice(&field[..len as usize]);
+                }
+            },
+        );
+        match scanned {
+            Ok(_) => {
+                put_to(out, &buf);
+                table_status::OK
+            }
+            Err(e) => e.status(),
+        }
+    })
+}
+
+unsafe extern "C" fn host_table_size(ctx: *mut c_void, table: u64, size: *mut u64) -> i32 {
+    with_cx(ctx, table_status::NO_TABLE, |cx| {
+        match cx.node.tables.size(TableId(table)) {
+            Ok(n) => {
+                if !size.is_null() {
+                    // SAFETY: the module passes a pointer to a u64 valid for the call.
+                    unsafe { *size = n as u64 };
+                }
+                table_status::OK
+            }
+            Err(e) => e.status(),
+        }
+    })
+}
+
+unsafe extern "C" fn host_table_delete(ctx: *mut c_void, table: u64) -> i32 {
+    with_cx(ctx, table_status::NO_TABLE, |cx| {
+        table_rc(cx.node.tables.delete(Some(cx.pid()), TableId(table)))
+    })
+}
+
+unsafe extern "C" fn host_table_set_heir(
+    ctx: *mut c_void,
+    table: u64,
+    heir: u64,
+    msg: Slice,
+) -> i32 {
+    // SAFETY: slice valid for the call.
+    let msg = unsafe { bytes(msg) };
+    with_cx(ctx, table_status::NO_TABLE, |cx| {
+        let heir = (heir != 0).then(|| (Pid(heir), msg.to_vec()));
+        if let Some((pid, _)) = &heir
+            && (*pid == cx.pid() || cx.node.lookup(*pid).is_none_or(|p| p.is_dead()))
+        {
+            return table_status::NO_PROC;
+        }
+        table_rc(cx.node.tables.set_heir(cx.pid(), TableId(table), heir))
+    })
+}
+
+unsafe extern "C" fn host_table_transform(
+    ctx: *mut c_void,
+    table: u64,
+    chunk: u32,
+    transform: TransformFn,
+    user: *const c_void,
+    out: *const Sink,
+) -> i32 {
+    /// The module's `user` pointer, shared by the transform threads.
+    struct User(*const c_void);
+    // SAFETY: the module promises its transform may run on several threads at once
+    // (`Context::table_transform` requires `Sync` of what the pointer points to).
+    unsafe impl Sync for User {}
+    let user = User(user);
+    with_cx(ctx, table_status::NO_TABLE, |cx| {
+        let user = &user;
+        let f = move |key: &[u8], value: &[u8]| -> Result<Vec<u8>, String> {
+            let mut new = Vec::new();
+            // SAFETY: the function and `user` come from the module, valid for this whole
+            // host call; the slices and the sink outlive the call; it catches its panics.
+            let status = unsafe {
+                transform(
+                    user.0,
+                    Slice::new(key),
+                    Slice::new(value),
+                    &Sink::for_vec(&mut new),
+                )
+            };
+            if status == STATUS_OK {
+                Ok(new)
+            } else {
+                Err(String::from_utf8_lossy(&new).into_owned())
+            }
+        };
+        let threads = cx.node.scheduler.size().max(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        );
+        // A long transform blocks this scheduler thread: the pool compensates as for a call.
+        let result = cx.node.scheduler.blocking(cx.node, || {
+            cx.node
+                .tables
+                .transform(Some(cx.pid()), TableId(table), chunk as usize, threads, &f)
+        });
+        match result {
+            Ok(count) => {
+                put_to(out, &(count as u64).to_le_bytes());
+                table_status::OK
+            }
+            Err(e) => {
+                if let TableError::Transform { reason, .. } = &e {
+                    put_to(out, reason.as_bytes());
+                }
+                e.status()
+            }
         }
     })
 }

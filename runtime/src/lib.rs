@@ -8,6 +8,8 @@
 //!   current and old versions, and soft-purges.
 //! - Ports ([`ports`]): TCP listeners and connections owned by the node; their events arrive
 //!   as messages, so sockets outlive any code change of the processes that handle them.
+//! - Tables ([`tables`]): ETS-like ordered key-value tables owned by the node, with an owner
+//!   process and an optional heir; no code change reads or copies them.
 //! - The upgrade hooks ([`Node::suspend`], [`Node::change_code`], [`Node::resume`], ...) let
 //!   the release handler switch code and migrate state with rollback.
 //!
@@ -37,6 +39,7 @@ mod run;
 mod scheduler;
 pub mod snapshot;
 mod supervisor;
+pub mod tables;
 mod timer;
 mod upgrade;
 
@@ -50,7 +53,9 @@ pub use node::{
 };
 pub use ports::{PortError, PortInfo, PortKind, PortLimits};
 pub use process::{InfoMsg, Payload};
-pub use relup_module::{CloseReason, ConfigValue, Direction, ExitReason, Pid, PortId, Target};
+pub use relup_module::{
+    CloseReason, ConfigValue, Direction, ExitReason, Pid, PortId, TableId, Target,
+};
 pub use supervisor::{
     ChildCounts, ChildInfo, ChildSpec, ChildStart, Restart, Shutdown, Strategy, SupervisorSpec,
 };

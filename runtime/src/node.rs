@@ -8,6 +8,7 @@ use crate::pidmap::PidMap;
 use crate::ports::{PortError, PortId, PortInfo, PortLimits, Ports};
 use crate::process::{Envelope, InfoMsg, Payload, Process, SysMsg};
 use crate::scheduler::Scheduler;
+use crate::tables::Tables;
 use crate::timer::Timers;
 use parking_lot::{Mutex, RwLock};
 use relup_module::{ConfigValue, ExitReason, Pid, Target};
@@ -191,6 +192,7 @@ pub(crate) struct NodeInner {
     pub(crate) timers: Timers,
     pub(crate) code: CodeServer,
     pub(crate) ports: Ports,
+    pub(crate) tables: Tables,
     shards: Box<[Shard]>,
     registry: RwLock<HashMap<String, Pid>>,
     next_pid: AtomicU64,
@@ -543,6 +545,8 @@ impl NodeInner {
         process.set_running(None);
         // Its listeners close, its connections close once their queued output is sent.
         self.ports.owner_exited(pid);
+        // Its tables pass to their heirs, or are deleted.
+        self.tables.owner_exited(self, pid);
         let signals = std::mem::take(&mut *process.signals.lock());
         for linked in signals.links {
             let _ = self.send_sys(
@@ -677,6 +681,7 @@ impl Node {
             timers: Timers::new(),
             code,
             ports: Ports::new(config.ports),
+            tables: Tables::new(),
             shards: (0..SHARDS)
                 .map(|_| RwLock::new(PidMap::default()))
                 .collect(),
@@ -1054,6 +1059,12 @@ impl Node {
     /// Every open port (listeners and connections), by id.
     pub fn ports(&self) -> Vec<PortInfo> {
         self.inner.ports.info()
+    }
+
+    /// The node's tables (see [`crate::tables`]): what module code reaches through
+    /// `Context::table_*`, for the node's own code, status displays and tests.
+    pub fn tables(&self) -> &Tables {
+        &self.inner.tables
     }
 
     /// Number of active timers.
