@@ -239,6 +239,11 @@ impl NodeInner {
         self.shard(pid).read().get(&pid.0).cloned()
     }
 
+    /// The pid the next process spawned gets (every later one is greater).
+    pub(crate) fn next_pid_now(&self) -> u64 {
+        self.next_pid.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn whereis(&self, name: &str) -> Option<Pid> {
         self.registry.read().get(name).copied()
     }

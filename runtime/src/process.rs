@@ -136,7 +136,9 @@ impl<'a> ControlCx<'a> {
 
     /// Takes ordinary messages again.
     pub(crate) fn resume(&mut self) {
-        self.process.mailbox.lock().suspended = false;
+        let mut mb = self.process.mailbox.lock();
+        mb.suspended = false;
+        mb.admit_from = 0;
     }
 }
 
@@ -146,7 +148,30 @@ pub(crate) struct Mailbox {
     /// In the run queue or running: pushers must not enqueue it again.
     pub(crate) scheduled: bool,
     pub(crate) suspended: bool,
+    /// While suspended, a call from a process whose pid is at least this is still taken: a
+    /// process that the suspending hop started after its migrations (an appup `apply`, a new
+    /// child's `init`), which would otherwise wait for a resume that comes only at the
+    /// hop's commit. 0: none.
+    pub(crate) admit_from: u64,
     pub(crate) dead: bool,
+}
+
+impl Mailbox {
+    /// Whether `envelope` is taken although the process is suspended (see `admit_from`).
+    pub(crate) fn admits(&self, envelope: &Envelope) -> bool {
+        self.admit_from != 0
+            && matches!(envelope, Envelope::Call { from: Some(p), .. } if p.0 >= self.admit_from)
+    }
+
+    /// The next ordinary message the process may take now: the first one, or while
+    /// suspended the first admitted call.
+    pub(crate) fn next_user(&mut self) -> Option<Envelope> {
+        if !self.suspended {
+            return self.user.pop_front();
+        }
+        let at = self.user.iter().position(|e| self.admits(e))?;
+        self.user.remove(at)
+    }
 }
 
 /// Links, monitors and exit trapping of one process.
@@ -249,6 +274,7 @@ impl Process {
                 // Not schedulable until its init has run.
                 scheduled: true,
                 suspended: false,
+                admit_from: 0,
                 dead: false,
             }),
             signals: Mutex::new(Signals::default()),
@@ -265,8 +291,9 @@ impl Process {
         if mb.dead {
             return Err(envelope);
         }
+        let admitted = mb.suspended && mb.admits(&envelope);
         mb.user.push_back(envelope);
-        if !mb.scheduled && !mb.suspended {
+        if !mb.scheduled && (!mb.suspended || admitted) {
             mb.scheduled = true;
             Ok(Pushed::Schedule)
         } else {
@@ -286,11 +313,28 @@ impl Process {
         true
     }
 
+    /// While suspended, lets the process take calls from processes whose pid is at least
+    /// `from` (see `Mailbox::admit_from`); returns true if it must be put in the run queue
+    /// now (such a call waits and it is not scheduled).
+    pub(crate) fn admit_calls_from(&self, from: u64) -> bool {
+        let mut mb = self.mailbox.lock();
+        if mb.dead || !mb.suspended {
+            return false;
+        }
+        mb.admit_from = from;
+        if mb.scheduled || !mb.user.iter().any(|e| mb.admits(e)) {
+            return false;
+        }
+        mb.scheduled = true;
+        true
+    }
+
     /// Lets a suspended process take ordinary messages again; returns true if it must be
     /// put in the run queue now (it has messages and is not scheduled).
     pub(crate) fn resume_now(&self) -> bool {
         let mut mb = self.mailbox.lock();
         mb.suspended = false;
+        mb.admit_from = 0;
         if mb.dead || mb.scheduled || (mb.user.is_empty() && mb.sys.is_empty()) {
             return false;
         }

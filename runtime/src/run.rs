@@ -46,8 +46,7 @@ pub(crate) fn run_batch(node: &Arc<NodeInner>, process: Arc<Process>) {
             }
             let next = match mb.sys.pop_front() {
                 Some(sys) => Some(Next::Sys(sys)),
-                None if !mb.suspended => mb.user.pop_front().map(Next::User),
-                None => None,
+                None => mb.next_user().map(Next::User),
             };
             if next.is_none() {
                 mb.scheduled = false;

@@ -147,6 +147,21 @@ impl Node {
         })
     }
 
+    /// Lets the suspended `pids` take calls from processes spawned from now on (see
+    /// `Mailbox::admit_from`) until they are resumed: a hop that keeps them suspended until
+    /// its commit calls this once their migrations are done, before steps that start
+    /// processes which may call them (an appup `apply`, a new child's `init`).
+    pub(crate) fn admit_calls_from_new_processes(&self, pids: &[Pid]) {
+        let from = self.inner.next_pid_now();
+        for &pid in pids {
+            if let Some(process) = self.inner.lookup(pid)
+                && process.admit_calls_from(from)
+            {
+                self.inner.scheduler.schedule(process);
+            }
+        }
+    }
+
     /// Lets suspended processes take ordinary messages again (queued ones first).
     pub fn resume(&self, pids: &[Pid]) {
         self.broadcast(pids, || Box::new(|cx: &mut ControlCx<'_>| cx.resume()));

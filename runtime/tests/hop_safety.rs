@@ -308,3 +308,57 @@ fn a_child_restarted_mid_hop_ends_on_the_code_the_hop_leaves() {
         w.node.shutdown(T);
     }
 }
+
+/// Finding 3: an appup `apply` that calls a process of a module its own hop keeps suspended
+/// (resumes wait for the commit). The call is served, on the new code, instead of waiting out
+/// its timeout and failing the hop every time; the hop commits. On the old code the apply's
+/// call timed out ("c1 did not answer") and the hop rolled back.
+#[test]
+fn an_apply_that_calls_a_process_its_hop_suspended_is_answered() {
+    let w = World::new("apply-calls-suspended", &fixtures().counter_v2, "x");
+    // The hop's plan: update counter (suspend, load, code_change, resume at commit), then
+    // the apply, which calls c1.
+    let text = std::fs::read_to_string(w.dirs[1].join("appup.toml")).unwrap();
+    let with_apply = text.replacen(
+        "instructions = [ { update = \"counter\", extra = \"x\" } ]",
+        "instructions = [ { update = \"counter\", extra = \"x\" }, { apply = \"counter\", function = \"ask_c1\" } ]",
+        1,
+    );
+    assert_ne!(text, with_apply, "the appup changed shape");
+    let mut w = w;
+    w.known[1].appups = vec![Appup::parse(&with_apply, "appup.toml").unwrap()];
+    w.node.call::<_, Reply>("c1", &Call::Add(5), T).unwrap();
+    let before = w.describe("c1").1;
+    let booted = w.upgrade(&InstallOptions::default(), &mut |_| {});
+    assert!(booted.is_ok(), "the hop failed: {:?}", booted.err());
+    assert_eq!(w.current_counter(), "2.0.0");
+    let (version, count, _) = w.describe("c1");
+    assert_eq!((version.as_str(), count), ("2.0.0", before));
+}
+
+/// Finding 3, the rollback side: the apply's call is answered by the new code, then a later
+/// step fails: the hop rolls back and c1 is on its old code and state, as after any failure
+/// before commit.
+#[test]
+fn a_hop_that_fails_after_such_a_call_still_rolls_back_to_the_old_state() {
+    let w = World::new("apply-calls-then-fails", &fixtures().counter_v2, "x");
+    let text = std::fs::read_to_string(w.dirs[1].join("appup.toml")).unwrap();
+    let failing = text.replacen(
+        "instructions = [ { update = \"counter\", extra = \"x\" } ]",
+        "instructions = [ { update = \"counter\", extra = \"x\" }, { apply = \"counter\", function = \"ask_c1\" }, { apply = \"counter\", function = \"fail\" } ]",
+        1,
+    );
+    assert_ne!(text, failing, "the appup changed shape");
+    let mut w = w;
+    w.known[1].appups = vec![Appup::parse(&failing, "appup.toml").unwrap()];
+    w.node.call::<_, Reply>("c1", &Call::Add(5), T).unwrap();
+    let before = w.describe("c1");
+    let err = w
+        .upgrade(&InstallOptions::default(), &mut |_| {})
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("apply was told to fail"), "{err}");
+    assert_eq!(w.current_counter(), "1.0.0");
+    assert_eq!(w.describe("c1"), before);
+}

@@ -644,8 +644,20 @@ impl Hopper<'_> {
                 }
             }
             // Resumes wait for the commit, so that a later failure can still restore the
-            // old states untouched.
-            Step::Resume { .. } => Ok("at commit".into()),
+            // old states untouched. Meanwhile the module's processes answer calls from the
+            // processes this hop starts after its migrations (an `apply`, a new child's
+            // `init`): those would otherwise wait for the commit, fail, and roll the hop back
+            // every time (issue 17, finding 3). What such a call changes is undone with the
+            // rest by a rollback.
+            Step::Resume { module } => {
+                let pids = self
+                    .suspended_by_module
+                    .get(module)
+                    .cloned()
+                    .unwrap_or_default();
+                self.node.admit_calls_from_new_processes(&pids);
+                Ok("at commit; calls from processes this hop starts are answered".into())
+            }
             Step::Remove { module } => {
                 self.deferred.push(Deferred::Remove {
                     module: module.clone(),

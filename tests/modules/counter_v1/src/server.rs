@@ -222,6 +222,12 @@ impl Server for Counter {
                 Ok(Vec::new())
             }
             "fail" => Err("apply was told to fail".into()),
+            // `ask_c1`: calls the process registered as c1 (within 2 s) and fails if it does
+            // not answer: an apply that needs a process its own hop keeps suspended.
+            "ask_c1" => match ctx.call::<_, Reply>("c1", &Call::Get, Duration::from_secs(2)) {
+                Ok(_) => Ok(Vec::new()),
+                Err(e) => Err(format!("c1 did not answer: {e}")),
+            },
             // `register name`: registers the applying process; the encoded bool says whether
             // the node accepted.
             "register" => {
