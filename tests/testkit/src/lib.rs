@@ -36,9 +36,13 @@ pub struct Fixtures {
     pub null_entry_point: PathBuf,
     /// Module `counter` 2.0.0 whose `code_change` never returns.
     pub counter_hang: PathBuf,
+    /// Module `tables` 1.0.0: drives the node-table API (`Context::table_*`).
+    pub tables_v1: PathBuf,
+    /// Module `tables` 2.0.0 (the same source; its code_change can be told to fail).
+    pub tables_v2: PathBuf,
 }
 
-const PACKAGES: [&str; 12] = [
+const PACKAGES: [&str; 14] = [
     "relup-fixture-counter-v1",
     "relup-fixture-counter-v2",
     "relup-fixture-not-a-module",
@@ -51,6 +55,8 @@ const PACKAGES: [&str; 12] = [
     "relup-fixture-bad-descriptor",
     "relup-fixture-null-entry-point",
     "relup-fixture-counter-hang",
+    "relup-fixture-tables-v1",
+    "relup-fixture-tables-v2",
 ];
 
 /// The workspace root (this crate lives in `tests/testkit`).
@@ -99,6 +105,8 @@ fn build(release: bool) -> Fixtures {
         bad_descriptor: lib("bad_descriptor"),
         null_entry_point: lib("null_entry_point"),
         counter_hang: lib("counter_hang"),
+        tables_v1: lib("tables_v1"),
+        tables_v2: lib("tables_v2"),
     }
 }
 
