@@ -118,7 +118,8 @@ fn redis_cli(port: u16, commands: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// A root with kv 0.1.0 deployed and 0.2.0 unpacked, its node running on a free port.
+/// A root with kv 0.1.0 deployed and the later releases unpacked, its node running on a
+/// free port.
 struct Kv {
     base: PathBuf,
     root: PathBuf,
@@ -127,12 +128,17 @@ struct Kv {
 
 impl Kv {
     fn start() -> Kv {
+        Kv::start_with(&["0.1.0", "0.2.0"])
+    }
+
+    /// Builds `versions` (the first is deployed and started, the others unpacked).
+    fn start_with(versions: &[&str]) -> Kv {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
         let base =
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("relup-kv-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let out = base.join("out");
-        for version in ["0.1.0", "0.2.0"] {
+        for version in versions {
             // Built in target/fixtures, as the other fixtures: never waits on the lock of the
             // `cargo test` that runs this.
             let built = Command::new(RELUP)
@@ -147,7 +153,9 @@ impl Kv {
         let root = base.join("root");
         ok(relup(&[
             "deploy",
-            out.join("kv-0.1.0.tar.gz").to_str().unwrap(),
+            out.join(format!("kv-{}.tar.gz", versions[0]))
+                .to_str()
+                .unwrap(),
             root.to_str().unwrap(),
         ]));
         // Port 0: the kernel picks a free one; the node's log says which.
@@ -174,7 +182,10 @@ impl Kv {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("bad address {addr}"));
-        ok(kv.run(&["unpack", out.join("kv-0.2.0.tar.gz").to_str().unwrap()]));
+        for version in &versions[1..] {
+            let tarball = out.join(format!("kv-{version}.tar.gz"));
+            ok(kv.run(&["unpack", tarball.to_str().unwrap()]));
+        }
         kv
     }
 
@@ -461,6 +472,86 @@ fn redis_clients_see_no_error_and_no_lost_key_across_upgrades_and_downgrades() {
         "{} redis-benchmark runs and {} INCRs across {CYCLES} upgrade/downgrade cycles; {} keys \
          checked",
         runs.len(),
+        incrs.len(),
+        written.len()
+    );
+}
+
+/// Release 0.3.0 moves the data from the process state into a node table, and 0.3.1 (the same
+/// code) upgrades it without touching the table: every key and counter written under 0.1.0
+/// and 0.2.0 reads back through 0.2.0 -> 0.3.0 -> 0.3.1, the downgrades 0.3.1 -> 0.3.0 ->
+/// 0.2.0 (the rows come back into the state) and 0.2.0 -> 0.3.0 again, while a client INCRs
+/// one key through all of it (each reply the previous plus one, the final value the number of
+/// replies) and a connection opened under 0.1.0 stays open.
+#[test]
+fn the_table_release_keeps_every_key_and_counter_up_and_down() {
+    ensure_redis_tools();
+    let kv = Kv::start_with(&["0.1.0", "0.2.0", "0.3.0", "0.3.1"]);
+    let mut raw = Raw::connect(kv.port);
+    assert_eq!(raw.ask(&["SET", "raw", "kept"]), "+OK");
+    assert_eq!(raw.ask(&["INCR", "counter"]), ":1");
+    let mut written = kv.write_batch("v010");
+    let stop = Arc::new(AtomicBool::new(false));
+    let incr = {
+        let stop = stop.clone();
+        let port = kv.port;
+        std::thread::spawn(move || incr_loop(port, stop))
+    };
+    let started = Instant::now();
+    while redis_cli(kv.port, &[format!("GET {THROUGH}")]) == [""] {
+        assert!(
+            started.elapsed() < Duration::from_secs(30) && !incr.is_finished(),
+            "the INCR client never got going"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut counter = 1;
+    let mut step = |kv: &Kv, raw: &mut Raw, verb: &str, version: &str, by: i64| {
+        let out = ok(kv.run(&[verb, version]));
+        assert!(
+            out.contains(&format!("kv {version} is running (permanent)")),
+            "{out}"
+        );
+        kv.check(&written, &format!("after {verb} {version}"));
+        assert_eq!(raw.ask(&["GET", "raw"]), "kept", "after {verb} {version}");
+        counter += by;
+        let by = by.to_string();
+        assert_eq!(raw.ask(&["INCRBY", "counter", &by]), format!(":{counter}"));
+        // Tagged by the step's number: 0.3.0 is reached twice.
+        let tag = format!("{}-{verb}-{version}", written.len() / KEYS_PER_BATCH);
+        written.extend(kv.write_batch(&tag));
+        let status = ok(kv.run(&["status"]));
+        assert!(status.contains(&format!("kv_server {version}")), "{status}");
+    };
+    step(&kv, &mut raw, "upgrade", "0.2.0", 10);
+    step(&kv, &mut raw, "upgrade", "0.3.0", 5);
+    // On the table: the Redis semantics of 0.2.0 hold.
+    assert_eq!(raw.ask(&["SET", "zeros", "007"]), "+OK");
+    assert!(
+        raw.ask(&["INCR", "zeros"])
+            .starts_with("-ERR value is not an integer")
+    );
+    assert_eq!(raw.ask(&["APPEND", "zeros", "x"]), ":4");
+    assert_eq!(raw.ask(&["SET", "zeros", "1", "NX"]), "$-1");
+    assert_eq!(raw.ask(&["STRLEN", "zeros"]), ":4");
+    assert_eq!(raw.ask(&["DEL", "zeros", "nothing"]), ":1");
+    step(&kv, &mut raw, "upgrade", "0.3.1", 1);
+    step(&kv, &mut raw, "downgrade", "0.3.0", 1);
+    step(&kv, &mut raw, "downgrade", "0.2.0", 2);
+    step(&kv, &mut raw, "upgrade", "0.3.0", 1);
+    stop.store(true, Ordering::SeqCst);
+    let incrs = incr.join().expect("the INCR client");
+    assert_eq!(
+        redis_cli(kv.port, &[format!("GET {THROUGH}")]),
+        [incrs.len().to_string()],
+        "{THROUGH} after {} successful INCRs",
+        incrs.len()
+    );
+    // Every key: the batches, raw, counter and the INCR client's key.
+    let keys = written.len() + 3;
+    assert_eq!(raw.ask(&["DBSIZE"]), format!(":{keys}"));
+    eprintln!(
+        "{} INCRs through 6 installs; {} keys checked after each",
         incrs.len(),
         written.len()
     );

@@ -19,6 +19,21 @@ pub trait Store {
     fn exec(&mut self, name: &[u8], args: &[&[u8]], out: &mut Vec<u8>) -> Option<After>;
     /// Keys stored.
     fn keys(&self) -> usize;
+    /// [`Store::exec`] for a store that needs the process's context (one whose data is in a
+    /// node table); the default calls `exec`.
+    fn exec_cx(
+        &mut self,
+        name: &[u8],
+        args: &[&[u8]],
+        out: &mut Vec<u8>,
+        _ctx: &Context<'_>,
+    ) -> Option<After> {
+        self.exec(name, args, out)
+    }
+    /// [`Store::keys`] for a store that needs the process's context; the default calls `keys`.
+    fn keys_cx(&self, _ctx: &Context<'_>) -> usize {
+        self.keys()
+    }
 }
 
 /// The listener, the connections and their input.
@@ -107,15 +122,16 @@ impl Front {
         };
         let commands = &mut self.commands;
         let mut out = Vec::new();
+        let cx: &Context<'_> = ctx;
         let after = session.feed(bytes, &mut out, |args, out| {
             *commands += 1;
             let name = admin::name(args);
-            if let Some(after) = store.exec(&name, args, out) {
+            if let Some(after) = store.exec_cx(&name, args, out, cx) {
                 return after;
             }
             let facts = ServerFacts {
                 version,
-                keys: store.keys(),
+                keys: store.keys_cx(cx),
                 commands: *commands,
                 connections,
             };

@@ -8,11 +8,16 @@
 //! Migrations: the upgrade from 0.1.0 runs *this* code_change with 0.1.0's state (values as
 //! bytes): integer-looking values become `Int`, every entry starts at `writes = 1`. The
 //! downgrade to 0.1.0 is 0.1.0's code_change.
+//!
+//! The downgrade from 0.3.0 (whose data is in a node table) runs *this* code_change with
+//! 0.3.0's state: it keeps the table's id (code_change has no process context, so it cannot
+//! read the table), and the first callback after the resume reads every row into the map
+//! (typed as from 0.1.0, `writes = 1`) and deletes the table, before handling anything.
 
 use relup_example_kv_common::front::{Front, Store};
 use relup_example_kv_common::session::After;
 use relup_example_kv_common::{Args, Call, Status, admin, as_int, resp};
-use relup_module::{Context, Direction, Info, OldState, Server};
+use relup_module::{Context, Direction, Info, LogLevel, OldState, Server, TableId};
 use serde::{Deserialize, Serialize};
 use serde_bytes::{ByteBuf, Bytes};
 use std::collections::HashMap;
@@ -70,6 +75,20 @@ pub struct KvServer {
     front: Front,
     /// The data.
     data: Data,
+    /// A node table whose rows this state takes over at its next callback (left by a
+    /// downgrade from 0.3.0).
+    #[serde(default)]
+    table: Option<TableId>,
+}
+
+/// kv_server 0.3.0's state, for the downgrade from 0.3.0.
+#[derive(Serialize, Deserialize)]
+struct StateV030 {
+    front: Front,
+    table: Option<TableId>,
+    /// Rows 0.3.0 had not put into its table yet.
+    #[serde(default)]
+    pending: Vec<(ByteBuf, ByteBuf)>,
 }
 
 /// kv_server 0.1.0's state, for the upgrade from 0.1.0.
@@ -223,6 +242,32 @@ impl Store for Data {
     }
 }
 
+impl KvServer {
+    /// Reads the rows of the table a downgrade from 0.3.0 left into the map, then deletes
+    /// the table. Does work only once after such a downgrade.
+    fn take_table(&mut self, ctx: &Context<'_>) {
+        let Some(table) = self.table.take() else {
+            return;
+        };
+        let mut rows = ctx.table_rows(table, b"");
+        let mut count = 0;
+        for (key, value) in rows.by_ref() {
+            self.data.put(&key, Value::from_bytes(&value));
+            count += 1;
+        }
+        if let Some(e) = rows.error() {
+            ctx.log(LogLevel::Error, &format!("reading table {table}: {e}"));
+        }
+        if let Err(e) = ctx.table_delete(table) {
+            ctx.log(LogLevel::Warn, &format!("deleting table {table}: {e}"));
+        }
+        ctx.log(
+            LogLevel::Info,
+            &format!("kv_server {VERSION}: {count} keys moved out of table {table}"),
+        );
+    }
+}
+
 impl Server for KvServer {
     type Args = Args;
     type Call = Call;
@@ -238,16 +283,19 @@ impl Server for KvServer {
         Ok(KvServer {
             front: Front::open(ctx, VERSION)?,
             data: Data::default(),
+            table: None,
         })
     }
 
-    fn handle_call(&mut self, request: Call, _ctx: &mut Context<'_>) -> Status {
+    fn handle_call(&mut self, request: Call, ctx: &mut Context<'_>) -> Status {
+        self.take_table(ctx);
         match request {
             Call::Status => self.front.status(VERSION, self.data.keys()),
         }
     }
 
     fn handle_info(&mut self, info: Info<()>, ctx: &mut Context<'_>) {
+        self.take_table(ctx);
         self.front.handle_info(&mut self.data, info, ctx, VERSION);
     }
 
@@ -261,6 +309,19 @@ impl Server for KvServer {
                 Ok(KvServer {
                     front: state.front,
                     data: Data::from_v010(state.data),
+                    table: None,
+                })
+            }
+            (Direction::Down, "0.3.0" | "0.3.1") => {
+                let state = old.decode::<StateV030>().map_err(bad)?;
+                let mut data = Data::default();
+                for (key, value) in state.pending {
+                    data.put(&key, Value::from_bytes(&value));
+                }
+                Ok(KvServer {
+                    front: state.front,
+                    data,
+                    table: state.table,
                 })
             }
             (_, VERSION) => old.decode::<KvServer>().map_err(bad),
