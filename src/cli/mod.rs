@@ -266,9 +266,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Parses the arguments, runs the command, and turns a failure into exit code 1: a line on
-/// stderr for people and, with `--json`, `{"error": ..., "running": ...}` on stdout for
-/// programs (the last line there, after any events the command streamed).
+/// Parses the arguments, runs the command, and turns a failure into exit code 1 (2 and 3 for an
+/// upgrade or downgrade rolled back or refused, see [`output::Outcome`]): a line on stderr for
+/// people and, with `--json`, `{"error": ..., "running": ...}` on stdout for programs (the
+/// last line there, after any events the command streamed).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
@@ -279,7 +280,7 @@ pub fn main() -> ExitCode {
                 output::print_json(&output::error_json(&message));
             }
             eprintln!("relup: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(output::failure_exit_code())
         }
     }
 }

@@ -41,3 +41,65 @@ pub fn error_json(message: &str) -> serde_json::Value {
     object.insert("error".into(), message.into());
     serde_json::Value::Object(object)
 }
+
+/// How `relup upgrade` / `relup downgrade` ended, for a fleet driver (issue 19): the exit
+/// code and, with `--json`, the last JSON object on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Installed (and permanent unless `--no-permanent`): exit 0.
+    Installed,
+    /// Already running that version (and permanent): nothing changed, exit 0.
+    Already,
+    /// Scheduled for later (`--at` / `--in`): exit 0.
+    Scheduled,
+    /// The install started and failed (a step, or the probation): the node rolled back by
+    /// itself and runs the version in `running`: exit [`EXIT_ROLLED_BACK`].
+    RolledBack,
+    /// Refused before anything was switched (not unpacked, the dry run failed, busy, on
+    /// probation, the wrong direction...): nothing changed, exit [`EXIT_REFUSED`].
+    Refused,
+}
+
+/// Exit code of an install that failed and was rolled back.
+pub const EXIT_ROLLED_BACK: u8 = 2;
+/// Exit code of an install refused before anything changed.
+pub const EXIT_REFUSED: u8 = 3;
+
+impl Outcome {
+    /// The `"outcome"` value; `down` for `relup downgrade`.
+    pub fn name(self, down: bool) -> &'static str {
+        match self {
+            Outcome::Installed if down => "downgraded",
+            Outcome::Installed => "upgraded",
+            Outcome::Already => "already",
+            Outcome::Scheduled => "scheduled",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Refused => "refused",
+        }
+    }
+
+    /// The process's exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::RolledBack => EXIT_ROLLED_BACK,
+            Outcome::Refused => EXIT_REFUSED,
+            _ => 0,
+        }
+    }
+}
+
+/// The exit code of this command's failure when it is not 1 (see [`set_exit_code`]).
+static EXIT_CODE: Mutex<Option<u8>> = Mutex::new(None);
+
+/// Sets the exit code that a failure of this command exits with (instead of 1).
+pub fn set_exit_code(code: u8) {
+    *EXIT_CODE.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
+}
+
+/// The exit code of a failure of this command: 1 unless [`set_exit_code`] said otherwise.
+pub fn failure_exit_code() -> u8 {
+    EXIT_CODE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or(1)
+}

@@ -1,7 +1,7 @@
 //! Commands that talk to a running node over its control socket.
 
 use super::Failure;
-use super::output::{add_error_field, print_json, progress_line};
+use super::output::{Outcome, add_error_field, print_json, progress_line, set_exit_code};
 use relup_runtime::control::{Client, ClientError, Event, Request, StatusReport};
 use relup_runtime::handler::Schedule;
 use relup_runtime::release::ReleaseRoot;
@@ -171,13 +171,10 @@ pub(super) fn send(
     }
 }
 
-/// Sends a request; prints streamed events unless `json`; returns the final result.
-pub(super) fn ask(
-    root: &Path,
-    request: &Request,
-    json: bool,
-) -> Result<serde_json::Value, Failure> {
-    let mut on_event = |event: &Event| match event {
+/// Prints a streamed event: a progress line or a note for people, the event as JSON with
+/// `json`.
+fn print_event(event: &Event, json: bool) {
+    match event {
         Event::Progress(p) if !json => println!("{}", progress_line(p)),
         Event::Note { text } if !json => println!("{text}"),
         other if json => {
@@ -186,7 +183,16 @@ pub(super) fn ask(
             }
         }
         _ => {}
-    };
+    }
+}
+
+/// Sends a request; prints streamed events unless `json`; returns the final result.
+pub(super) fn ask(
+    root: &Path,
+    request: &Request,
+    json: bool,
+) -> Result<serde_json::Value, Failure> {
+    let mut on_event = |event: &Event| print_event(event, json);
     match send(root, request, &mut on_event)? {
         Event::Done { result } => Ok(result),
         Event::Error { message } => Err(Failure(message)),
@@ -430,32 +436,116 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Whether the running release of `report` is the permanent one.
+fn is_permanent(report: &StatusReport) -> bool {
+    report.permanent.as_deref() == Some(report.version.as_str())
+}
+
+/// An upgrade or downgrade that did not install: `outcome` decides the exit code, and the
+/// JSON failure object gets `"outcome"`, `"version"` (the target), `"reason"` and, when the
+/// node told, `"running_version"` and `"permanent"` (whether the running release is the
+/// permanent one); a rollback's `"running"` is the version the node runs.
+fn not_installed(
+    outcome: Option<Outcome>,
+    down: bool,
+    target: &str,
+    reason: String,
+    after: Option<&StatusReport>,
+) -> Failure {
+    if let Some(outcome) = outcome {
+        set_exit_code(outcome.exit_code());
+    }
+    add_error_field("outcome", outcome.map_or("error", |o| o.name(down)).into());
+    add_error_field("version", target.into());
+    add_error_field("reason", reason.clone().into());
+    if let Some(report) = after {
+        add_error_field("running_version", report.version.clone().into());
+        add_error_field("permanent", is_permanent(report).into());
+        if outcome == Some(Outcome::RolledBack) {
+            add_error_field("running", report.version.clone().into());
+        }
+    }
+    Failure(reason)
+}
+
 /// `relup upgrade` / `relup downgrade`.
+///
+/// For a fleet driver the exit code and, with `--json`, the last JSON object on stdout say
+/// how it ended ([`Outcome`]): `upgraded` / `downgraded` (0), `already` (0: the node runs
+/// that version and it is permanent; nothing is done), `scheduled` (0), `rolled_back` (2: the
+/// install failed or its probation did, and the node went back by itself), `refused` (3:
+/// nothing was changed), or an `error` (1: the node went away, the rollback failed, ...).
 pub fn install(
     root: &Path,
     version: &str,
     how: &InstallRequest,
     json: bool,
 ) -> Result<(), Failure> {
-    let target = semver::Version::parse(version)
-        .map_err(|e| Failure(format!("{version:?} is not a version: {e}")))?;
+    let down = how.direction == Direction::Down;
+    let target = semver::Version::parse(version).map_err(|e| {
+        not_installed(
+            Some(Outcome::Refused),
+            down,
+            version,
+            format!("{version:?} is not a version: {e}"),
+            None,
+        )
+    })?;
     let running = status_report(root)?;
     let current = semver::Version::parse(&running.version)?;
+    let refused = |reason: String| {
+        not_installed(
+            Some(Outcome::Refused),
+            down,
+            version,
+            reason,
+            Some(&running),
+        )
+    };
     match how.direction {
         Direction::Up if target < current => {
-            return Err(Failure(format!(
+            return Err(refused(format!(
                 "{target} is older than the running {current}; use `relup downgrade {target}`"
             )));
         }
         Direction::Down if target > current => {
-            return Err(Failure(format!(
+            return Err(refused(format!(
                 "{target} is newer than the running {current}; use `relup upgrade {target}`"
             )));
         }
         _ => {}
     }
+    let scheduling = how.at.is_some() || how.delay.is_some();
+    let permanent = is_permanent(&running);
+    if target == current
+        && !scheduling
+        && how.restore.is_none()
+        && running.probation.is_none()
+        && (permanent || !how.permanent)
+    {
+        if json {
+            print_json(&serde_json::json!({
+                "outcome": Outcome::Already.name(down),
+                "version": version,
+                "running": running.version,
+                "running_version": running.version,
+                "permanent": permanent,
+            }));
+        } else {
+            let state = if permanent {
+                "permanent"
+            } else {
+                "current, not permanent"
+            };
+            println!(
+                "{} {current} is already running ({state}); nothing was changed",
+                running.name
+            );
+        }
+        return Ok(());
+    }
     let probation_ms = how.probation.map(millis);
-    if how.at.is_some() || how.delay.is_some() {
+    if scheduling {
         let request = Request::Schedule {
             version: version.to_string(),
             at: how.at.clone(),
@@ -463,9 +553,20 @@ pub fn install(
             permanent: how.permanent,
             probation_ms,
         };
-        let value = ask(root, &request, json)?;
+        let value = ask(root, &request, json).map_err(|Failure(reason)| refused(reason))?;
         if json {
-            print_json(&value);
+            let mut object = serde_json::json!({
+                "outcome": Outcome::Scheduled.name(down),
+                "running": running.version,
+                "running_version": running.version,
+                "permanent": permanent,
+            });
+            if let (Some(object), Some(entry)) = (object.as_object_mut(), value.as_object()) {
+                for (key, value) in entry {
+                    object.insert(key.clone(), value.clone());
+                }
+            }
+            print_json(&object);
         } else {
             println!(
                 "scheduled upgrade {}: {} {target} at {} (`relup status` shows it, `relup cancel {}` cancels it)",
@@ -492,9 +593,50 @@ pub fn install(
         restore_snapshot: how.restore,
         skip_check: how.skip_check,
     };
-    let value = ask(root, &request, json)?;
+    // Whether the node started switching code: a step of a hop (not a note) came.
+    let mut switched = false;
+    let mut on_event = |event: &Event| {
+        if matches!(event, Event::Progress(p) if p.step != "note") {
+            switched = true;
+        }
+        print_event(event, json);
+    };
+    let value = match send(root, &request, &mut on_event)? {
+        Event::Done { result } => result,
+        Event::Error { message } => {
+            // Refused when nothing was switched; rolled back when the node runs another
+            // version than the target after switching (it says which); otherwise (the
+            // rollback failed, the node stops or went away) an error.
+            let after = status_report(root).ok();
+            let outcome = match &after {
+                _ if !switched => Some(Outcome::Refused),
+                Some(report) if report.version != target.to_string() => Some(Outcome::RolledBack),
+                _ => None,
+            };
+            return Err(not_installed(
+                outcome,
+                down,
+                version,
+                message,
+                after.as_ref().or(Some(&running).filter(|_| !switched)),
+            ));
+        }
+        other => return Err(Failure(format!("unexpected final event {other:?}"))),
+    };
     if json {
-        print_json(&value);
+        let mut object = serde_json::json!({
+            "outcome": Outcome::Installed.name(down),
+            "version": version,
+        });
+        if let (Some(object), Some(report)) = (object.as_object_mut(), value.as_object()) {
+            for (key, value) in report {
+                object.insert(key.clone(), value.clone());
+            }
+            let to = report.get("to").cloned().unwrap_or_default();
+            object.insert("running".into(), to.clone());
+            object.insert("running_version".into(), to);
+        }
+        print_json(&object);
         return Ok(());
     }
     let to = value.get("to").and_then(|v| v.as_str()).unwrap_or("?");

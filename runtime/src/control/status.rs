@@ -5,6 +5,7 @@ use crate::behaviour::ProcessKind;
 use crate::code_server::{CodeStats, ModuleVersions};
 use crate::handler::{ProbationStatus, ReleaseHandler, ScheduledUpgrade};
 use crate::node::Node;
+use relup_appup::ReleaseStatus;
 use relup_module::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,24 @@ pub struct StatusReport {
     /// Why the schedule could not be read, if it could not.
     #[serde(default)]
     pub schedule_error: Option<String>,
+    /// The running release's version (as `version`; named for fleet drivers, issue 19).
+    #[serde(default)]
+    pub running: String,
+    /// The permanent release (what a restart boots), if `RELEASES` could be read.
+    #[serde(default)]
+    pub permanent: Option<String>,
+    /// Releases unpacked and never installed (or installed and left), oldest first.
+    #[serde(default)]
+    pub unpacked: Vec<String>,
+    /// Old releases (previous permanent ones), oldest first.
+    #[serde(default)]
+    pub old: Vec<String>,
+    /// Whether a probation is under way (`probation` says which).
+    #[serde(default)]
+    pub probation_pending: bool,
+    /// Whether an upgrade is scheduled (`scheduled` lists them).
+    #[serde(default)]
+    pub scheduled_pending: bool,
 }
 
 fn walk(node: &Node, id: String, pid: Pid, depth: usize, out: &mut Vec<TreeEntry>) {
@@ -98,7 +117,7 @@ pub fn status_report(handler: &ReleaseHandler) -> StatusReport {
     for (app, pid) in &booted.apps {
         walk(node, app.clone(), *pid, 0, &mut tree);
     }
-    let releases = handler
+    let releases: Vec<(String, String)> = handler
         .releases()
         .map(|r| {
             r.releases
@@ -107,9 +126,27 @@ pub fn status_report(handler: &ReleaseHandler) -> StatusReport {
                 .collect()
         })
         .unwrap_or_default();
+    let with_status = |status: ReleaseStatus| -> Vec<String> {
+        releases
+            .iter()
+            .filter(|(_, s)| *s == status.to_string())
+            .map(|(v, _)| v.clone())
+            .collect()
+    };
+    let permanent = with_status(ReleaseStatus::Permanent).into_iter().next();
+    let unpacked = with_status(ReleaseStatus::Unpacked);
+    let old = with_status(ReleaseStatus::Old);
     let scheduled = handler.scheduled();
     let schedule_error = scheduled.as_ref().err().map(|e| e.to_string());
+    let scheduled = scheduled.map(|s| s.upgrades).unwrap_or_default();
+    let probation = handler.probation();
     StatusReport {
+        running: booted.release.version.to_string(),
+        permanent,
+        unpacked,
+        old,
+        probation_pending: probation.is_some(),
+        scheduled_pending: !scheduled.is_empty(),
         name: booted.release.name.clone(),
         version: booted.release.version.to_string(),
         releases,
@@ -117,8 +154,8 @@ pub fn status_report(handler: &ReleaseHandler) -> StatusReport {
         modules: node.code().modules(),
         processes: node.process_count(),
         code: node.code().stats(),
-        probation: handler.probation(),
-        scheduled: scheduled.map(|s| s.upgrades).unwrap_or_default(),
+        probation,
+        scheduled,
         schedule_error,
     }
 }
