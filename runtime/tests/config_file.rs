@@ -483,3 +483,25 @@ fn a_batch_cut_short_after_its_rejects_were_appended_leaves_each_reject_once() {
     assert!(consumed(&root));
     stop(&handler, &node);
 }
+
+#[test]
+fn a_symlinked_config_toml_stays_a_link_and_its_target_gets_the_change() {
+    let root = root("symlinked");
+    let target = root.path.join("elsewhere.toml");
+    let live = std::fs::read_to_string(root.config_file()).unwrap_or_default();
+    std::fs::write(&target, live).unwrap();
+    let _ = std::fs::remove_file(root.config_file());
+    std::os::unix::fs::symlink(&target, root.config_file()).unwrap();
+    let (handler, node, _logs) = start(&root);
+    handler
+        .config_set("ticker:ticker_server:ticker:2200")
+        .unwrap();
+    assert_eq!(interval(&node), Some(ConfigValue::Int(2200)));
+    let meta = std::fs::symlink_metadata(root.config_file()).unwrap();
+    assert!(
+        meta.file_type().is_symlink(),
+        "config.toml was replaced by a file"
+    );
+    assert!(read(&target).contains("ticker = 2200"), "{}", read(&target));
+    stop(&handler, &node);
+}

@@ -176,6 +176,17 @@ impl ConfigStore {
         }
     }
 
+    /// The file the live config is written to: `config/config.toml`, or the file it links to
+    /// when it is a symlink (an operator's config kept elsewhere), so that a write replaces
+    /// the target's contents rather than the link. A dangling link is written as it is.
+    pub fn live_file(&self) -> PathBuf {
+        let path = self.root.config_file();
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(&path).unwrap_or(path),
+            _ => path,
+        }
+    }
+
     /// `config.toml.new.offset`: how far each change file (by inode) has been processed.
     pub fn offset_file(&self) -> PathBuf {
         self.root.config_dir().join("config.toml.new.offset")
@@ -457,7 +468,7 @@ impl ConfigStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let path = self.root.config_file();
+        let path = self.live_file();
         let mut live = LiveConfig::load(&path).map_err(ConfigError::Live)?;
         for c in changes {
             live.set(&c.app, &c.module, &c.key, c.value.clone());
@@ -573,7 +584,7 @@ impl ConfigStore {
     /// reset such a value would keep running until the next restart and then change silently
     /// (the boot skips it). Returns one line per key dropped or reset, for the journal.
     pub fn prune(&self, release: &Release) -> Result<Vec<String>, ConfigError> {
-        let path = self.root.config_file();
+        let path = self.live_file();
         let mut live = LiveConfig::load(&path).map_err(ConfigError::Live)?;
         let mut removed = Vec::new();
         let mut lines = Vec::new();
