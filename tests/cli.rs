@@ -218,7 +218,11 @@ fn deploy_start_upgrade_downgrade_stop() {
     fails(demo.run(&["permanent", "0.9.0"]), "0.9.0");
     ok(demo.run(&["permanent", "0.2.0"]));
     ok(demo.run(&["downgrade", "0.1.0"]));
-    ok(demo.run(&["remove", "0.2.0"]));
+    let removed = ok(demo.run(&["remove", "0.2.0"]));
+    assert!(
+        removed.contains("removed 0.2.0; deleted ") && removed.contains("releases/0.2.0"),
+        "{removed}"
+    );
     assert!(!demo.root.join("releases/0.2.0").exists());
 
     let stopped = ok(demo.run(&["stop"]));

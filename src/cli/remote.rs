@@ -805,7 +805,13 @@ pub fn remove(root: &Path, version: &str, json: bool) -> Result<(), Failure> {
     if json {
         print_json(&value);
     } else {
-        println!("removed {version}");
+        match value.get("path").and_then(|p| p.as_str()) {
+            Some(path) => println!("removed {version}; deleted {path}"),
+            None => println!("removed {version}"),
+        }
+        if let Some(warning) = value.get("warning").and_then(|w| w.as_str()) {
+            eprintln!("relup: warning: {warning}");
+        }
     }
     Ok(())
 }
