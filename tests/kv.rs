@@ -134,8 +134,13 @@ impl Kv {
     /// Builds `versions` (the first is deployed and started, the others unpacked).
     fn start_with(versions: &[&str]) -> Kv {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let base =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("relup-kv-{}", std::process::id()));
+        // One directory per set of versions: the tests of this file run at once in one
+        // process, and a shared one was removed under the other test's feet.
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "relup-kv-{}-{}",
+            std::process::id(),
+            versions.join("-")
+        ));
         let _ = std::fs::remove_dir_all(&base);
         let out = base.join("out");
         for version in versions {
