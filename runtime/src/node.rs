@@ -193,6 +193,8 @@ pub(crate) struct NodeInner {
     pub(crate) code: CodeServer,
     pub(crate) ports: Ports,
     pub(crate) tables: Tables,
+    /// Modules held by hops (supervisors defer their children's starts meanwhile).
+    pub(crate) holds: crate::upgrade::Holds,
     shards: Box<[Shard]>,
     registry: RwLock<HashMap<String, Pid>>,
     next_pid: AtomicU64,
@@ -687,6 +689,7 @@ impl Node {
             code,
             ports: Ports::new(config.ports),
             tables: Tables::new(),
+            holds: crate::upgrade::Holds::default(),
             shards: (0..SHARDS)
                 .map(|_| RwLock::new(PidMap::default()))
                 .collect(),

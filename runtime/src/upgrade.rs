@@ -479,14 +479,14 @@ fn migrate(pid: Pid, cx: &mut ControlCx<'_>, change: &CodeChange) -> Result<(), 
     Ok(())
 }
 
-/// Modules held by hops, per node (by the address of its shared state): while a hop holds a
-/// module, from before it takes the module's pids until it commits or rolls back,
-/// supervisors do not start or restart children of that module; they defer them, and are
-/// told when the hold ends (they then start them on the version current then). A child
-/// started during the hop would otherwise escape the hop's migration (started on the old
-/// code after the pids were taken) or its rollback (started on the new code after `load`).
+/// Modules held by hops on one node (`NodeInner::holds`): while a hop holds a module, from
+/// before it takes the module's pids until it commits or rolls back, supervisors do not start
+/// or restart children of that module; they defer them, and are told when the hold ends (they
+/// then start them on the version current then). A child started during the hop would
+/// otherwise escape the hop's migration (started on the old code after the pids were taken)
+/// or its rollback (started on the new code after `load`).
 #[derive(Default)]
-struct NodeHolds {
+pub(crate) struct NodeHolds {
     /// Hops holding each module (more than one only when hops overlap).
     held: HashMap<String, usize>,
     /// Supervisor starts of each module under way (a hop waits for them before it takes
@@ -496,13 +496,11 @@ struct NodeHolds {
     waiting: HashMap<String, Vec<Pid>>,
 }
 
-static HOLDS: std::sync::LazyLock<(
-    parking_lot::Mutex<HashMap<usize, NodeHolds>>,
-    parking_lot::Condvar,
-)> = std::sync::LazyLock::new(Default::default);
-
-fn node_key(node: &Arc<NodeInner>) -> usize {
-    Arc::as_ptr(node) as *const () as usize
+/// A node's [`NodeHolds`] and the condition a hop waits on for starts under way to end.
+#[derive(Default)]
+pub(crate) struct Holds {
+    state: parking_lot::Mutex<NodeHolds>,
+    changed: parking_lot::Condvar,
 }
 
 /// The info message a supervisor gets when a module it deferred starts of is released.
@@ -511,26 +509,23 @@ pub(crate) struct HoldReleased;
 /// A supervisor's start of a child of a module, under way: a hop taking a hold on the
 /// module waits until it is dropped.
 pub(crate) struct StartTicket {
-    key: usize,
+    node: Arc<NodeInner>,
     module: String,
 }
 
 impl Drop for StartTicket {
     fn drop(&mut self) {
-        let (holds, changed) = &*HOLDS;
-        let mut holds = holds.lock();
-        if let Some(node) = holds.get_mut(&self.key)
-            && let Some(n) = node.starting.get_mut(&self.module)
+        let holds = &self.node.holds;
         {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                node.starting.remove(&self.module);
-            }
-            if node.held.is_empty() && node.starting.is_empty() && node.waiting.is_empty() {
-                holds.remove(&self.key);
+            let mut state = holds.state.lock();
+            if let Some(n) = state.starting.get_mut(&self.module) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    state.starting.remove(&self.module);
+                }
             }
         }
-        changed.notify_all();
+        holds.changed.notify_all();
     }
 }
 
@@ -542,9 +537,7 @@ pub(crate) fn start_ticket(
     module: &str,
     waiter: Pid,
 ) -> Option<StartTicket> {
-    let key = node_key(node);
-    let mut holds = HOLDS.0.lock();
-    let entry = holds.entry(key).or_default();
+    let mut entry = node.holds.state.lock();
     if entry.held.get(module).copied().unwrap_or(0) > 0 {
         let waiting = entry.waiting.entry(module.to_string()).or_default();
         if !waiting.contains(&waiter) {
@@ -553,8 +546,9 @@ pub(crate) fn start_ticket(
         return None;
     }
     *entry.starting.entry(module.to_string()).or_default() += 1;
+    drop(entry);
     Some(StartTicket {
-        key,
+        node: node.clone(),
         module: module.to_string(),
     })
 }
@@ -568,23 +562,17 @@ pub(crate) struct Hold {
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        let key = node_key(&self.node);
         let mut tell = Vec::new();
         {
-            let mut holds = HOLDS.0.lock();
-            if let Some(entry) = holds.get_mut(&key) {
-                for module in &self.modules {
-                    let Some(n) = entry.held.get_mut(module) else {
-                        continue;
-                    };
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        entry.held.remove(module);
-                        tell.extend(entry.waiting.remove(module).unwrap_or_default());
-                    }
-                }
-                if entry.held.is_empty() && entry.starting.is_empty() && entry.waiting.is_empty() {
-                    holds.remove(&key);
+            let mut entry = self.node.holds.state.lock();
+            for module in &self.modules {
+                let Some(n) = entry.held.get_mut(module) else {
+                    continue;
+                };
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    entry.held.remove(module);
+                    tell.extend(entry.waiting.remove(module).unwrap_or_default());
                 }
             }
         }
@@ -607,12 +595,10 @@ impl Node {
         modules: &[String],
         timeout: Duration,
     ) -> Result<Hold, Vec<String>> {
-        let key = node_key(&self.inner);
-        let (holds, changed) = &*HOLDS;
-        let mut guard = holds.lock();
-        let entry = guard.entry(key).or_default();
+        let holds = &self.inner.holds;
+        let mut guard = holds.state.lock();
         for module in modules {
-            *entry.held.entry(module.clone()).or_default() += 1;
+            *guard.held.entry(module.clone()).or_default() += 1;
         }
         let hold = Hold {
             node: self.inner.clone(),
@@ -620,20 +606,15 @@ impl Node {
         };
         let deadline = Instant::now() + timeout;
         loop {
-            let starting: Vec<String> = guard
-                .get(&key)
-                .map(|entry| {
-                    modules
-                        .iter()
-                        .filter(|m| entry.starting.contains_key(*m))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
+            let starting: Vec<String> = modules
+                .iter()
+                .filter(|m| guard.starting.contains_key(*m))
+                .cloned()
+                .collect();
             if starting.is_empty() {
                 return Ok(hold);
             }
-            if changed.wait_until(&mut guard, deadline).timed_out() {
+            if holds.changed.wait_until(&mut guard, deadline).timed_out() {
                 drop(guard);
                 drop(hold);
                 return Err(starting);
