@@ -11,107 +11,13 @@ use relup_runtime::{
     CodeChange, Direction, ExitReason, Expect, LoadedModule, Node, Pid, SpawnOptions, TableId,
     UpgradeError,
 };
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 
-// The fixture's message types (tests/modules/tables_v1/src/lib.rs), mirrored: the codec
-// encodes enums and structs by name, so these encode and decode as the module's own.
-
-#[derive(Serialize, Deserialize, Default)]
-struct Args {
-    table: Option<String>,
-    fill: u64,
-}
-
-fn fill_value(i: u64) -> Vec<u8> {
-    (0..(i % 300)).map(|j| ((i * 31 + j) % 256) as u8).collect()
-}
-
-#[derive(Serialize, Deserialize)]
-#[allow(dead_code)]
-enum Call {
-    Open {
-        name: String,
-        create: bool,
-        exclusive: bool,
-        public: bool,
-    },
-    Insert {
-        table: u64,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    Lookup {
-        table: u64,
-        key: Vec<u8>,
-    },
-    Remove {
-        table: u64,
-        key: Vec<u8>,
-    },
-    Counter {
-        table: u64,
-        key: Vec<u8>,
-        incr: i64,
-        default: i64,
-    },
-    Scan {
-        table: u64,
-        prefix: Vec<u8>,
-    },
-    Size {
-        table: u64,
-    },
-    Delete {
-        table: u64,
-    },
-    SetHeir {
-        table: u64,
-        heir: Option<u64>,
-        note: String,
-    },
-    Transform {
-        table: u64,
-        chunk: u32,
-        suffix: Vec<u8>,
-        fail_key: Option<Vec<u8>>,
-    },
-    Typed {
-        table: u64,
-        key: (String, u32),
-        value: Vec<String>,
-    },
-    CheckReads {
-        table: u64,
-        key: Vec<u8>,
-        rounds: u32,
-    },
-    Notes,
-    FailCodeChange(bool),
-    Version,
-    Crash,
-}
-
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-enum Reply {
-    Ok,
-    Table(u64),
-    Value(Option<Vec<u8>>),
-    Removed(bool),
-    Count(i64),
-    Rows(Vec<(Vec<u8>, Vec<u8>)>),
-    Size(u64),
-    Transformed(u64),
-    Typed(Option<Vec<String>>),
-    Torn { reads: u32, torn: u32 },
-    Notes(Vec<String>),
-    Version(String),
-    Error(String),
-}
+use relup_fixture_tables_api::{Args, Call, Reply, fill_value};
 
 fn call(node: &Node, pid: Pid, request: &Call) -> Reply {
     node.call(pid, request, T).expect("the fixture answers")
