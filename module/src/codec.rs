@@ -48,3 +48,43 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         ))
     })
 }
+
+/// The encoding of an empty map: what `init` receives when `release.toml` gives a child no
+/// `args` (or `args = {}`).
+const EMPTY_MAP: u8 = 0x80;
+
+/// Decodes `init` args: as [`decode`], except that no args (an empty map) also decode as a
+/// unit-like type (`()`, or an `Option` that is then `None`), so that `type Args = ()`
+/// servers start with no `args` in `release.toml`.
+pub fn decode_args<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    match decode(bytes) {
+        Err(e) if bytes == [EMPTY_MAP] => {
+            decode(&encode(&()).map_err(|_| e.clone())?).map_err(|_| e)
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod args_tests {
+    use super::{decode_args, encode};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn no_args_start_a_unit_args_server() {
+        let none = encode(&BTreeMap::<String, u8>::new()).unwrap();
+        decode_args::<()>(&none).unwrap();
+        assert_eq!(decode_args::<Option<u8>>(&none).unwrap(), None);
+        // A struct with defaults still decodes from the empty map as before.
+        #[derive(serde::Deserialize, Default, PartialEq, Debug)]
+        struct Args {
+            #[serde(default)]
+            start: i64,
+        }
+        assert_eq!(decode_args::<Args>(&none).unwrap(), Args::default());
+        // Real args for a unit server are still refused, with the decoder's message.
+        let some = encode(&BTreeMap::from([("start".to_string(), 1u8)])).unwrap();
+        let err = decode_args::<()>(&some).unwrap_err().to_string();
+        assert!(err.contains("cannot decode ()"), "{err}");
+    }
+}

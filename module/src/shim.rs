@@ -93,7 +93,7 @@ unsafe extern "C" fn init<S: Server>(
     guarded(out, || {
         // SAFETY: the runtime passes valid pointers for the duration of the call.
         let (host, args) = unsafe { (&*host, args.as_bytes()) };
-        let args = match codec::decode::<S::Args>(args) {
+        let args = match codec::decode_args::<S::Args>(args) {
             Ok(a) => a,
             Err(e) => {
                 put(out, format!("bad init args: {e}").as_bytes());
