@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{eventually, fixtures, node, release_dir};
-use relup_appup::{Appup, KnownRelease, Release, ReleaseStatus};
+use common::{eventually, fixtures, known_release, node, release_dir};
+use relup_appup::{Appup, KnownRelease};
 use relup_fixture_counter_api::{Call, Cast, Reply};
 use relup_runtime::Node;
 use relup_runtime::install::{
@@ -53,25 +53,7 @@ impl World {
             release_dir(&base, "0.1.0", &f.counter_v1, "1.0.0", None),
             release_dir(&base, "0.2.0", lib2, "2.0.0", Some(&appup(extra))),
         ];
-        let known: Vec<KnownRelease> = dirs
-            .iter()
-            .map(|dir| {
-                let release = Release::parse(
-                    &std::fs::read_to_string(dir.join("release.toml")).unwrap(),
-                    "release.toml",
-                )
-                .unwrap();
-                let appups = match std::fs::read_to_string(dir.join("appup.toml")) {
-                    Ok(text) => vec![Appup::parse(&text, "appup.toml").unwrap()],
-                    Err(_) => vec![],
-                };
-                KnownRelease {
-                    release,
-                    status: ReleaseStatus::Unpacked,
-                    appups,
-                }
-            })
-            .collect();
+        let known: Vec<KnownRelease> = dirs.iter().map(|dir| known_release(dir)).collect();
         let (node, _) = node(2);
         let booted = boot_release(&node, &known[0].release, &dirs[0]).unwrap();
         World {

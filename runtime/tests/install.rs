@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{fixtures, node, release_dir};
-use relup_appup::{Appup, KnownRelease, Release, ReleaseStatus};
+use common::{fixtures, known_release, node, release_dir};
+use relup_appup::KnownRelease;
 use relup_fixture_counter_api::{Call, Cast, Reply};
 use relup_runtime::Node;
 use relup_runtime::install::{
@@ -64,25 +64,7 @@ impl World {
                 Some(&appup("0.3.0", "0.2.0", extra3)),
             ),
         ];
-        let known = dirs
-            .iter()
-            .map(|dir| {
-                let release = Release::parse(
-                    &std::fs::read_to_string(dir.join("release.toml")).unwrap(),
-                    "release.toml",
-                )
-                .unwrap();
-                let appups = match std::fs::read_to_string(dir.join("appup.toml")) {
-                    Ok(text) => vec![Appup::parse(&text, "appup.toml").unwrap()],
-                    Err(_) => vec![],
-                };
-                KnownRelease {
-                    release,
-                    status: ReleaseStatus::Unpacked,
-                    appups,
-                }
-            })
-            .collect();
+        let known = dirs.iter().map(|dir| known_release(dir)).collect();
         let (node, _) = node(2);
         World {
             node,

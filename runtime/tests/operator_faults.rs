@@ -148,7 +148,7 @@ fn remove_during_an_unpack_keeps_both() {
         let unpacking = s.spawn(|| handler.unpack(&f.slow, false));
         wait_for_unpack_in_progress(&f.root);
         let removed = handler.remove(&v("0.2.0")).unwrap();
-        assert_eq!(removed, f.root.release_dir(&v("0.2.0")));
+        assert_eq!(removed.dir, f.root.release_dir(&v("0.2.0")));
         unpacking.join().unwrap().unwrap();
     });
     let listed = statuses(&f.root);
@@ -427,10 +427,12 @@ fn removing_the_last_downgrade_target_says_so() {
         .unwrap();
     unpack(&f.root, &f.quick).unwrap();
     // 0.4.0 is newer than the permanent 0.2.0: removing it leaves the downgrade path alone.
-    handler.remove(&v("0.4.0")).unwrap();
-    assert_eq!(handler.downgrade_warning(&v("0.4.0")), None);
-    handler.remove(&v("0.1.0")).unwrap();
-    let warning = handler.downgrade_warning(&v("0.1.0")).unwrap_or_default();
+    assert_eq!(handler.remove(&v("0.4.0")).unwrap().warning, None);
+    let warning = handler
+        .remove(&v("0.1.0"))
+        .unwrap()
+        .warning
+        .unwrap_or_default();
     assert!(
         warning.contains("0.1.0 was the last release older than the permanent 0.2.0"),
         "{warning:?}"

@@ -277,11 +277,10 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
             Ok(()) => done(&serde_json::json!({ "permanent": version })),
             Err(message) => Event::Error { message },
         },
-        Request::Remove { version } => match parse_version(&version).and_then(|v| {
-            let dir = handler.remove(&v).map_err(|e| e.to_string())?;
-            Ok((dir, handler.downgrade_warning(&v)))
-        }) {
-            Ok((dir, warning)) => done(&serde_json::json!({
+        Request::Remove { version } => match parse_version(&version)
+            .and_then(|v| handler.remove(&v).map_err(|e| e.to_string()))
+        {
+            Ok(crate::handler::Removed { dir, warning }) => done(&serde_json::json!({
                 "removed": version,
                 "path": dir.to_string_lossy(),
                 "warning": warning,

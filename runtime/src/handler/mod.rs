@@ -210,6 +210,16 @@ pub enum HandlerError {
     Schedule(#[from] ScheduleError),
 }
 
+/// What [`ReleaseHandler::remove`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// The release directory that was deleted.
+    pub dir: PathBuf,
+    /// Set when the release was the last one older than the permanent release (no downgrade
+    /// target is left).
+    pub warning: Option<String>,
+}
+
 /// What an install did.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct InstallReport {
@@ -485,8 +495,11 @@ impl ReleaseHandler {
     /// Unpacks `<root>/releases/<vsn>/<name>-<vsn>.tar.gz` when the version is not known yet
     /// but its tarball was dropped in place. Returns whether it unpacked.
     fn ensure_known(&self, target: &Version) -> Result<bool, HandlerError> {
-        self.repair_releases()?;
-        let releases = Releases::load(&self.root)?;
+        let mut releases = Releases::load(&self.root)?;
+        if releases.permanent().is_none() {
+            self.repair_releases()?;
+            releases = Releases::load(&self.root)?;
+        }
         if releases.get(target).is_some() {
             return Ok(false);
         }
@@ -779,10 +792,15 @@ impl ReleaseHandler {
     /// Makes the running release permanent (booted on the next start). A probation of
     /// that release under way ends as accepted.
     pub fn make_permanent(&self, vsn: &Version) -> Result<(), HandlerError> {
-        self.repair_releases()?;
         let _lock = ReleasesLock::acquire(&self.root)?;
         // Read under the lock: an unpack that wrote RELEASES since is kept.
-        let mut releases = self.releases()?;
+        let mut releases = Releases::load(&self.root)?;
+        if self.repair_locked(&mut releases)? {
+            releases.save(&self.root)?;
+        }
+        // The running release is `current` in memory only (see `releases`).
+        let running = self.booted.lock().release.version.clone();
+        releases.set_current(&running, *self.current_since.lock())?;
         if releases.status(vsn) == Some(ReleaseStatus::Permanent) {
             return Ok(());
         }
@@ -818,25 +836,26 @@ impl ReleaseHandler {
         }
     }
 
-    /// Removes a release that is neither permanent nor running.
-    /// Returns the directory that was removed.
-    pub fn remove(&self, vsn: &Version) -> Result<PathBuf, HandlerError> {
+    /// Removes a release that is neither permanent nor running: the directory deleted, and a
+    /// warning when it was the last downgrade target (both journaled).
+    pub fn remove(&self, vsn: &Version) -> Result<Removed, HandlerError> {
         let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
         let dir = self.remove_locked(vsn)?;
         let _ = self
             .journal
             .record(&format!("remove {vsn}: deleted {}", dir.display()));
-        if let Some(warning) = self.downgrade_warning(vsn) {
+        let warning = self.downgrade_warning(vsn);
+        if let Some(warning) = &warning {
             let _ = self
                 .journal
                 .record(&format!("remove {vsn}: warning: {warning}"));
         }
-        Ok(dir)
+        Ok(Removed { dir, warning })
     }
 
     /// After `removed` went: a warning when no release older than the permanent one is left
     /// (no downgrade target remains), `None` otherwise.
-    pub fn downgrade_warning(&self, removed: &Version) -> Option<String> {
+    fn downgrade_warning(&self, removed: &Version) -> Option<String> {
         let permanent = self.permanent.lock().clone();
         if removed >= &permanent {
             return None;
@@ -868,8 +887,17 @@ impl ReleaseHandler {
     fn repair_releases(&self) -> Result<(), HandlerError> {
         let _lock = ReleasesLock::acquire(&self.root)?;
         let mut releases = Releases::load(&self.root)?;
+        if self.repair_locked(&mut releases)? {
+            releases.save(&self.root)?;
+        }
+        Ok(())
+    }
+
+    /// [`ReleaseHandler::repair_releases`] on `releases`, read by a caller that holds the
+    /// [`ReleasesLock`] and saves them: returns whether they were rebuilt (and journals it).
+    fn repair_locked(&self, releases: &mut Releases) -> Result<bool, HandlerError> {
         if releases.permanent().is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let permanent = self.permanent.lock().clone();
         let running = self.booted.lock().release.clone();
@@ -877,25 +905,22 @@ impl ReleaseHandler {
             releases.name = Some(running.name.clone());
         }
         let now = now_unix();
-        let mut listed = Vec::new();
         for vsn in [&permanent, &running.version] {
             if releases.get(vsn).is_none() && self.root.release_manifest(vsn).is_file() {
                 releases.add_unpacked(vsn, now)?;
-                listed.push(vsn.to_string());
             }
         }
         if releases.get(&permanent).is_some() {
             releases.set_current(&permanent, now)?;
             releases.make_permanent(&permanent, now)?;
         }
-        releases.save(&self.root)?;
         let _ = self.journal.record(&format!(
             "repair: {} listed no permanent release (deleted or emptied); wrote it again from what runs: {} permanent, running {}",
             self.root.releases_file().display(),
             permanent,
             running.version
         ));
-        Ok(())
+        Ok(true)
     }
 
     /// The error for an install that finds the node stopping, journaled.

@@ -210,3 +210,22 @@ pub fn call_taken(
     assert!(queued(0), "{pid:?} never took the request");
     caller
 }
+
+/// The release in `dir` (its release.toml and, when there, its appup.toml) as the planner
+/// knows it, with status unpacked.
+pub fn known_release(dir: &Path) -> relup_appup::KnownRelease {
+    let release = relup_appup::Release::parse(
+        &std::fs::read_to_string(dir.join("release.toml")).unwrap(),
+        "release.toml",
+    )
+    .unwrap();
+    let appups = match std::fs::read_to_string(dir.join("appup.toml")) {
+        Ok(text) => vec![relup_appup::Appup::parse(&text, "appup.toml").unwrap()],
+        Err(_) => vec![],
+    };
+    relup_appup::KnownRelease {
+        release,
+        status: relup_appup::ReleaseStatus::Unpacked,
+        appups,
+    }
+}
