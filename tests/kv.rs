@@ -276,6 +276,26 @@ const THROUGH: &str = "incr:through";
 /// stop. It is the key's only writer, so each reply must be the previous one plus one (a lost,
 /// repeated or misrouted write shows at once). Returns when each request was sent and its
 /// reply read.
+/// Starts [`incr_loop`] on its own thread and returns once its first INCR was answered.
+fn start_incr_client(
+    port: u16,
+    stop: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(SystemTime, SystemTime)>> {
+    let incr = {
+        let stop = stop.clone();
+        std::thread::spawn(move || incr_loop(port, stop))
+    };
+    let started = Instant::now();
+    while redis_cli(port, &[format!("GET {THROUGH}")]) == [""] {
+        assert!(
+            started.elapsed() < Duration::from_secs(30) && !incr.is_finished(),
+            "the INCR client never got going"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    incr
+}
+
 fn incr_loop(port: u16, stop: Arc<AtomicBool>) -> Vec<(SystemTime, SystemTime)> {
     let mut raw = Raw::connect(port);
     let mut times = Vec::new();
@@ -363,20 +383,8 @@ fn redis_clients_see_no_error_and_no_lost_key_across_upgrades_and_downgrades() {
         let port = kv.port;
         std::thread::spawn(move || benchmark_loop(port, stop))
     };
-    let incr = {
-        let stop = stop.clone();
-        let port = kv.port;
-        std::thread::spawn(move || incr_loop(port, stop))
-    };
     // The INCR client is under way before the first upgrade.
-    let started = Instant::now();
-    while redis_cli(kv.port, &[format!("GET {THROUGH}")]) == [""] {
-        assert!(
-            started.elapsed() < Duration::from_secs(30) && !incr.is_finished(),
-            "the INCR client never got going"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let incr = start_incr_client(kv.port, &stop);
 
     let mut counter = 1;
     for cycle in 0..CYCLES {
@@ -497,19 +505,7 @@ fn the_table_release_keeps_every_key_and_counter_up_and_down() {
     assert_eq!(raw.ask(&["INCR", "counter"]), ":1");
     let mut written = kv.write_batch("v010");
     let stop = Arc::new(AtomicBool::new(false));
-    let incr = {
-        let stop = stop.clone();
-        let port = kv.port;
-        std::thread::spawn(move || incr_loop(port, stop))
-    };
-    let started = Instant::now();
-    while redis_cli(kv.port, &[format!("GET {THROUGH}")]) == [""] {
-        assert!(
-            started.elapsed() < Duration::from_secs(30) && !incr.is_finished(),
-            "the INCR client never got going"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let incr = start_incr_client(kv.port, &stop);
     let mut counter = 1;
     let mut step = |kv: &Kv, raw: &mut Raw, verb: &str, version: &str, by: i64| {
         let out = ok(kv.run(&[verb, version]));

@@ -292,7 +292,7 @@ impl ConfigStore {
         }
         // The offset goes first: a crash in between processes the work file again (lines
         // applied twice) rather than letting a later file on the same inode skip lines.
-        let rest = Offsets::load(&self.offset_file()).without(ino);
+        let rest = offsets.without(ino);
         let offset_file = self.offset_file();
         if rest.0.is_empty() {
             match std::fs::remove_file(&offset_file) {
