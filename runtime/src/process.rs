@@ -129,16 +129,63 @@ impl<'a> ControlCx<'a> {
         self.stop = Some(reason);
     }
 
-    /// Stops taking ordinary messages (they keep queueing).
-    pub(crate) fn suspend(&mut self) {
-        self.process.mailbox.lock().suspended = true;
+    /// Stops taking ordinary messages (they keep queueing), except calls from the rest of
+    /// `group` while it is open.
+    pub(crate) fn suspend(&mut self, group: &Arc<SuspendGroup>) {
+        let mut mb = self.process.mailbox.lock();
+        mb.suspended = true;
+        mb.admit_group = Some(group.clone());
     }
 
     /// Takes ordinary messages again.
     pub(crate) fn resume(&mut self) {
-        let mut mb = self.process.mailbox.lock();
-        mb.suspended = false;
-        mb.admit_from = 0;
+        self.process.mailbox.lock().clear_suspension();
+    }
+}
+
+/// The processes one upgrade suspends. While it waits for the busy ones to finish their
+/// current message, those already suspended still take calls from the others: a busy one
+/// may be mid-call to one of them, and holding that call would make the upgrade wait out its
+/// suspend timeout and fail. No state has been exported yet, so such a call is answered by
+/// the old code on the old state, as it would have been a moment before.
+#[derive(Default)]
+pub(crate) struct SuspendGroup {
+    /// The members, one sorted list per suspend (a hop that updates several modules
+    /// suspends them step by step): lists, not a set, because building a set of a million
+    /// pids would lengthen the pause that this group exists to keep short.
+    members: parking_lot::RwLock<Vec<Vec<Pid>>>,
+    open: std::sync::atomic::AtomicBool,
+}
+
+impl SuspendGroup {
+    /// A closed, empty group.
+    pub(crate) fn new() -> Arc<SuspendGroup> {
+        Arc::new(SuspendGroup::default())
+    }
+
+    /// Adds `pids` (processes the upgrade suspends next); returns the members before.
+    pub(crate) fn add(&self, pids: &[Pid]) -> Vec<Pid> {
+        let mut sorted = pids.to_vec();
+        sorted.sort_unstable();
+        let mut members = self.members.write();
+        let before = members.iter().flatten().copied().collect();
+        members.push(sorted);
+        before
+    }
+
+    /// Lets suspended members take calls from the others (the upgrade is waiting for them
+    /// to suspend) or not (every member is suspended, or the suspend failed).
+    pub(crate) fn set_open(&self, open: bool) {
+        self.open.store(open, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn admits(&self, caller: Pid) -> bool {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+            && self
+                .members
+                .read()
+                .iter()
+                .any(|list| list.binary_search(&caller).is_ok())
     }
 }
 
@@ -153,14 +200,30 @@ pub(crate) struct Mailbox {
     /// child's `init`), which would otherwise wait for a resume that comes only at the
     /// hop's commit. 0: none.
     pub(crate) admit_from: u64,
+    /// While suspended, a call from another member of this group is still taken while the
+    /// group is open (see [`SuspendGroup`]).
+    pub(crate) admit_group: Option<Arc<SuspendGroup>>,
     pub(crate) dead: bool,
 }
 
 impl Mailbox {
     /// Whether `envelope` is taken although the process is suspended (see `admit_from`).
     pub(crate) fn admits(&self, envelope: &Envelope) -> bool {
-        self.admit_from != 0
-            && matches!(envelope, Envelope::Call { from: Some(p), .. } if p.0 >= self.admit_from)
+        let Envelope::Call {
+            from: Some(caller), ..
+        } = envelope
+        else {
+            return false;
+        };
+        (self.admit_from != 0 && caller.0 >= self.admit_from)
+            || self.admit_group.as_ref().is_some_and(|g| g.admits(*caller))
+    }
+
+    /// Not suspended any more: every message is taken again.
+    pub(crate) fn clear_suspension(&mut self) {
+        self.suspended = false;
+        self.admit_from = 0;
+        self.admit_group = None;
     }
 
     /// The next ordinary message the process may take now: the first one, or while
@@ -275,6 +338,7 @@ impl Process {
                 scheduled: true,
                 suspended: false,
                 admit_from: 0,
+                admit_group: None,
                 dead: false,
             }),
             signals: Mutex::new(Signals::default()),
@@ -304,12 +368,25 @@ impl Process {
     /// Suspends the process at once if it is idle (not running, not queued to run): it is
     /// then between two messages by definition. Returns false if it is busy or dead; the
     /// caller then asks it with a system message.
-    pub(crate) fn try_suspend_idle(&self) -> bool {
+    pub(crate) fn try_suspend_idle(&self, group: &Arc<SuspendGroup>) -> bool {
         let mut mb = self.mailbox.lock();
         if mb.dead || mb.scheduled {
             return false;
         }
         mb.suspended = true;
+        mb.admit_group = Some(group.clone());
+        true
+    }
+
+    /// Puts a suspended process in the run queue if a call it now admits waits (its group
+    /// was opened, or grew, after the call was queued); returns true if the caller must
+    /// schedule it.
+    pub(crate) fn wake_for_admitted(&self) -> bool {
+        let mut mb = self.mailbox.lock();
+        if mb.dead || !mb.suspended || mb.scheduled || !mb.user.iter().any(|e| mb.admits(e)) {
+            return false;
+        }
+        mb.scheduled = true;
         true
     }
 
@@ -333,8 +410,7 @@ impl Process {
     /// put in the run queue now (it has messages and is not scheduled).
     pub(crate) fn resume_now(&self) -> bool {
         let mut mb = self.mailbox.lock();
-        mb.suspended = false;
-        mb.admit_from = 0;
+        mb.clear_suspension();
         if mb.dead || mb.scheduled || (mb.user.is_empty() && mb.sys.is_empty()) {
             return false;
         }

@@ -234,11 +234,9 @@ enum Request {
     WhichChildren,
     Flags,
     CountChildren,
-    StartChild(ChildSpec),
-    StartSimple(Vec<u8>),
+    Start(StartWhat, StartBy),
     TerminateChild(String),
     TerminateSimple(Pid),
-    RestartChild(String),
     DeleteChild(String),
     SetFlags {
         strategy: Strategy,
@@ -252,8 +250,39 @@ enum Reply {
     Flags(Strategy, u32, Duration),
     Counts(ChildCounts),
     Started(Pid),
+    /// A hop holds the child's module: the answer comes on the caller's channel once it
+    /// is released (see [`StartBy::Caller`]).
+    Held,
     Done,
     Failed(SupervisorError),
+}
+
+/// Which child a start request starts.
+enum StartWhat {
+    /// A new static child with this spec (`start_child`).
+    Spec(ChildSpec),
+    /// A simple_one_for_one child with these args for the template (`start_simple_child`).
+    Simple(Vec<u8>),
+    /// The stopped static child with this id (`restart_child`).
+    Again(String),
+}
+
+/// Who asks for a start, and so whether a hop's hold on the child's module applies.
+enum StartBy {
+    /// The hop that holds the module (its own start and restart steps, and their undo): it
+    /// starts the child on the version the hop made current, and undoes it on rollback.
+    Hop,
+    /// Anyone else. While a hop holds the child's module the start waits for the hop to
+    /// end (a child started meanwhile would escape the hop's migration and rollback) and
+    /// the answer comes on this channel; the call itself is answered [`Reply::Held`].
+    Caller(crate::reply::ReplyTx),
+}
+
+/// A start put off while a hop holds the child's module, with the channel its caller
+/// waits on.
+struct HeldStart {
+    what: StartWhat,
+    reply: crate::reply::ReplyTx,
 }
 
 struct Child {
@@ -361,6 +390,8 @@ pub(crate) struct Supervisor {
     restarts: VecDeque<Instant>,
     /// Restarts put off until a hop releases the children's module.
     deferred: Vec<Deferred>,
+    /// Callers' starts put off until a hop releases the children's module.
+    held_starts: Vec<HeldStart>,
 }
 
 fn module_name(start: &ChildStart) -> Option<String> {
@@ -377,11 +408,14 @@ fn module_name(start: &ChildStart) -> Option<String> {
     }
 }
 
-/// Starts one child linked to the supervisor behind `cx`.
+/// Starts one child linked to the supervisor behind `cx`. `by_hop`: the hop holding the
+/// modules asks for it, so a nested supervisor starts its children at once too (otherwise
+/// it puts off those of held modules; see [`Supervisor::init`]).
 fn start_child(
     cx: &ProcCx<'_>,
     spec: &ChildSpec,
     args_override: Option<&[u8]>,
+    by_hop: bool,
 ) -> Result<Pid, SpawnError> {
     let opts = SpawnOptions {
         name: spec.name.clone(),
@@ -393,19 +427,23 @@ fn start_child(
             cx.node
                 .spawn_module(module, args_override.unwrap_or(args), &opts, Some(cx))
         }
-        ChildStart::Supervisor(sup) => spawn_supervisor(cx.node, sup.clone(), opts, Some(cx)),
+        ChildStart::Supervisor(sup) => {
+            spawn_supervisor(cx.node, sup.clone(), opts, Some(cx), by_hop)
+        }
     }
 }
 
+/// Spawns a supervisor process; `by_hop` as for [`start_child`].
 pub(crate) fn spawn_supervisor(
     node: &Arc<crate::node::NodeInner>,
     spec: SupervisorSpec,
     mut opts: SpawnOptions,
     parent: Option<&ProcCx<'_>>,
+    by_hop: bool,
 ) -> Result<Pid, SpawnError> {
     opts.trap_exit = true;
     node.spawn_with(&opts, parent, "supervisor", move |cx| {
-        Supervisor::init(cx, spec).map(|s| Box::new(s) as Box<dyn Behaviour>)
+        Supervisor::init(cx, spec, by_hop).map(|s| Box::new(s) as Box<dyn Behaviour>)
     })
 }
 
@@ -447,7 +485,10 @@ fn stop_child(cx: &ProcCx<'_>, pid: Pid, shutdown: Shutdown) {
 }
 
 impl Supervisor {
-    fn init(cx: &ProcCx<'_>, spec: SupervisorSpec) -> Result<Supervisor, ExitReason> {
+    /// Starts the children in order. Unless the hop itself starts this supervisor
+    /// (`by_hop`), a child whose module a hop holds is not started now but once the hop is
+    /// over, on the version current then (as a restart would be).
+    fn init(cx: &ProcCx<'_>, spec: SupervisorSpec, by_hop: bool) -> Result<Supervisor, ExitReason> {
         let mut sup = Supervisor {
             strategy: spec.strategy,
             intensity: spec.intensity,
@@ -457,6 +498,7 @@ impl Supervisor {
             dynamic: DynamicChildren::default(),
             restarts: VecDeque::new(),
             deferred: Vec::new(),
+            held_starts: Vec::new(),
         };
         if spec.strategy == Strategy::SimpleOneForOne {
             let mut children = spec.children.into_iter();
@@ -480,7 +522,19 @@ impl Supervisor {
             }
         }
         for spec in spec.children {
-            match start_child(cx, &spec, None) {
+            let _ticket = match (by_hop, Self::gate(cx, &spec)) {
+                (true, _) => None,
+                (false, StartGate::Go(ticket)) => ticket,
+                (false, StartGate::Held) => {
+                    sup.deferred.push(Deferred::Static(spec.id.clone()));
+                    sup.children.push(Child {
+                        spec: spec.unpinned(),
+                        pid: None,
+                    });
+                    continue;
+                }
+            };
+            match start_child(cx, &spec, None, by_hop) {
                 Ok(pid) => sup.children.push(Child {
                     // Restarts run the module's current version, as in OTP: after an
                     // upgrade a crashed child comes back on the new code, not the code it
@@ -557,6 +611,11 @@ impl Supervisor {
     /// Starts the restarts that were put off while a hop held their module (told by
     /// [`crate::upgrade::HoldReleased`]); those still held are put off again.
     fn restart_deferred(&mut self, cx: &ProcCx<'_>) -> Flow {
+        for held in std::mem::take(&mut self.held_starts) {
+            if let Some((answer, reply)) = self.try_start(cx, held.what, held.reply) {
+                reply.send(Ok(Payload::Internal(Box::new(answer))));
+            }
+        }
         for deferred in std::mem::take(&mut self.deferred) {
             let flow = match deferred {
                 Deferred::Static(id) => match self.index_of(&id) {
@@ -588,7 +647,7 @@ impl Supervisor {
                         break;
                     }
                 };
-                match start_child(cx, &self.children[index].spec, None) {
+                match start_child(cx, &self.children[index].spec, None, false) {
                     Ok(pid) => {
                         self.children[index].pid = Some(pid);
                         break;
@@ -636,7 +695,7 @@ impl Supervisor {
             if !self.note_restart(cx) {
                 return self.give_up(cx);
             }
-            match start_child(cx, &template, Some(&args)) {
+            match start_child(cx, &template, Some(&args), false) {
                 Ok(new_pid) => {
                     self.dynamic.insert(new_pid, args);
                     return Flow::Continue;
@@ -753,14 +812,124 @@ impl Supervisor {
             .ok_or_else(|| SupervisorError::NoChild(id.to_string()))
     }
 
+    /// Why a start of `what` is refused before it is tried (or put off), if it is.
+    fn refusal(&self, what: &StartWhat) -> Option<Reply> {
+        let simple = self.strategy == Strategy::SimpleOneForOne;
+        let failed = |error| Some(Reply::Failed(error));
+        match what {
+            StartWhat::Simple(_) if !simple => failed(self.unsupported("start_simple_child")),
+            StartWhat::Simple(_) => None,
+            _ if simple => failed(self.unsupported("a static child request")),
+            StartWhat::Spec(spec) => {
+                let held = self
+                    .held_starts
+                    .iter()
+                    .any(|h| matches!(&h.what, StartWhat::Spec(other) if other.id == spec.id));
+                if held || self.children.iter().any(|c| c.spec.id == spec.id) {
+                    return failed(SupervisorError::DuplicateChild(spec.id.clone()));
+                }
+                None
+            }
+            StartWhat::Again(id) => match self.index_of(id) {
+                Ok(index) if self.children[index].pid.is_some() => failed(
+                    SupervisorError::Unsupported(format!("child {id:?} is running")),
+                ),
+                Ok(_) => None,
+                Err(e) => failed(e),
+            },
+        }
+    }
+
+    fn unsupported(&self, what: &str) -> SupervisorError {
+        SupervisorError::Unsupported(format!(
+            "{what} is not supported by a {:?} supervisor",
+            self.strategy
+        ))
+    }
+
+    /// The module a start of `what` runs (none for a nested supervisor).
+    fn module_of(&self, what: &StartWhat) -> Option<String> {
+        match what {
+            StartWhat::Spec(spec) => module_name(&spec.start),
+            StartWhat::Simple(_) => self.template.as_ref().and_then(|t| module_name(&t.start)),
+            StartWhat::Again(id) => self
+                .index_of(id)
+                .ok()
+                .and_then(|index| module_name(&self.children[index].spec.start)),
+        }
+    }
+
+    /// A caller's start of `what`: tried now, with the answer and the caller's channel
+    /// handed back, or, while a hop holds the child's module, put off (`None`) until the
+    /// supervisor is told the hold is released ([`Supervisor::restart_deferred`]).
+    fn try_start(
+        &mut self,
+        cx: &ProcCx<'_>,
+        what: StartWhat,
+        reply: crate::reply::ReplyTx,
+    ) -> Option<(Reply, crate::reply::ReplyTx)> {
+        if let Some(refused) = self.refusal(&what) {
+            return Some((refused, reply));
+        }
+        let Some(module) = self.module_of(&what) else {
+            return Some((self.start(cx, what, false), reply));
+        };
+        match crate::upgrade::start_ticket(cx.node, &module, cx.pid()) {
+            Some(_ticket) => Some((self.start(cx, what, false), reply)),
+            None => {
+                self.held_starts.push(HeldStart { what, reply });
+                None
+            }
+        }
+    }
+
+    /// Starts `what` now; `by_hop` as for [`start_child`].
+    fn start(&mut self, cx: &ProcCx<'_>, what: StartWhat, by_hop: bool) -> Reply {
+        if let Some(refused) = self.refusal(&what) {
+            return refused;
+        }
+        match what {
+            StartWhat::Simple(args) => {
+                let Some(template) = &self.template else {
+                    return Reply::Failed(self.unsupported("start_simple_child"));
+                };
+                match start_child(cx, template, Some(&args), by_hop) {
+                    Ok(pid) => {
+                        self.dynamic.insert(pid, args);
+                        Reply::Started(pid)
+                    }
+                    Err(error) => Reply::Failed(SupervisorError::Start {
+                        id: template.id.clone(),
+                        error,
+                    }),
+                }
+            }
+            StartWhat::Spec(spec) => match start_child(cx, &spec, None, by_hop) {
+                Ok(pid) => {
+                    self.children.push(Child {
+                        spec,
+                        pid: Some(pid),
+                    });
+                    Reply::Started(pid)
+                }
+                Err(error) => Reply::Failed(SupervisorError::Start { id: spec.id, error }),
+            },
+            StartWhat::Again(id) => match self.index_of(&id) {
+                Ok(index) => match start_child(cx, &self.children[index].spec, None, by_hop) {
+                    Ok(pid) => {
+                        self.children[index].pid = Some(pid);
+                        Reply::Started(pid)
+                    }
+                    Err(error) => Reply::Failed(SupervisorError::Start { id, error }),
+                },
+                Err(e) => Reply::Failed(e),
+            },
+        }
+    }
+
     fn request(&mut self, cx: &ProcCx<'_>, request: Request) -> Reply {
         let simple = self.strategy == Strategy::SimpleOneForOne;
-        let unsupported = |what: &str| {
-            Reply::Failed(SupervisorError::Unsupported(format!(
-                "{what} is not supported by a {:?} supervisor",
-                self.strategy
-            )))
-        };
+        let unsupported = |what: &str| Reply::Failed(self.unsupported(what));
         match request {
             Request::WhichChildren => Reply::Children(self.which_children()),
             Request::Flags => Reply::Flags(self.strategy, self.intensity, self.period),
@@ -782,21 +951,11 @@ impl Supervisor {
                 self.period = period;
                 Reply::Done
             }
-            Request::StartSimple(args) => {
-                let Some(template) = &self.template else {
-                    return unsupported("start_simple_child");
-                };
-                match start_child(cx, template, Some(&args)) {
-                    Ok(pid) => {
-                        self.dynamic.insert(pid, args);
-                        Reply::Started(pid)
-                    }
-                    Err(error) => Reply::Failed(SupervisorError::Start {
-                        id: template.id.clone(),
-                        error,
-                    }),
-                }
-            }
+            Request::Start(what, StartBy::Hop) => self.start(cx, what, true),
+            Request::Start(what, StartBy::Caller(reply)) => match self.try_start(cx, what, reply) {
+                Some((answer, _unused)) => answer,
+                None => Reply::Held,
+            },
             Request::TerminateSimple(pid) => {
                 let Some(template) = &self.template else {
                     return unsupported("terminating a child by pid");
@@ -808,39 +967,11 @@ impl Supervisor {
                 Reply::Done
             }
             _ if simple => unsupported("a static child request"),
-            Request::StartChild(spec) => {
-                if self.children.iter().any(|c| c.spec.id == spec.id) {
-                    return Reply::Failed(SupervisorError::DuplicateChild(spec.id));
-                }
-                match start_child(cx, &spec, None) {
-                    Ok(pid) => {
-                        self.children.push(Child {
-                            spec,
-                            pid: Some(pid),
-                        });
-                        Reply::Started(pid)
-                    }
-                    Err(error) => Reply::Failed(SupervisorError::Start { id: spec.id, error }),
-                }
-            }
             Request::TerminateChild(id) => match self.index_of(&id) {
                 Ok(index) => {
                     self.stop_at(cx, index);
                     Reply::Done
                 }
-                Err(e) => Reply::Failed(e),
-            },
-            Request::RestartChild(id) => match self.index_of(&id) {
-                Ok(index) if self.children[index].pid.is_some() => Reply::Failed(
-                    SupervisorError::Unsupported(format!("child {id:?} is running")),
-                ),
-                Ok(index) => match start_child(cx, &self.children[index].spec, None) {
-                    Ok(pid) => {
-                        self.children[index].pid = Some(pid);
-                        Reply::Started(pid)
-                    }
-                    Err(error) => Reply::Failed(SupervisorError::Start { id, error }),
-                },
                 Err(e) => Reply::Failed(e),
             },
             Request::DeleteChild(id) => match self.index_of(&id) {
@@ -911,17 +1042,38 @@ impl Behaviour for Supervisor {
 
 impl Node {
     /// Starts a top-level supervisor (its children start in order before this returns).
+    /// Children of modules an upgrade holds start once it is over (see
+    /// [`Node::start_child`]).
     pub fn start_supervisor(
         &self,
         spec: SupervisorSpec,
         name: Option<&str>,
+    ) -> Result<Pid, SpawnError> {
+        self.start_top_supervisor(spec, name, false)
+    }
+
+    /// [`Node::start_supervisor`] for the hop that holds the modules (an application it
+    /// starts, or starts again on rollback): every child starts at once.
+    pub(crate) fn start_supervisor_for_hop(
+        &self,
+        spec: SupervisorSpec,
+        name: Option<&str>,
+    ) -> Result<Pid, SpawnError> {
+        self.start_top_supervisor(spec, name, true)
+    }
+
+    fn start_top_supervisor(
+        &self,
+        spec: SupervisorSpec,
+        name: Option<&str>,
+        by_hop: bool,
     ) -> Result<Pid, SpawnError> {
         let opts = SpawnOptions {
             name: name.map(str::to_string),
             app: None,
             trap_exit: true,
         };
-        let pid = spawn_supervisor(&self.inner, spec, opts, None)?;
+        let pid = spawn_supervisor(&self.inner, spec, opts, None, by_hop)?;
         self.add_root(pid);
         Ok(pid)
     }
@@ -937,6 +1089,11 @@ impl Node {
             Payload::Internal(Box::new(request)),
             Duration::from_secs(60),
         )?;
+        Self::supervisor_reply(reply)
+    }
+
+    /// A supervisor's answer as a [`Reply`] (a refusal as the error).
+    fn supervisor_reply(reply: Payload) -> Result<Reply, SupervisorError> {
         match reply {
             Payload::Internal(boxed) => match boxed.downcast::<Reply>() {
                 Ok(reply) => match *reply {
@@ -978,23 +1135,63 @@ impl Node {
         }
     }
 
-    /// Adds and starts a child of a static supervisor.
+    /// Asks `sup` to start `what` for a caller other than a hop: while a hop holds the
+    /// child's module, waits until the hop is over (committed or rolled back), so that the
+    /// child runs the version current then and is never left on code the hop replaced.
+    fn start_as_caller<'t>(
+        &self,
+        sup: impl Into<Target<'t>>,
+        what: StartWhat,
+    ) -> Result<Pid, SupervisorError> {
+        let (tx, rx) = crate::reply::channel();
+        match self.supervisor_call(sup, Request::Start(what, StartBy::Caller(tx)))? {
+            Reply::Held => {
+                // No deadline of our own: the supervisor answers once the hop ends, or drops
+                // the channel if it exits first (then so does this wait).
+                let forever = Duration::from_secs(10 * 365 * 24 * 3600);
+                let inner = &self.inner;
+                match inner.scheduler.blocking(inner, || rx.wait(forever)) {
+                    Ok(answer) => Self::started(Self::supervisor_reply(answer?)?),
+                    Err(_) => Err(CallError::Exited {
+                        target: "the supervisor".into(),
+                        reason: ExitReason::Error(
+                            "it exited before starting the child put off by an upgrade".into(),
+                        ),
+                    }
+                    .into()),
+                }
+            }
+            other => Self::started(other),
+        }
+    }
+
+    /// Starts `what` for the hop that holds its module (its start and restart steps and
+    /// their undo): at once, on the version the hop made current.
+    pub(crate) fn start_for_hop(&self, sup: Pid, spec: ChildSpec) -> Result<Pid, SupervisorError> {
+        let request = Request::Start(StartWhat::Spec(spec), StartBy::Hop);
+        Self::started(self.supervisor_call(sup, request)?)
+    }
+
+    /// Adds and starts a child of a static supervisor. While an upgrade holds the child's
+    /// module (from before it suspends the module's processes until it commits or rolls
+    /// back), the start waits for the upgrade to end.
     pub fn start_child<'t>(
         &self,
         sup: impl Into<Target<'t>>,
         spec: ChildSpec,
     ) -> Result<Pid, SupervisorError> {
-        Self::started(self.supervisor_call(sup, Request::StartChild(spec))?)
+        self.start_as_caller(sup, StartWhat::Spec(spec))
     }
 
-    /// Starts a child of a simple_one_for_one supervisor with `args` for its template.
+    /// Starts a child of a simple_one_for_one supervisor with `args` for its template
+    /// (waiting for an upgrade of its module to end, as [`Node::start_child`]).
     pub fn start_simple_child<'t, A: Serialize + ?Sized>(
         &self,
         sup: impl Into<Target<'t>>,
         args: &A,
     ) -> Result<Pid, SupervisorError> {
         let args = relup_module::codec::encode(args).map_err(|e| CallError::BadMessage(e.0))?;
-        Self::started(self.supervisor_call(sup, Request::StartSimple(args))?)
+        self.start_as_caller(sup, StartWhat::Simple(args))
     }
 
     /// Stops a static child (its spec stays; see `restart_child` and `delete_child`).
@@ -1017,13 +1214,14 @@ impl Node {
             .map(|_| ())
     }
 
-    /// Starts a stopped static child again.
+    /// Starts a stopped static child again (waiting for an upgrade of its module to end,
+    /// as [`Node::start_child`]).
     pub fn restart_child<'t>(
         &self,
         sup: impl Into<Target<'t>>,
         id: &str,
     ) -> Result<Pid, SupervisorError> {
-        Self::started(self.supervisor_call(sup, Request::RestartChild(id.to_string()))?)
+        self.start_as_caller(sup, StartWhat::Again(id.to_string()))
     }
 
     /// Removes a stopped static child's spec.

@@ -14,7 +14,7 @@ use crate::code_server::LoadedModule;
 use crate::error::{CodeChangeError, SuspendError};
 use crate::node::{Node, NodeInner};
 use crate::par::{par_chunks, par_map};
-use crate::process::{CodeSlot, ControlCx, InfoMsg, Payload, Process, SysMsg};
+use crate::process::{CodeSlot, ControlCx, InfoMsg, Payload, Process, SuspendGroup, SysMsg};
 use relup_module::{Direction, Pid};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -111,11 +111,53 @@ impl Node {
     /// Suspends every pid once it has finished its current message; their mailboxes keep
     /// filling. On timeout (or a process that is gone) every one is resumed and the error
     /// names the ones that did not answer.
+    ///
+    /// While it waits, those already suspended still answer calls from the others (one that
+    /// is busy may be mid-call to one of them); once all are suspended, none does.
     pub fn suspend(&self, pids: &[Pid], timeout: Duration) -> Result<(), SuspendError> {
+        self.suspend_in(pids, timeout, &SuspendGroup::new())
+    }
+
+    /// Opens `group` to `pids` for the time of the suspend (see [`SuspendGroup`]).
+    fn open_group(&self, group: &SuspendGroup, pids: &[Pid]) {
+        let earlier = group.add(pids);
+        group.set_open(true);
+        // A process suspended by an earlier step may hold a call from one of `pids`,
+        // queued before they were members.
+        for pid in earlier {
+            if let Some(process) = self.inner.lookup(pid)
+                && process.wake_for_admitted()
+            {
+                self.inner.scheduler.schedule(process);
+            }
+        }
+    }
+
+    /// [`Node::suspend`] as one step of a hop whose earlier suspends are in `group`: the
+    /// processes they suspended answer calls from `pids` while this one waits.
+    pub(crate) fn suspend_in(
+        &self,
+        pids: &[Pid],
+        timeout: Duration,
+        group: &Arc<SuspendGroup>,
+    ) -> Result<(), SuspendError> {
+        self.open_group(group, pids);
+        let result = self.suspend_group_members(pids, timeout, group);
+        group.set_open(false);
+        result
+    }
+
+    fn suspend_group_members(
+        &self,
+        pids: &[Pid],
+        timeout: Duration,
+        group: &Arc<SuspendGroup>,
+    ) -> Result<(), SuspendError> {
         let (tx, rx) = crossbeam_channel::unbounded::<(Pid, ())>();
         let mut missing = self.control_each(pids, &tx, |pid, ack| {
+            let group = group.clone();
             Box::new(move |cx: &mut ControlCx<'_>| {
-                cx.suspend();
+                cx.suspend(&group);
                 let _ = ack.send((pid, ()));
             })
         });
@@ -192,6 +234,9 @@ impl Node {
     /// the fast path for a hop that updates a single module, where suspending everything
     /// first and migrating afterwards would only add a round of messages. On any failure
     /// every pid gets its old code and state back and is resumed.
+    ///
+    /// Those suspended first answer calls from the busy ones until all are suspended (see
+    /// [`Node::suspend`]).
     pub fn suspend_and_change_code(
         &self,
         pids: &[Pid],
@@ -199,13 +244,19 @@ impl Node {
         suspend_timeout: Duration,
         migrate_timeout: Duration,
     ) -> Result<(), UpgradeError> {
+        let group = SuspendGroup::new();
+        group.add(pids);
+        let group = &group;
         let timeout_ms = suspend_timeout.as_millis() as u64;
         let threads = self.inner.scheduler.size();
         // Idle processes are suspended on the spot (in parallel); busy ones are asked to
-        // suspend after their current message, and say when they have.
+        // suspend after their current message, and say when they have. Until they all
+        // have, the suspended ones answer their calls (open from the start: no call from a
+        // busy one waits unadmitted in a suspended mailbox).
+        group.set_open(true);
         let found = par_map(pids, threads, |&pid| {
             self.inner.lookup(pid).map(|process| {
-                let idle = process.try_suspend_idle();
+                let idle = process.try_suspend_idle(group);
                 (process, idle)
             })
         });
@@ -221,8 +272,9 @@ impl Node {
             .map(|(p, _)| p.pid)
             .collect();
         let unreachable = self.control_each(&busy, &tx, |pid, ack| {
+            let group = group.clone();
             Box::new(move |cx: &mut ControlCx<'_>| {
-                cx.suspend();
+                cx.suspend(&group);
                 let _ = ack.send((pid, ()));
             })
         });
@@ -237,6 +289,7 @@ impl Node {
                 Err(_) => break,
             }
         }
+        group.set_open(false);
         if answered.len() < busy.len() {
             // Resumes travel as system messages, behind any suspend request still queued.
             self.resume(pids);

@@ -344,3 +344,174 @@ fn a_hop_that_fails_after_such_a_call_still_rolls_back_to_the_old_state() {
     assert_eq!(w.current_counter(), "1.0.0");
     assert_eq!(w.describe("c1"), before);
 }
+
+/// Counter args that register the child as `name` and start at 1.
+fn counter_args(name: &str) -> relup_fixture_counter_api::Args {
+    relup_fixture_counter_api::Args {
+        start: 1,
+        register_as: Some(name.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Runs the hop with `start` called from another thread right after the `load counter`
+/// step (the hop holds counter, 2.0.0 is current), then returns the hop's result and what
+/// `start` returned once that thread is joined.
+fn start_mid_hop<R: Send + 'static>(
+    w: &World,
+    start: impl FnOnce(Node) -> R + Send + 'static,
+) -> (Result<BootedRelease, InstallError>, R) {
+    let mut start = Some(start);
+    let mut thread = None;
+    let result = w.upgrade(&InstallOptions::default(), &mut |p| {
+        if p.ok
+            && p.step.starts_with("load counter")
+            && let Some(start) = start.take()
+        {
+            let node = w.node.clone();
+            let (done, returned) = std::sync::mpsc::channel();
+            thread = Some(std::thread::spawn(move || {
+                let started = start(node);
+                let _ = done.send(());
+                started
+            }));
+            // A start that is not held back returns at once: wait for that (the old code's
+            // way), or 2 s for one held back until the hop ends.
+            let _ = returned.recv_timeout(Duration::from_secs(2));
+        }
+    });
+    let started = thread.expect("the load step was told").join().unwrap();
+    (result, started)
+}
+
+/// Finding 1, an explicit `start_child` (the embedder's, not the hop's) of a module a hop
+/// holds: the start waits for the hop to end and runs the version then current, the old one
+/// after a rollback, the new one after a commit. On the old code it started at once on the
+/// new code (current since `load`) and stayed on it after the rollback.
+#[test]
+fn a_child_started_explicitly_mid_hop_runs_the_code_the_hop_leaves() {
+    for (extra, after) in [("fail", "1.0.0"), ("", "2.0.0")] {
+        let w = World::new(&format!("start-{extra}"), &fixtures().counter_v2, extra);
+        let sup = w.booted.apps["app"];
+        let (result, started) = start_mid_hop(&w, move |node| {
+            let mut spec = relup_runtime::ChildSpec::worker("c3", "counter", &counter_args("c3"));
+            // Not restarted: a start that a rollback had to kill does not come back.
+            spec.restart = relup_runtime::Restart::Temporary;
+            node.start_child(sup, spec)
+        });
+        assert_eq!(result.is_ok(), extra.is_empty(), "{:?}", result.err());
+        let pid = started.expect("the start succeeds once the hop is over");
+        assert_eq!(w.node.whereis("c3"), Some(pid));
+        assert_eq!(
+            w.describe("c3"),
+            (after.to_string(), 1, 0),
+            "c3 runs {after} (extra {extra:?})"
+        );
+        w.node.shutdown(T);
+    }
+}
+
+/// Finding 1, nested supervisors: a supervisor started mid-hop starts at once, but its
+/// children of the held module wait for the hop to end and run the version then current.
+/// On the old code they started on the new code and stayed on it after the rollback.
+#[test]
+fn a_nested_supervisor_started_mid_hop_starts_its_children_on_the_code_the_hop_leaves() {
+    for (extra, after) in [("fail", "1.0.0"), ("", "2.0.0")] {
+        let w = World::new(&format!("nested-{extra}"), &fixtures().counter_v2, extra);
+        let sup = w.booted.apps["app"];
+        let (result, started) = start_mid_hop(&w, move |node| {
+            let mut child = relup_runtime::ChildSpec::worker("n1", "counter", &counter_args("n1"));
+            child.restart = relup_runtime::Restart::Temporary;
+            let nested =
+                relup_runtime::SupervisorSpec::new(relup_runtime::Strategy::OneForOne, vec![child]);
+            node.start_child(sup, relup_runtime::ChildSpec::supervisor("nested", nested))
+        });
+        assert_eq!(result.is_ok(), extra.is_empty(), "{:?}", result.err());
+        started.expect("the nested supervisor starts");
+        assert!(
+            eventually(|| w.node.whereis("n1").is_some()),
+            "n1 is started after the hop"
+        );
+        assert_eq!(
+            w.describe("n1"),
+            (after.to_string(), 1, 0),
+            "n1 runs {after} (extra {extra:?})"
+        );
+        w.node.shutdown(T);
+    }
+}
+
+/// Makes c2 busy (a 1.5 s call in another thread) and c1 busy mid-call to c2 (its `Get` is
+/// queued behind the sleep); returns once both are so, with the threads to join.
+fn c1_mid_call_to_busy_c2(w: &World) -> Vec<std::thread::JoinHandle<Option<Reply>>> {
+    let node = w.node.clone();
+    let sleeper = std::thread::spawn(move || node.call("c2", &Call::Sleep(1500), T).ok());
+    // c2 is busy once a quick call to it times out (that call stays queued behind the sleep).
+    assert!(
+        eventually(|| w
+            .node
+            .call::<_, Reply>("c2", &Call::Get, Duration::from_millis(20))
+            .is_err()),
+        "c2 is busy"
+    );
+    let node = w.node.clone();
+    let caller = std::thread::spawn(move || {
+        let ask = Call::CallGet {
+            target: "c2".into(),
+            timeout_ms: 8000,
+        };
+        node.call("c1", &ask, T).ok()
+    });
+    let c2 = w.node.whereis("c2").unwrap();
+    assert!(
+        eventually(|| w.node.process_info(c2).is_some_and(|i| i.mailbox_len >= 2)),
+        "c1's call waits in c2's mailbox"
+    );
+    vec![sleeper, caller]
+}
+
+/// Finding 3, the busy caller: a process is mid-call to another process of the same hop when
+/// the hop suspends them; the callee gets suspended first. It still answers the call (before
+/// any migration), so the caller finishes its message and is suspended in turn, and the hop
+/// commits. On the old code the callee held the call until the suspend timeout ran out, and
+/// the hop failed every time.
+#[test]
+fn a_process_mid_call_to_one_its_hop_suspended_first_is_answered() {
+    let w = World::new("mid-call", &fixtures().counter_v2, "");
+    let threads = c1_mid_call_to_busy_c2(&w);
+    let opts = InstallOptions {
+        suspend_timeout: Duration::from_secs(4),
+        ..InstallOptions::default()
+    };
+    let booted = w.upgrade(&opts, &mut |_| {});
+    assert!(booted.is_ok(), "the hop failed: {:?}", booted.err());
+    let replies: Vec<Option<Reply>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(replies[1], Some(Reply::Inner(Ok(2))), "c1 got c2's count");
+    for (name, count) in [("c1", 1), ("c2", 2)] {
+        let (version, got, _) = w.describe(name);
+        assert_eq!((version.as_str(), got), ("2.0.0", count), "{name}");
+    }
+}
+
+/// The same through `Node::suspend` (the path of hops that update several modules): the
+/// suspend succeeds, and the processes stay suspended until resumed.
+#[test]
+fn suspend_lets_a_suspended_process_answer_a_busy_one_of_the_same_request() {
+    let w = World::new("suspend-mid-call", &fixtures().counter_v2, "");
+    let threads = c1_mid_call_to_busy_c2(&w);
+    let pids = [w.node.whereis("c2").unwrap(), w.node.whereis("c1").unwrap()];
+    let suspended = w.node.suspend(&pids, Duration::from_secs(4));
+    assert!(suspended.is_ok(), "{suspended:?}");
+    assert!(
+        pids.iter()
+            .all(|&p| w.node.process_info(p).is_some_and(|i| i.suspended))
+    );
+    // Another caller is not let in while they are suspended.
+    let late = w
+        .node
+        .call::<_, Reply>("c1", &Call::Get, Duration::from_millis(200));
+    assert!(late.is_err(), "c1 answered while suspended: {late:?}");
+    w.node.resume(&pids);
+    let replies: Vec<Option<Reply>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(replies[1], Some(Reply::Inner(Ok(2))), "c1 got c2's count");
+}

@@ -135,6 +135,9 @@ struct Hopper<'a> {
     /// The hop suspends one module only: its processes are suspended and migrated in one
     /// request each, at its code_change (the suspend step only looks them up).
     fused: Option<String>,
+    /// Every process the hop's suspend steps took: those suspended by one step answer
+    /// calls from the ones a later step waits for (see `SuspendGroup`).
+    suspend_group: std::sync::Arc<crate::process::SuspendGroup>,
     /// Suspend timeouts of fused suspends, by module.
     fused_timeouts: HashMap<String, Duration>,
     /// The modules this hop suspends, held from its first suspend step until it commits or
@@ -235,6 +238,7 @@ pub fn run_hop(
         restart_required: false,
         first_suspend: None,
         fused: single_suspended_module(hop),
+        suspend_group: crate::process::SuspendGroup::new(),
         fused_timeouts: HashMap::new(),
         journal,
         settled: false,
@@ -509,7 +513,7 @@ impl Hopper<'_> {
                 // whatever state the request left them in.
                 self.suspended.extend(&pids);
                 self.node
-                    .suspend(&pids, timeout)
+                    .suspend_in(&pids, timeout, &self.suspend_group)
                     .map_err(|e| InstallError::Suspend {
                         step: step.to_string(),
                         module: module.clone(),
@@ -695,7 +699,7 @@ impl Hopper<'_> {
                 let spec = child_spec(Self::app_of(supervisor), child, &HashMap::new());
                 let pid = self
                     .node
-                    .start_child(sup, spec)
+                    .start_for_hop(sup, spec)
                     .map_err(|e| Self::fail(step, e.to_string()))?;
                 self.undo.push(Undo::StartedChild {
                     sup,
@@ -748,7 +752,7 @@ impl Hopper<'_> {
                 let spec = child_spec(Self::app_of(supervisor), child, &HashMap::new());
                 let pid = self
                     .node
-                    .start_child(sup, spec)
+                    .start_for_hop(sup, spec)
                     .map_err(|e| Self::fail(step, e.to_string()))?;
                 self.undo.push(Undo::StartedChild {
                     sup,
@@ -775,7 +779,7 @@ impl Hopper<'_> {
                 let spec = supervisor_spec(application, sup, &self.loaded);
                 let pid = self
                     .node
-                    .start_supervisor(spec, Some(&app_supervisor_name(application)))
+                    .start_supervisor_for_hop(spec, Some(&app_supervisor_name(application)))
                     .map_err(|e| Self::fail(step, e.to_string()))?;
                 self.booted.apps.insert(application.clone(), pid);
                 self.undo.push(Undo::StartedApp {
@@ -851,7 +855,7 @@ impl Hopper<'_> {
                     let _ = self.node.delete_child(sup, &id);
                 }
                 Undo::StoppedChild { sup, spec } => {
-                    let _ = self.node.start_child(sup, *spec);
+                    let _ = self.node.start_for_hop(sup, *spec);
                 }
                 Undo::StartedApp { app } => {
                     if let Some(pid) = self.booted.apps.remove(&app) {
@@ -864,7 +868,7 @@ impl Hopper<'_> {
                         let spec = supervisor_spec(&app, sup, &HashMap::new());
                         let _ = self
                             .node
-                            .start_supervisor(spec, Some(&app_supervisor_name(&app)));
+                            .start_supervisor_for_hop(spec, Some(&app_supervisor_name(&app)));
                     }
                 }
             }
