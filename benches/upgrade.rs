@@ -2,7 +2,7 @@
 //! (DESIGN.md §5 "Targets"; the counterpart of OTP's `release_handler:install_release`).
 //!
 //! For each N (default 1, 1 000, 10 000, 100 000; `RELUP_BENCH_NS` overrides), a fresh
-//! 2-scheduler node boots release `bench` 0.1.0 from a real release root (packed, deployed,
+//! 2-scheduler node (`RELUP_BENCH_SCHEDULERS` overrides) boots release `bench` 0.1.0 from a real release root (packed, deployed,
 //! booted by the [`ReleaseHandler`](relup::runtime::handler::ReleaseHandler)), 0.2.0 is
 //! unpacked, and N processes of module `worker` are started under the application's
 //! simple_one_for_one supervisor. `worker` is shaped like the anchor's ticker_server: a small
@@ -35,6 +35,10 @@
 //! N = 100 000 an install is far too slow for criterion's sampling, and the pause is not a
 //! time criterion can measure. Under `cargo test --benches` (no `--bench` argument) it runs
 //! N = 1 and 100, one cycle. Figures also go to `$RELUP_BENCH_JSON` (see `common/report.rs`).
+//!
+//! Profiling the installs alone: `mkfifo /tmp/ctl && RELUP_BENCH_PERF_CTL=/tmp/ctl perf record
+//! -D -1 --control fifo:/tmp/ctl -g -- <bench binary> --bench` (the bench enables perf just
+//! before each install and disables it after).
 
 mod common;
 #[allow(dead_code)]
@@ -140,6 +144,23 @@ fn check_all(node: &Node, pids: &[Pid], way: Way, ticking: bool) {
     }
 }
 
+/// Writes `command` to the perf control FIFO named by `RELUP_BENCH_PERF_CTL`, if set, so
+/// that `perf record -D -1 --control fifo:<path>` samples the installs only, not the start of
+/// a million processes before them.
+fn perf_control(command: &str) {
+    if let Ok(path) = std::env::var("RELUP_BENCH_PERF_CTL") {
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut fifo| {
+                std::io::Write::write_all(&mut fifo, format!("{command}\n").as_bytes())
+            });
+        if let Err(e) = written {
+            eprintln!("cannot write {command:?} to {path}: {e}");
+        }
+    }
+}
+
 /// Installs the release `way` goes to, with a probe calling `probe_pid` throughout.
 fn install(root: &BenchRoot, way: Way, probe_pid: Pid, last: Pid) -> Install {
     let node = root.handler.node().clone();
@@ -151,6 +172,7 @@ fn install(root: &BenchRoot, way: Way, probe_pid: Pid, last: Pid) -> Install {
     // Let the probe get going before the install starts.
     std::thread::sleep(Duration::from_millis(20));
     let mut progress: Vec<Progress> = Vec::new();
+    perf_control("enable");
     let start = Instant::now();
     root.handler
         .install(
@@ -161,6 +183,7 @@ fn install(root: &BenchRoot, way: Way, probe_pid: Pid, last: Pid) -> Install {
         )
         .expect("install succeeds");
     let total = start.elapsed();
+    perf_control("disable");
     node.call::<Call, Reply>(last, &Call::Ping, TIMEOUT)
         .expect("last worker answers");
     let resumed = start.elapsed();
@@ -230,9 +253,9 @@ fn print(n: usize, way: Way, installs: &[Install]) {
     );
 }
 
-fn run(n: usize, cycles: usize, tick_ms: u64, settle: bool) {
+fn run(n: usize, cycles: usize, tick_ms: u64, settle: bool, schedulers: usize) {
     let fixtures = common::fixtures();
-    let node = common::node(2);
+    let node = common::node(schedulers);
     let base = std::env::temp_dir().join(format!("relup-bench-upgrade-{}-{n}", std::process::id()));
     let root = BenchRoot::start(&base, &node, fixtures);
     let started = std::time::Instant::now();
@@ -278,8 +301,10 @@ fn main() {
         1
     };
     let tick_ms = report::env_num("RELUP_BENCH_TICK_MS", 1000);
+    let schedulers = report::env_num("RELUP_BENCH_SCHEDULERS", 2).max(1) as usize;
+    println!("node: {schedulers} scheduler thread(s)");
     for n in ns {
-        run(n as usize, cycles as usize, tick_ms, bench);
+        run(n as usize, cycles as usize, tick_ms, bench, schedulers);
     }
     println!("{}", common::machine());
 }

@@ -899,8 +899,19 @@ impl Node {
 
     /// Pids of the processes running any version of `module`, sorted.
     pub fn processes_running(&self, module: &str) -> Vec<Pid> {
+        self.running_sorted(module)
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// The processes running any version of `module`, sorted by pid, with their handles (an
+    /// upgrade then never looks them up again: at a million processes each lookup of the
+    /// whole list costs a hash probe, a shard lock and a reference count per process).
+    pub(crate) fn running_sorted(&self, module: &str) -> Vec<(Pid, Arc<Process>)> {
         // One pass over the table, its shards split between as many threads as the node has
-        // schedulers (an upgrade's first step at 100k processes).
+        // schedulers (an upgrade's first step at 100k processes); each thread sorts its part
+        // and the parts are merged (a stable sort merges sorted runs in linear time).
         let runs = |process: &Process| {
             process
                 .running
@@ -914,19 +925,26 @@ impl Node {
         } else {
             self.inner.scheduler.size()
         };
-        let mut pids: Vec<Pid> = crate::par::par_chunks(&self.inner.shards, threads, |shards| {
-            let mut pids = Vec::new();
+        let parts = crate::par::par_chunks(&self.inner.shards, threads, |shards| {
+            let mut found = Vec::new();
             for shard in shards {
                 let table = shard.read();
-                pids.extend(table.values().filter(|p| runs(p)).map(|p| p.pid));
+                found.extend(
+                    table
+                        .values()
+                        .filter(|p| runs(p))
+                        .map(|p| (p.pid, p.clone())),
+                );
             }
-            pids
-        })
-        .into_iter()
-        .flatten()
-        .collect();
-        pids.sort_unstable();
-        pids
+            found.sort_unstable_by_key(|(pid, _)| *pid);
+            found
+        });
+        let mut all = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for part in parts {
+            all.extend(part);
+        }
+        all.sort_by_key(|(pid, _)| *pid);
+        all
     }
 
     /// Calls an exported function of a module version (appup `apply`) with encoded args;

@@ -155,6 +155,10 @@ pub(crate) struct SuspendGroup {
     /// pids would lengthen the pause that this group exists to keep short.
     members: parking_lot::RwLock<Vec<Vec<Pid>>>,
     open: std::sync::atomic::AtomicBool,
+    /// Calls from processes whose pid is at least this are taken too: processes the hop
+    /// starts after its migrations (see `Mailbox::admit_from`, the same per process).
+    /// 0: none.
+    admit_from: std::sync::atomic::AtomicU64,
 }
 
 impl SuspendGroup {
@@ -179,7 +183,19 @@ impl SuspendGroup {
         self.open.store(open, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Lets every member take calls from processes spawned from now on (pid at least
+    /// `from`) until it is resumed: one store instead of one per process. Calls from such
+    /// processes cannot be queued yet, so no member needs waking.
+    pub(crate) fn admit_calls_from(&self, from: u64) {
+        self.admit_from
+            .store(from, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn admits(&self, caller: Pid) -> bool {
+        let from = self.admit_from.load(std::sync::atomic::Ordering::SeqCst);
+        if from != 0 && caller.0 >= from {
+            return true;
+        }
         self.open.load(std::sync::atomic::Ordering::SeqCst)
             && self
                 .members
@@ -320,6 +336,17 @@ pub(crate) struct Process {
     pub(crate) app: Option<Arc<str>>,
 }
 
+/// What [`Process::try_suspend_idle`] found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SuspendNow {
+    /// It was idle and is suspended now.
+    Done,
+    /// It is running or queued to run: it must be asked to suspend after its message.
+    Busy,
+    /// It has exited.
+    Dead,
+}
+
 /// What a push asks of the caller: schedule the process, or nothing.
 #[must_use]
 pub(crate) enum Pushed {
@@ -366,16 +393,19 @@ impl Process {
     }
 
     /// Suspends the process at once if it is idle (not running, not queued to run): it is
-    /// then between two messages by definition. Returns false if it is busy or dead; the
-    /// caller then asks it with a system message.
-    pub(crate) fn try_suspend_idle(&self, group: &Arc<SuspendGroup>) -> bool {
+    /// then between two messages by definition, and takes calls from the rest of `group` while it
+    /// is open. A busy one is asked with a system message by the caller.
+    pub(crate) fn try_suspend_idle(&self, group: &Arc<SuspendGroup>) -> SuspendNow {
         let mut mb = self.mailbox.lock();
-        if mb.dead || mb.scheduled {
-            return false;
+        if mb.dead {
+            return SuspendNow::Dead;
+        }
+        if mb.scheduled {
+            return SuspendNow::Busy;
         }
         mb.suspended = true;
         mb.admit_group = Some(group.clone());
-        true
+        SuspendNow::Done
     }
 
     /// Puts a suspended process in the run queue if a call it now admits waits (its group

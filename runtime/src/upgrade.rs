@@ -14,7 +14,9 @@ use crate::code_server::LoadedModule;
 use crate::error::{CodeChangeError, SuspendError};
 use crate::node::{Node, NodeInner};
 use crate::par::{par_chunks, par_map};
-use crate::process::{CodeSlot, ControlCx, InfoMsg, Payload, Process, SuspendGroup, SysMsg};
+use crate::process::{
+    CodeSlot, ControlCx, InfoMsg, Payload, Process, SuspendGroup, SuspendNow, SysMsg,
+};
 use relup_module::{Direction, Pid};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -244,9 +246,31 @@ impl Node {
         suspend_timeout: Duration,
         migrate_timeout: Duration,
     ) -> Result<(), UpgradeError> {
+        let threads = self.inner.scheduler.size();
+        let processes = par_map(pids, threads, |&pid| self.inner.lookup(pid));
         let group = SuspendGroup::new();
         group.add(pids);
-        let group = &group;
+        let processes = processes.into_iter().flatten().collect();
+        self.suspend_and_change_processes(
+            processes,
+            change,
+            suspend_timeout,
+            migrate_timeout,
+            &group,
+        )
+        .map(|_| ())
+    }
+
+    /// [`Node::suspend_and_change_code`] on processes the caller holds (members of `group`);
+    /// returns those migrated, for [`Node::commit_and_resume_processes`].
+    pub(crate) fn suspend_and_change_processes(
+        &self,
+        processes: Vec<Arc<Process>>,
+        change: &CodeChange,
+        suspend_timeout: Duration,
+        migrate_timeout: Duration,
+        group: &Arc<SuspendGroup>,
+    ) -> Result<Vec<Arc<Process>>, UpgradeError> {
         let timeout_ms = suspend_timeout.as_millis() as u64;
         let threads = self.inner.scheduler.size();
         // Idle processes are suspended on the spot (in parallel); busy ones are asked to
@@ -254,23 +278,24 @@ impl Node {
         // have, the suspended ones answer their calls (open from the start: no call from a
         // busy one waits unadmitted in a suspended mailbox).
         group.set_open(true);
-        let found = par_map(pids, threads, |&pid| {
-            self.inner.lookup(pid).map(|process| {
-                let idle = process.try_suspend_idle(group);
-                (process, idle)
-            })
+        let found = par_map(&processes, threads, |process| {
+            process.try_suspend_idle(group)
         });
         // A process that has exited since the pids were taken (a crash mid-hop) has no
         // state left to migrate: it is left out, not reported as late. Its supervisor
         // restarts it once the hop is over (see `Node::hold_modules`).
-        let (processes, idle): (Vec<Arc<Process>>, Vec<bool>) = found.into_iter().flatten().unzip();
+        let mut live = Vec::with_capacity(processes.len());
+        let mut busy = Vec::new();
+        for (process, now) in processes.into_iter().zip(found) {
+            match now {
+                SuspendNow::Dead => continue,
+                SuspendNow::Busy => busy.push(process.pid),
+                SuspendNow::Done => {}
+            }
+            live.push(process);
+        }
+        let pids = || live.iter().map(|p| p.pid).collect::<Vec<Pid>>();
         let (tx, rx) = crossbeam_channel::unbounded::<(Pid, ())>();
-        let busy: Vec<Pid> = processes
-            .iter()
-            .zip(&idle)
-            .filter(|(_, idle)| !**idle)
-            .map(|(p, _)| p.pid)
-            .collect();
         let unreachable = self.control_each(&busy, &tx, |pid, ack| {
             let group = group.clone();
             Box::new(move |cx: &mut ControlCx<'_>| {
@@ -292,7 +317,7 @@ impl Node {
         group.set_open(false);
         if answered.len() < busy.len() {
             // Resumes travel as system messages, behind any suspend request still queued.
-            self.resume(pids);
+            self.resume(&pids());
             let late = busy.into_iter().filter(|p| !answered.contains(p)).collect();
             return Err(SuspendError::Timeout {
                 pids: late,
@@ -304,10 +329,10 @@ impl Node {
         // over as many threads as the node has schedulers, and wait for them until the
         // migrate timeout at most (a code_change that never returns must not hold the
         // upgrade, and the install lock with it, for ever).
-        match migrate_bounded(&processes, change, threads, migrate_timeout) {
-            Ok(()) => Ok(()),
+        match migrate_bounded(&live, change, threads, migrate_timeout) {
+            Ok(()) => Ok(live),
             Err(error) => {
-                self.resume(pids);
+                self.resume(&pids());
                 Err(error.into())
             }
         }
@@ -391,13 +416,9 @@ impl Node {
             let mut gone = Vec::new();
             let mut old = Vec::with_capacity(chunk.len());
             for &pid in chunk {
-                let Some(process) = self.inner.lookup(pid) else {
-                    gone.push(pid);
-                    continue;
-                };
-                old.extend(process.code.lock().staged_old.take());
-                if process.resume_now() {
-                    self.inner.scheduler.schedule(process);
+                match self.inner.lookup(pid) {
+                    Some(process) => self.commit_one(&process, &mut old),
+                    None => gone.push(pid),
                 }
             }
             drop(old);
@@ -406,6 +427,29 @@ impl Node {
         .into_iter()
         .flatten()
         .collect()
+    }
+
+    /// [`Node::commit_and_resume`] on processes the caller holds (no lookups).
+    pub(crate) fn commit_and_resume_processes(&self, processes: &[Arc<Process>]) {
+        par_chunks(processes, self.inner.scheduler.size(), |chunk| {
+            let mut old = Vec::with_capacity(chunk.len());
+            for process in chunk {
+                self.commit_one(process, &mut old);
+            }
+            drop(old);
+        });
+    }
+
+    /// Takes `process`'s staged old instance into `old` and resumes it.
+    fn commit_one(
+        &self,
+        process: &Arc<Process>,
+        old: &mut Vec<Box<dyn crate::behaviour::Behaviour>>,
+    ) {
+        old.extend(process.code.lock().staged_old.take());
+        if process.resume_now() {
+            self.inner.scheduler.schedule(process.clone());
+        }
     }
 
     /// Puts the staged old instances back (old code, old state); the new ones are dropped.

@@ -140,6 +140,14 @@ struct Hopper<'a> {
     suspend_group: std::sync::Arc<crate::process::SuspendGroup>,
     /// Suspend timeouts of fused suspends, by module.
     fused_timeouts: HashMap<String, Duration>,
+    /// The fused module's processes, taken at its suspend step and migrated at its
+    /// code_change (handles, so that no step looks a million pids up again).
+    fused_processes: Vec<Arc<crate::process::Process>>,
+    /// The processes the fused code_change migrated, committed from these handles.
+    fused_done: Option<Vec<Arc<crate::process::Process>>>,
+    /// Code_change steps not yet taken (resumes may admit calls from new processes to the
+    /// whole suspend group once none is left).
+    migrations_left: usize,
     /// The modules this hop suspends, held from its first suspend step until it commits or
     /// rolls back: supervisors put off (re)starting their children meanwhile.
     hold: Option<crate::upgrade::Hold>,
@@ -239,6 +247,13 @@ pub fn run_hop(
         first_suspend: None,
         fused: single_suspended_module(hop),
         suspend_group: crate::process::SuspendGroup::new(),
+        fused_processes: Vec::new(),
+        fused_done: None,
+        migrations_left: hop
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::CodeChange { .. }))
+            .count(),
         fused_timeouts: HashMap::new(),
         journal,
         settled: false,
@@ -493,21 +508,24 @@ impl Hopper<'_> {
                     })?;
                     self.hold = Some(hold);
                 }
-                let pids: Vec<Pid> = self
-                    .node
-                    .processes_running(module)
-                    .into_iter()
-                    .filter(|p| !self.suspended.contains(p))
-                    .collect();
+                let mut running = self.node.running_sorted(module);
+                if !self.suspended.is_empty() {
+                    let taken: HashSet<Pid> = self.suspended.iter().copied().collect();
+                    running.retain(|(pid, _)| !taken.contains(pid));
+                }
+                let (pids, processes): (Vec<Pid>, Vec<_>) = running.into_iter().unzip();
+                self.suspend_group.add(&pids);
                 if self.fused.as_ref() == Some(module) {
                     let detail = format!("{} process(es), suspended at code_change", pids.len());
                     self.fused_timeouts.insert(module.clone(), timeout);
+                    self.fused_processes = processes;
                     self.suspended_by_module
                         .entry(module.clone())
                         .or_default()
                         .extend(pids);
                     return Ok(detail);
                 }
+                drop(processes);
                 self.first_suspend.get_or_insert_with(Instant::now);
                 // Listed before the request: a rollback (also one on unwind) resumes them,
                 // whatever state the request left them in.
@@ -593,17 +611,19 @@ impl Hopper<'_> {
                     // whatever the request did to them (a no-op for the others).
                     self.suspended.extend(&pids);
                     self.staged.extend(&pids);
-                    let fused = self.node.suspend_and_change_code(
-                        &pids,
+                    self.migrations_left = self.migrations_left.saturating_sub(1);
+                    let fused = self.node.suspend_and_change_processes(
+                        std::mem::take(&mut self.fused_processes),
                         &request,
                         suspend_timeout,
                         migrate_timeout,
+                        &self.suspend_group,
                     );
                     return match fused {
-                        Ok(()) => Ok(format!(
+                        Ok(live) => Ok(format!(
                             "{} state(s) migrated{restored} (each process suspended in the \
                                  same step)",
-                            pids.len()
+                            self.fused_done.insert(live).len()
                         )),
                         Err(UpgradeError::CodeChange(CodeChangeError::Failed {
                             pid,
@@ -628,6 +648,7 @@ impl Hopper<'_> {
                     };
                 }
                 self.staged.extend(&pids);
+                self.migrations_left = self.migrations_left.saturating_sub(1);
                 match self
                     .node
                     .change_code(&pids, &request, self.opts.code_change_timeout)
@@ -654,12 +675,20 @@ impl Hopper<'_> {
             // every time (issue 17, finding 3). What such a call changes is undone with the
             // rest by a rollback.
             Step::Resume { module } => {
-                let pids = self
-                    .suspended_by_module
-                    .get(module)
-                    .cloned()
-                    .unwrap_or_default();
-                self.node.admit_calls_from_new_processes(&pids);
+                if self.migrations_left == 0 {
+                    // Every state is migrated: the whole group may take such calls, set
+                    // once for all (at a million processes, one pass would lengthen the
+                    // pause by a lookup and a lock per process).
+                    self.suspend_group
+                        .admit_calls_from(self.node.inner.next_pid_now());
+                } else {
+                    let pids = self
+                        .suspended_by_module
+                        .get(module)
+                        .cloned()
+                        .unwrap_or_default();
+                    self.node.admit_calls_from_new_processes(&pids);
+                }
                 Ok("at commit; calls from processes this hop starts are answered".into())
             }
             Step::Remove { module } => {
@@ -910,15 +939,21 @@ impl Hopper<'_> {
     /// Makes the hop final: old instances dropped, processes resumed, deferred removals and
     /// purges done. Returns the processes migrated and the longest pause.
     fn commit(&mut self) -> (usize, Duration) {
-        self.node.commit_and_resume(&self.staged);
-        let staged: HashSet<Pid> = self.staged.iter().copied().collect();
-        let others: Vec<Pid> = self
-            .suspended
-            .iter()
-            .filter(|p| !staged.contains(p))
-            .copied()
-            .collect();
-        self.node.resume(&others);
+        match self.fused_done.take() {
+            // A fused hop suspended and staged exactly these (and the dead): none is left.
+            Some(live) => self.node.commit_and_resume_processes(&live),
+            None => {
+                self.node.commit_and_resume(&self.staged);
+                let staged: HashSet<Pid> = self.staged.iter().copied().collect();
+                let others: Vec<Pid> = self
+                    .suspended
+                    .iter()
+                    .filter(|p| !staged.contains(p))
+                    .copied()
+                    .collect();
+                self.node.resume(&others);
+            }
+        }
         let pause = self.first_suspend.map_or(Duration::ZERO, |t| t.elapsed());
         super::defaults::apply_release_defaults(self.node, &self.current.release, self.target);
         for deferred in std::mem::take(&mut self.deferred) {
