@@ -284,16 +284,20 @@ impl Node {
         // A process that has exited since the pids were taken (a crash mid-hop) has no
         // state left to migrate: it is left out, not reported as late. Its supervisor
         // restarts it once the hop is over (see `Node::hold_modules`).
-        let mut live = Vec::with_capacity(processes.len());
-        let mut busy = Vec::new();
-        for (process, now) in processes.into_iter().zip(found) {
-            match now {
-                SuspendNow::Dead => continue,
-                SuspendNow::Busy => busy.push(process.pid),
-                SuspendNow::Done => {}
-            }
-            live.push(process);
-        }
+        let busy: Vec<Pid> = processes
+            .iter()
+            .zip(&found)
+            .filter(|(_, now)| **now == SuspendNow::Busy)
+            .map(|(p, _)| p.pid)
+            .collect();
+        let live = if found.contains(&SuspendNow::Dead) {
+            let mut found = found.into_iter();
+            let mut live = processes;
+            live.retain(|_| found.next() != Some(SuspendNow::Dead));
+            live
+        } else {
+            processes
+        };
         let pids = || live.iter().map(|p| p.pid).collect::<Vec<Pid>>();
         let (tx, rx) = crossbeam_channel::unbounded::<(Pid, ())>();
         let unreachable = self.control_each(&busy, &tx, |pid, ack| {

@@ -513,7 +513,8 @@ impl Hopper<'_> {
                     let taken: HashSet<Pid> = self.suspended.iter().copied().collect();
                     running.retain(|(pid, _)| !taken.contains(pid));
                 }
-                let (pids, processes): (Vec<Pid>, Vec<_>) = running.into_iter().unzip();
+                let pids: Vec<Pid> = running.iter().map(|(pid, _)| *pid).collect();
+                let processes: Vec<_> = running.into_iter().map(|(_, p)| p).collect();
                 self.suspend_group.add(&pids);
                 if self.fused.as_ref() == Some(module) {
                     let detail = format!("{} process(es), suspended at code_change", pids.len());
