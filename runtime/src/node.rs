@@ -899,19 +899,22 @@ impl Node {
 
     /// Pids of the processes running any version of `module`, sorted.
     pub fn processes_running(&self, module: &str) -> Vec<Pid> {
-        self.running_sorted(module)
-            .into_iter()
-            .map(|(pid, _)| pid)
-            .collect()
+        let mut pids: Vec<Pid> = self
+            .running_processes(module)
+            .iter()
+            .map(|p| p.pid)
+            .collect();
+        pids.sort_unstable();
+        pids
     }
 
-    /// The processes running any version of `module`, sorted by pid, with their handles (an
-    /// upgrade then never looks them up again: at a million processes each lookup of the
-    /// whole list costs a hash probe, a shard lock and a reference count per process).
-    pub(crate) fn running_sorted(&self, module: &str) -> Vec<(Pid, Arc<Process>)> {
+    /// The processes running any version of `module`, in no particular order, with their
+    /// handles: an upgrade then never looks them up again (at a million processes each
+    /// lookup of the whole list costs a hash probe, a shard lock and a reference count per
+    /// process).
+    pub(crate) fn running_processes(&self, module: &str) -> Vec<Arc<Process>> {
         // One pass over the table, its shards split between as many threads as the node has
-        // schedulers (an upgrade's first step at 100k processes); each thread sorts its part
-        // and the parts are merged (a stable sort merges sorted runs in linear time).
+        // schedulers (an upgrade's first step at 100k processes).
         let runs = |process: &Process| {
             process
                 .running
@@ -929,21 +932,14 @@ impl Node {
             let mut found = Vec::new();
             for shard in shards {
                 let table = shard.read();
-                found.extend(
-                    table
-                        .values()
-                        .filter(|p| runs(p))
-                        .map(|p| (p.pid, p.clone())),
-                );
+                found.extend(table.values().filter(|p| runs(p)).cloned());
             }
-            found.sort_unstable_by_key(|(pid, _)| *pid);
             found
         });
         let mut all = Vec::with_capacity(parts.iter().map(Vec::len).sum());
         for part in parts {
             all.extend(part);
         }
-        all.sort_by_key(|(pid, _)| *pid);
         all
     }
 

@@ -143,17 +143,17 @@ impl<'a> ControlCx<'a> {
     }
 }
 
-/// The processes one upgrade suspends. While it waits for the busy ones to finish their
-/// current message, those already suspended still take calls from the others: a busy one
-/// may be mid-call to one of them, and holding that call would make the upgrade wait out its
-/// suspend timeout and fail. No state has been exported yet, so such a call is answered by
-/// the old code on the old state, as it would have been a moment before.
+/// The processes one upgrade suspends, as their mailboxes see it. While the upgrade waits
+/// for the busy ones to finish their current message, those already suspended still take
+/// calls: a busy one may be mid-call to one of them, and holding that call would make the
+/// upgrade wait out its suspend timeout and fail. No state has been exported yet, so a call
+/// taken then is answered by the old code on the old state, as it would have been a moment
+/// before; once every process is suspended the group closes and no call is taken until the
+/// upgrade says so ([`SuspendGroup::admit_calls_from`]) or resumes them. Any caller is let
+/// in while the group is open, not only the processes being suspended: telling those apart
+/// would take a list of a million pids built inside the pause this exists to keep short.
 #[derive(Default)]
 pub(crate) struct SuspendGroup {
-    /// The members, one sorted list per suspend (a hop that updates several modules
-    /// suspends them step by step): lists, not a set, because building a set of a million
-    /// pids would lengthen the pause that this group exists to keep short.
-    members: parking_lot::RwLock<Vec<Vec<Pid>>>,
     open: std::sync::atomic::AtomicBool,
     /// Calls from processes whose pid is at least this are taken too: processes the hop
     /// starts after its migrations (see `Mailbox::admit_from`, the same per process).
@@ -162,23 +162,13 @@ pub(crate) struct SuspendGroup {
 }
 
 impl SuspendGroup {
-    /// A closed, empty group.
+    /// A closed group.
     pub(crate) fn new() -> Arc<SuspendGroup> {
         Arc::new(SuspendGroup::default())
     }
 
-    /// Adds `pids` (processes the upgrade suspends next); returns the members before.
-    pub(crate) fn add(&self, pids: &[Pid]) -> Vec<Pid> {
-        let mut sorted = pids.to_vec();
-        sorted.sort_unstable();
-        let mut members = self.members.write();
-        let before = members.iter().flatten().copied().collect();
-        members.push(sorted);
-        before
-    }
-
-    /// Lets suspended members take calls from the others (the upgrade is waiting for them
-    /// to suspend) or not (every member is suspended, or the suspend failed).
+    /// Lets suspended members take calls (the upgrade is waiting for busy ones to suspend)
+    /// or not (every member is suspended, or the suspend failed).
     pub(crate) fn set_open(&self, open: bool) {
         self.open.store(open, std::sync::atomic::Ordering::SeqCst);
     }
@@ -193,15 +183,7 @@ impl SuspendGroup {
 
     fn admits(&self, caller: Pid) -> bool {
         let from = self.admit_from.load(std::sync::atomic::Ordering::SeqCst);
-        if from != 0 && caller.0 >= from {
-            return true;
-        }
-        self.open.load(std::sync::atomic::Ordering::SeqCst)
-            && self
-                .members
-                .read()
-                .iter()
-                .any(|list| list.binary_search(&caller).is_ok())
+        (from != 0 && caller.0 >= from) || self.open.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

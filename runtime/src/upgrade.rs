@@ -114,36 +114,31 @@ impl Node {
     /// filling. On timeout (or a process that is gone) every one is resumed and the error
     /// names the ones that did not answer.
     ///
-    /// While it waits, those already suspended still answer calls from the others (one that
-    /// is busy may be mid-call to one of them); once all are suspended, none does.
+    /// While it waits, those already suspended still answer calls (one that is busy may be
+    /// mid-call to one of them); once all are suspended, none does.
     pub fn suspend(&self, pids: &[Pid], timeout: Duration) -> Result<(), SuspendError> {
-        self.suspend_in(pids, timeout, &SuspendGroup::new())
+        self.suspend_in(pids, timeout, &SuspendGroup::new(), &[])
     }
 
-    /// Opens `group` to `pids` for the time of the suspend (see [`SuspendGroup`]).
-    fn open_group(&self, group: &SuspendGroup, pids: &[Pid]) {
-        let earlier = group.add(pids);
+    /// [`Node::suspend`] as one step of a hop whose earlier suspends (of `earlier`) are in
+    /// `group`: those answer calls too while this one waits.
+    pub(crate) fn suspend_in(
+        &self,
+        pids: &[Pid],
+        timeout: Duration,
+        group: &Arc<SuspendGroup>,
+        earlier: &[Pid],
+    ) -> Result<(), SuspendError> {
         group.set_open(true);
-        // A process suspended by an earlier step may hold a call from one of `pids`,
-        // queued before they were members.
-        for pid in earlier {
+        // A process an earlier step suspended may hold a call from one of `pids`, queued
+        // while the group was closed.
+        for &pid in earlier {
             if let Some(process) = self.inner.lookup(pid)
                 && process.wake_for_admitted()
             {
                 self.inner.scheduler.schedule(process);
             }
         }
-    }
-
-    /// [`Node::suspend`] as one step of a hop whose earlier suspends are in `group`: the
-    /// processes they suspended answer calls from `pids` while this one waits.
-    pub(crate) fn suspend_in(
-        &self,
-        pids: &[Pid],
-        timeout: Duration,
-        group: &Arc<SuspendGroup>,
-    ) -> Result<(), SuspendError> {
-        self.open_group(group, pids);
         let result = self.suspend_group_members(pids, timeout, group);
         group.set_open(false);
         result
@@ -249,7 +244,6 @@ impl Node {
         let threads = self.inner.scheduler.size();
         let processes = par_map(pids, threads, |&pid| self.inner.lookup(pid));
         let group = SuspendGroup::new();
-        group.add(pids);
         let processes = processes.into_iter().flatten().collect();
         self.suspend_and_change_processes(
             processes,

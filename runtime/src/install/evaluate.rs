@@ -135,8 +135,8 @@ struct Hopper<'a> {
     /// The hop suspends one module only: its processes are suspended and migrated in one
     /// request each, at its code_change (the suspend step only looks them up).
     fused: Option<String>,
-    /// Every process the hop's suspend steps took: those suspended by one step answer
-    /// calls from the ones a later step waits for (see `SuspendGroup`).
+    /// The processes the hop's suspend steps took: those suspended by one step answer calls
+    /// while a later step waits for busy ones (see `SuspendGroup`).
     suspend_group: std::sync::Arc<crate::process::SuspendGroup>,
     /// Suspend timeouts of fused suspends, by module.
     fused_timeouts: HashMap<String, Duration>,
@@ -508,14 +508,12 @@ impl Hopper<'_> {
                     })?;
                     self.hold = Some(hold);
                 }
-                let mut running = self.node.running_sorted(module);
+                let mut processes = self.node.running_processes(module);
                 if !self.suspended.is_empty() {
                     let taken: HashSet<Pid> = self.suspended.iter().copied().collect();
-                    running.retain(|(pid, _)| !taken.contains(pid));
+                    processes.retain(|p| !taken.contains(&p.pid));
                 }
-                let pids: Vec<Pid> = running.iter().map(|(pid, _)| *pid).collect();
-                let processes: Vec<_> = running.into_iter().map(|(_, p)| p).collect();
-                self.suspend_group.add(&pids);
+                let pids: Vec<Pid> = processes.iter().map(|p| p.pid).collect();
                 if self.fused.as_ref() == Some(module) {
                     let detail = format!("{} process(es), suspended at code_change", pids.len());
                     self.fused_timeouts.insert(module.clone(), timeout);
@@ -528,11 +526,17 @@ impl Hopper<'_> {
                 }
                 drop(processes);
                 self.first_suspend.get_or_insert_with(Instant::now);
+                let earlier = self.suspended.len();
                 // Listed before the request: a rollback (also one on unwind) resumes them,
                 // whatever state the request left them in.
                 self.suspended.extend(&pids);
                 self.node
-                    .suspend_in(&pids, timeout, &self.suspend_group)
+                    .suspend_in(
+                        &pids,
+                        timeout,
+                        &self.suspend_group,
+                        &self.suspended[..earlier],
+                    )
                     .map_err(|e| InstallError::Suspend {
                         step: step.to_string(),
                         module: module.clone(),
