@@ -630,7 +630,7 @@ fn module_source(
             errs.push(Error::InvalidValue {
                 at: Location::new(src.file, pos),
                 what: format!("native module `{name}`"),
-                found: "a `file` or `sha256`".into(),
+                found: "with file or sha256".into(),
                 expected: "neither: a native module is linked into the node executable".into(),
             });
         }
@@ -640,7 +640,7 @@ fn module_source(
         errs.push(Error::InvalidValue {
             at: Location::new(src.file, pos),
             what: format!("module `{name}`"),
-            found: "no `file`".into(),
+            found: "without file".into(),
             expected: "`file = \"lib/<library>.so\"`, or `native = true` for a server type linked into the node executable".into(),
         });
         return (String::new(), String::new());
@@ -658,7 +658,7 @@ fn module_source(
             errs.push(Error::InvalidValue {
                 at: Location::new(src.file, pos),
                 what: format!("module `{name}`"),
-                found: "no `sha256`".into(),
+                found: "without sha256".into(),
                 expected: "the sha256 of its library (64 hex digits), as `relup release` writes it into a packed release.toml".into(),
             });
             String::new()
