@@ -35,13 +35,15 @@ fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
         if message.get("reason").and_then(|r| r.as_str()) != Some("compiler-artifact") {
             continue;
         }
+        // A crate of the release directory: the one at its top, or a member of the
+        // workspace it holds (a project of `relup new`).
         let manifest_path = message
             .get("manifest_path")
             .and_then(|m| m.as_str())
             .map(PathBuf::from);
         let ours = manifest_path
-            .zip(std::fs::canonicalize(&manifest).ok())
-            .is_some_and(|(a, b)| std::fs::canonicalize(a).is_ok_and(|a| a == b));
+            .zip(std::fs::canonicalize(dir).ok())
+            .is_some_and(|(a, dir)| std::fs::canonicalize(a).is_ok_and(|a| a.starts_with(dir)));
         let cdylib = message
             .pointer("/target/kind")
             .and_then(|k| k.as_array())

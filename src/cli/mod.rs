@@ -22,6 +22,7 @@
 mod build;
 mod config;
 mod daemon;
+mod new;
 mod output;
 mod remote;
 
@@ -60,6 +61,24 @@ enum Command {
         /// running this command.
         #[arg(long, value_name = "PATH")]
         exe: Option<PathBuf>,
+    },
+    /// Write a new project for a service on relup: a workspace with a module crate,
+    /// release.toml, the next version's appup and a README of the next steps.
+    New {
+        /// The project (and release) name: a lowercase letter, then lowercase letters,
+        /// digits or `_`.
+        name: String,
+        /// Add a node binary of the service's own (`node/`, on relup::cli::main_with), to
+        /// register native server types and pack into self-contained releases.
+        #[arg(long)]
+        host: bool,
+        /// Where to create the project directory (default: the current directory).
+        #[arg(long, value_name = "PARENT")]
+        dir: Option<PathBuf>,
+        /// The relup checkout the project depends on by path (default: the one this relup
+        /// was built from).
+        #[arg(long, value_name = "DIR")]
+        relup_path: Option<PathBuf>,
     },
     /// Unpack a first release into an empty root and make it permanent.
     Deploy {
@@ -252,6 +271,12 @@ fn run(cli: Cli, natives: Natives) -> Result<(), Failure> {
         Command::Release { dir, out, exe } => {
             build::release(dir, out.as_deref(), exe.as_deref(), json)
         }
+        Command::New {
+            name,
+            host,
+            dir,
+            relup_path,
+        } => new::new_project(name, *host, dir.as_deref(), relup_path.as_deref(), json),
         Command::Deploy { tarball, root } => build::deploy(tarball, root, json),
         Command::Start { foreground } => daemon::start(&root(&cli)?, *foreground, natives, json),
         Command::Stop => daemon::stop(&root(&cli)?, json),
