@@ -61,15 +61,27 @@ pub enum ServiceError {
         name: String,
         /// Why.
         #[source]
-        source: LoadError,
+        source: Box<LoadError>,
     },
     /// The permanent release did not boot (or the root has none).
     #[error("{0}")]
-    Boot(#[from] HandlerError),
+    Boot(#[source] Box<HandlerError>),
     /// The control socket could not be served.
     #[error("{0}")]
-    Control(#[from] ServeError),
+    Control(#[source] Box<ServeError>),
     /// The thread that waits for stop signals could not be started.
     #[error("cannot start the signal thread: {0}")]
     Signals(#[source] std::io::Error),
+}
+
+impl From<HandlerError> for ServiceError {
+    fn from(error: HandlerError) -> Self {
+        ServiceError::Boot(Box::new(error))
+    }
+}
+
+impl From<ServeError> for ServiceError {
+    fn from(error: ServeError) -> Self {
+        ServiceError::Control(Box::new(error))
+    }
 }

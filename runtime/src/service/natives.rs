@@ -49,7 +49,7 @@ impl Natives {
                 .map(drop)
                 .map_err(|source| ServiceError::Native {
                     name: name.to_string(),
-                    source,
+                    source: Box::new(source),
                 })
         };
         self.entries.push((name, Arc::new(register)));
