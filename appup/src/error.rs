@@ -217,6 +217,23 @@ pub enum PlanError {
         /// Current name.
         current_name: String,
     },
+    /// A native module (linked into the node executable) has another version in the target
+    /// release: only a new executable, at a node restart, can change it.
+    #[error(
+        "native module `{module}` is {current} in release {from} and {target} in release {to}; a native module is linked into the node executable and changes only with it: expected the same version in both (to change it, make the release permanent and restart the node with the new executable)"
+    )]
+    NativeChanged {
+        /// The module.
+        module: String,
+        /// Current version of the release.
+        from: String,
+        /// Target version of the release.
+        to: String,
+        /// The module's version in the current release.
+        current: String,
+        /// The module's version in the target release.
+        target: String,
+    },
     /// No direct path and no chain through known releases.
     #[error("no {direction} path from {from} to {to}; {hint}; known releases: {known}")]
     NoPath {

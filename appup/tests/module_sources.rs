@@ -92,3 +92,35 @@ fn a_native_module_has_no_file_and_no_sha256() {
         "{err}"
     );
 }
+
+#[test]
+fn a_plan_refuses_a_native_module_of_another_version() {
+    let release = |version: &str, native: &str| {
+        let text = manifest(&format!(
+            "name = \"cart\"\nversion = \"{native}\"\nnative = true"
+        ))
+        .replacen(
+            "version = \"0.1.0\"",
+            &format!("version = \"{version}\""),
+            2,
+        );
+        Release::parse(&text, "release.toml").unwrap()
+    };
+    let err =
+        relup_appup::plan(&release("0.1.0", "1.0.0"), &release("0.2.0", "1.1.0"), &[]).unwrap_err();
+    assert!(
+        matches!(err, relup_appup::PlanError::NativeChanged { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("native module `cart` is 1.0.0 in release 0.1.0 and 1.1.0 in release 0.2.0"),
+        "{text}"
+    );
+    // The same native version is no obstacle (here the plan fails later: no appup).
+    let same = relup_appup::plan(&release("0.1.0", "1.0.0"), &release("0.2.0", "1.0.0"), &[]);
+    assert!(
+        !matches!(same, Err(relup_appup::PlanError::NativeChanged { .. })),
+        "{same:?}"
+    );
+}
