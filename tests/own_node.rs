@@ -2,8 +2,9 @@
 //! line with a native server type linked in) on a real release root whose release.toml names
 //! that native type beside a cdylib module:
 //! - driven by the plain `relup` binary (status, upgrade, downgrade, stop);
-//! - packed into self-contained releases and run through the root's `bin/demo` with a `PATH`
-//!   of `/usr/bin:/bin` only (no relup, no cargo), after a tampered executable is refused.
+//! - packed into self-contained releases, deployed by the executable the tarball carries and
+//!   run through the root's `bin/demo`, all with a `PATH` of `/usr/bin:/bin` only (no relup,
+//!   no cargo); a tampered executable is refused.
 
 mod common;
 
@@ -307,11 +308,27 @@ fn tampered_copy(tarball: &Path, dir: &Path) -> PathBuf {
 fn a_self_contained_release_runs_and_upgrades_with_a_bare_path() {
     let base = packed("bare", Some(host_binary()));
     let root = base.join("root");
-    ok(relup(&[
-        "deploy",
-        base.join("out/demo-0.1.0.tar.gz").to_str().unwrap(),
-        root.to_str().unwrap(),
-    ]));
+    // The first deploy on a server: with the executable the tarball carries (docs/your-service.md).
+    let extracted = base.join("extracted");
+    std::fs::create_dir_all(&extracted).unwrap();
+    let tarball = base.join("out/demo-0.1.0.tar.gz");
+    let untar = Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&extracted)
+        .output()
+        .unwrap();
+    assert!(untar.status.success(), "{}", text(&untar));
+    let deployed = Command::new(extracted.join("bin/relup-node"))
+        .arg("deploy")
+        .arg(&tarball)
+        .arg(&root)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(deployed.status.success(), "{}", text(&deployed));
     let packed_exe = root.join("releases/0.1.0/bin/relup-node");
     assert_eq!(
         std::fs::read(&packed_exe).unwrap(),
