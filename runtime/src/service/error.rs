@@ -12,7 +12,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// The root is missing, not a directory, or its standard directories cannot be created.
-    #[error("release root {path}: {source}; nothing was started")]
+    #[error("{source}; nothing was started")]
     Root {
         /// The root.
         path: PathBuf,

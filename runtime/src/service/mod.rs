@@ -97,7 +97,10 @@ impl Service {
     /// Whether the node handles SIGTERM and SIGINT (stop) and SIGHUP (reopen `log/node.log`,
     /// see the module docs of `relup start`); default true. When it does, [`Service::start`]
     /// blocks those signals in the calling thread (and so in every thread started after),
-    /// and a thread of the node waits for them.
+    /// and a thread of the node waits for them: call it from `main` before other threads
+    /// start, or a thread that does not block them may take a SIGTERM with its default
+    /// action (the process ends without a clean stop). With `false`, stop the node through
+    /// [`RunningService::stopper`] or [`RunningService::stop`].
     pub fn handle_signals(mut self, handle: bool) -> Service {
         self.signals = handle;
         self
