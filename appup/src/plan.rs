@@ -207,10 +207,10 @@ fn native_unchanged(current: &Release, target: &Release) -> Result<(), PlanError
             if old.native && old.version != module.version {
                 return Err(PlanError::NativeChanged {
                     module: module.name.clone(),
-                    from: current.version.to_string(),
-                    to: target.version.to_string(),
-                    current: old.version.to_string(),
-                    target: module.version.to_string(),
+                    versions: Box::new([
+                        format!("{} in release {}", old.version, current.version),
+                        format!("{} in release {}", module.version, target.version),
+                    ]),
                 });
             }
         }
