@@ -217,6 +217,20 @@ pub enum PlanError {
         /// Current name.
         current_name: String,
     },
+    /// A native module (linked into the node executable) has another version in the target
+    /// release: a hot upgrade keeps the running executable, so it cannot change it.
+    #[error(
+        "native module `{module}` is {} and {}; a native module is linked into the node executable, which a hot upgrade does not replace: expected the same version in both (relup has no restart into a new release yet; a new executable with another native version needs a fresh deploy)",
+        versions[0],
+        versions[1]
+    )]
+    NativeChanged {
+        /// The module.
+        module: String,
+        /// Its version in the current release, then the target release's, e.g.
+        /// `["1.0.0 in release 0.1.0", "1.1.0 in release 0.2.0"]`.
+        versions: Box<[String; 2]>,
+    },
     /// No direct path and no chain through known releases.
     #[error("no {direction} path from {from} to {to}; {hint}; known releases: {known}")]
     NoPath {

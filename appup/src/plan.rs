@@ -196,6 +196,28 @@ impl Plan {
     }
 }
 
+/// A native module must have the same version in both releases (see
+/// [`PlanError::NativeChanged`]).
+fn native_unchanged(current: &Release, target: &Release) -> Result<(), PlanError> {
+    for app in &target.applications {
+        for module in app.modules.iter().filter(|m| m.native) {
+            let Some((_, old)) = current.module(&module.name) else {
+                continue;
+            };
+            if old.native && old.version != module.version {
+                return Err(PlanError::NativeChanged {
+                    module: module.name.clone(),
+                    versions: Box::new([
+                        format!("{} in release {}", old.version, current.version),
+                        format!("{} in release {}", module.version, target.version),
+                    ]),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Computes the plan from `current` to `target`.
 ///
 /// `known` holds every release the node knows, with its status and appups; `current` and
@@ -220,6 +242,7 @@ pub fn plan(
             current_name: current.name.clone(),
         });
     }
+    native_unchanged(current, target)?;
     let graph = Graph::new(&[current, target], known);
     let Some(chain) = graph.chain(&current.version, &target.version) else {
         return Err(no_path(&graph, current, target, known));

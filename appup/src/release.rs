@@ -62,15 +62,22 @@ pub struct Application {
     pub pos: Pos,
 }
 
-/// One module: a cdylib file with its checksum and version.
+/// One module: a cdylib file with its checksum and version, or a native server type linked
+/// into the node executable (`native = true`, no file and no sha256).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Module {
     /// Module name (unique within the release).
     pub name: String,
-    /// Library file, relative to the release directory.
+    /// Library file, relative to the release directory; empty for a native module.
     pub file: String,
-    /// sha256 of the library file, 64 lowercase hex digits.
+    /// sha256 of the library file, 64 lowercase hex digits; empty for a native module, and
+    /// for a cdylib of a source manifest read with [`Release::parse_source`] that gives none.
     pub sha256: String,
+    /// A server type statically linked into the node executable and registered by it (see
+    /// `relup_runtime::service::Natives`): nothing is loaded from a file, and its code changes
+    /// only with a new executable (a node restart), never in a hot upgrade.
+    #[serde(default)]
+    pub native: bool,
     /// Module version; the application version when not given.
     pub version: Version,
     /// Where the module table starts.
@@ -262,10 +269,21 @@ impl Release {
     /// applications / modules (module names are unique across the release) / child ids,
     /// children and config keys naming known modules, config defaults matching their type.
     pub fn parse(text: &str, file: &str) -> Result<Release, Errors> {
+        Release::parse_as(text, file, Digests::Required)
+    }
+
+    /// Parses a source `release.toml` (what `relup release` packs): as [`Release::parse`],
+    /// except that a cdylib module may leave out `sha256` (the packer computes it; the field
+    /// is then empty). A `sha256` that is given must still be 64 hex digits.
+    pub fn parse_source(text: &str, file: &str) -> Result<Release, Errors> {
+        Release::parse_as(text, file, Digests::Optional)
+    }
+
+    fn parse_as(text: &str, file: &str, digests: Digests) -> Result<Release, Errors> {
         let src = Source::new(text, file);
         let raw: RawRelease = toml::from_str(text).map_err(|e| syntax(&src, &e, RELEASE_SHAPE))?;
         let mut errs = Vec::new();
-        let rel = convert_release(&src, raw, &mut errs);
+        let rel = convert_release(&src, raw, digests, &mut errs);
         if errs.is_empty()
             && let Some(rel) = rel
         {
@@ -355,6 +373,14 @@ fn collect_paths(path: String, s: &Supervisor, out: &mut Vec<String>) {
     }
 }
 
+/// Whether a cdylib module must carry its `sha256` (a packed manifest) or may leave it out
+/// (a source manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Digests {
+    Required,
+    Optional,
+}
+
 const RELEASE_SHAPE: &str = "a release.toml: name, version, [[applications]] with name, version, [[applications.modules]], optional [applications.supervisor] and [[applications.config]]";
 
 pub(crate) fn syntax(src: &Source<'_>, e: &toml::de::Error, expected: &str) -> Errors {
@@ -429,8 +455,12 @@ struct RawApplication {
 #[serde(deny_unknown_fields)]
 struct RawModule {
     name: Spanned<String>,
-    file: Spanned<String>,
-    sha256: Spanned<String>,
+    #[serde(default)]
+    file: Option<Spanned<String>>,
+    #[serde(default)]
+    sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    native: bool,
     #[serde(default)]
     version: Option<Spanned<String>>,
 }
@@ -504,7 +534,12 @@ fn invalid(src: &Source<'_>, s: &Spanned<String>, what: &str, expected: &str) ->
     }
 }
 
-fn convert_release(src: &Source<'_>, raw: RawRelease, errs: &mut Vec<Error>) -> Option<Release> {
+fn convert_release(
+    src: &Source<'_>,
+    raw: RawRelease,
+    digests: Digests,
+    errs: &mut Vec<Error>,
+) -> Option<Release> {
     let version = parse_version(src, &raw.version, "release version", errs);
     if raw.name.get_ref().trim().is_empty() {
         errs.push(invalid(src, &raw.name, "release name", "a non-empty name"));
@@ -513,7 +548,7 @@ fn convert_release(src: &Source<'_>, raw: RawRelease, errs: &mut Vec<Error>) -> 
     for a in raw.applications {
         let pos = src.pos(&a.span());
         let a = a.into_inner();
-        if let Some(app) = convert_app(src, a, pos, errs) {
+        if let Some(app) = convert_app(src, a, pos, digests, errs) {
             apps.push(app);
         }
     }
@@ -535,6 +570,7 @@ fn convert_app(
     src: &Source<'_>,
     a: RawApplication,
     pos: Pos,
+    digests: Digests,
     errs: &mut Vec<Error>,
 ) -> Option<Application> {
     let version = parse_version(src, &a.version, "application version", errs);
@@ -542,19 +578,17 @@ fn convert_app(
     for m in a.modules {
         let mpos = src.pos(&m.span());
         let m = m.into_inner();
-        let sha = m.sha256.get_ref();
-        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            errs.push(invalid(src, &m.sha256, "sha256", "64 hex digits"));
-        }
         let mver = match &m.version {
             Some(v) => parse_version(src, v, "module version", errs),
             None => version.clone(),
         };
+        let (file, sha256) = module_source(src, &m, mpos, digests, errs);
         if let Some(mver) = mver {
             modules.push(Module {
                 name: m.name.into_inner(),
-                file: m.file.into_inner(),
-                sha256: m.sha256.into_inner().to_ascii_lowercase(),
+                file,
+                sha256,
+                native: m.native,
                 version: mver,
                 pos: mpos,
             });
@@ -579,6 +613,58 @@ fn convert_app(
         config,
         pos,
     })
+}
+
+/// A module's `file` and `sha256` (lowercase): both required for a cdylib of a packed
+/// manifest, `sha256` optional in a source one, neither allowed for a native module.
+fn module_source(
+    src: &Source<'_>,
+    m: &RawModule,
+    pos: Pos,
+    digests: Digests,
+    errs: &mut Vec<Error>,
+) -> (String, String) {
+    let name = m.name.get_ref();
+    if m.native {
+        if m.file.is_some() || m.sha256.is_some() {
+            errs.push(Error::InvalidValue {
+                at: Location::new(src.file, pos),
+                what: format!("native module `{name}`"),
+                found: "with file or sha256".into(),
+                expected: "neither: a native module is linked into the node executable".into(),
+            });
+        }
+        return (String::new(), String::new());
+    }
+    let Some(file) = &m.file else {
+        errs.push(Error::InvalidValue {
+            at: Location::new(src.file, pos),
+            what: format!("module `{name}`"),
+            found: "without file".into(),
+            expected: "`file = \"lib/<library>.so\"`, or `native = true` for a server type linked into the node executable".into(),
+        });
+        return (String::new(), String::new());
+    };
+    let sha256 = match &m.sha256 {
+        Some(sha) => {
+            let text = sha.get_ref();
+            if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                errs.push(invalid(src, sha, "sha256", "64 hex digits"));
+            }
+            text.to_ascii_lowercase()
+        }
+        None if digests == Digests::Optional => String::new(),
+        None => {
+            errs.push(Error::InvalidValue {
+                at: Location::new(src.file, pos),
+                what: format!("module `{name}`"),
+                found: "without sha256".into(),
+                expected: "the sha256 of its library (64 hex digits), as `relup release` writes it into a packed release.toml".into(),
+            });
+            String::new()
+        }
+    };
+    (file.get_ref().clone(), sha256)
 }
 
 fn strategy(src: &Source<'_>, s: &Spanned<String>, errs: &mut Vec<Error>) -> Option<Strategy> {

@@ -13,6 +13,10 @@
 //! - The upgrade hooks ([`Node::suspend`], [`Node::change_code`], [`Node::resume`], ...) let
 //!   the release handler switch code and migrate state with rollback.
 //!
+//! - Running a node on a release root ([`service::Service`]): what `relup start` does (node
+//!   lock, boot of the permanent release, control socket, scheduled upgrades, config watcher,
+//!   signals, clean stop), with the service's own native server types registered.
+//!
 //! Module authors depend on `relup-module`; services embed this crate.
 
 mod behaviour;
@@ -37,6 +41,7 @@ pub mod release;
 mod reply;
 mod run;
 mod scheduler;
+pub mod service;
 pub mod snapshot;
 mod supervisor;
 pub mod tables;

@@ -247,8 +247,12 @@ fn deploy_then_unpack_round_trip_and_known_releases() {
     assert_eq!(r.status(&v("0.1.0")), Some(ReleaseStatus::Permanent));
     assert_eq!(r.running().unwrap().version, v("0.1.0"));
     let launcher = fs::read_to_string(root.launcher("ticker")).unwrap();
+    // It names the root literally, runs the permanent release's executable when it has
+    // one, else relup from PATH (launchers_run_relup_with_the_root runs it).
+    assert!(launcher.starts_with("#!/bin/sh\n"), "{launcher}");
+    assert!(launcher.contains("\nROOT='/"), "{launcher}");
     assert!(
-        launcher.starts_with("#!/bin/sh\nexec relup --root '"),
+        launcher.ends_with("exec relup --root \"$ROOT\" \"$@\"\n"),
         "{launcher}"
     );
     let mode = fs::metadata(root.launcher("ticker"))
@@ -256,9 +260,13 @@ fn deploy_then_unpack_round_trip_and_known_releases() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o111, 0o111);
-    assert_eq!(
-        fs::read_to_string(root.config_file()).unwrap(),
-        "[ticker.ticker_server]\ninterval_ms = 1000\n"
+    // The release's config.toml values, under the header (this release declares no key,
+    // so the value is listed as set but not declared).
+    let live = fs::read_to_string(root.config_file()).unwrap();
+    assert!(live.starts_with("# Operator-set configuration"), "{live}");
+    assert!(
+        live.ends_with("[ticker.ticker_server]\ninterval_ms = 1000\n"),
+        "{live}"
     );
 
     // Deploying again into a non-empty root is refused.
@@ -617,11 +625,17 @@ fn pack_takes_a_top_level_appup_and_refreshes_sha256_on_request() {
             "release.toml"
         ]
     );
-    // Unpacks into a fresh root (no config.toml: none is copied).
+    // Unpacks into a fresh root; the release has no config.toml, so config/config.toml
+    // sets nothing (every declared key, if any, is a commented default).
     let root_path = tmp.path().join("root");
     deploy(&t, &root_path).unwrap();
     let root = ReleaseRoot::open(&root_path).unwrap();
-    assert!(!root.config_file().exists());
+    let live = fs::read_to_string(root.config_file()).unwrap();
+    assert!(
+        live.lines()
+            .all(|l| l.is_empty() || l.starts_with('#') || l.starts_with('[')),
+        "{live}"
+    );
     assert_eq!(known_releases(&root).unwrap()[0].appups.len(), 1);
 }
 

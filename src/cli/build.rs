@@ -35,13 +35,15 @@ fn build_cdylibs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
         if message.get("reason").and_then(|r| r.as_str()) != Some("compiler-artifact") {
             continue;
         }
+        // A crate of the release directory: the one at its top, or a member of the
+        // workspace it holds (a project of `relup new`).
         let manifest_path = message
             .get("manifest_path")
             .and_then(|m| m.as_str())
             .map(PathBuf::from);
         let ours = manifest_path
-            .zip(std::fs::canonicalize(&manifest).ok())
-            .is_some_and(|(a, b)| std::fs::canonicalize(a).is_ok_and(|a| a == b));
+            .zip(std::fs::canonicalize(dir).ok())
+            .is_some_and(|(a, dir)| std::fs::canonicalize(a).is_ok_and(|a| a.starts_with(dir)));
         let cdylib = message
             .pointer("/target/kind")
             .and_then(|k| k.as_array())
@@ -77,13 +79,39 @@ fn copy(from: &Path, to: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The executable `--exe` names: `self` is the one running this command.
+fn node_executable(exe: &Path) -> Result<PathBuf, Failure> {
+    let path = if exe == Path::new("self") {
+        std::env::current_exe()
+            .map_err(|e| Failure(format!("--exe self: cannot find this executable: {e}")))?
+    } else {
+        exe.to_path_buf()
+    };
+    if !path.is_file() {
+        return Err(Failure(format!(
+            "--exe {}: not a file; expected the node executable to pack (the relup binary, your service's binary, or `self`)",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
 /// `relup release <dir>`: builds the crate's cdylib(s), stages release.toml, the appups, the
-/// config and the libraries at the paths release.toml names, and packs the tarball.
-pub fn release(dir: &Path, out: Option<&Path>, json: bool) -> Result<(), Failure> {
+/// config, the libraries at the paths release.toml names and, with `exe`, the node executable
+/// as bin/relup-node, and packs the tarball.
+pub fn release(
+    dir: &Path,
+    out: Option<&Path>,
+    exe: Option<&Path>,
+    json: bool,
+) -> Result<(), Failure> {
+    let exe = exe.map(node_executable).transpose()?;
     let manifest_path = dir.join("release.toml");
     let text = std::fs::read_to_string(&manifest_path)
         .map_err(|e| Failure(format!("{}: {e}", manifest_path.display())))?;
-    let release = Release::parse(&text, &manifest_path.display().to_string())?;
+    // A source manifest may leave out the modules' sha256: the packer computes them (and the
+    // packed release.toml, which unpack reads strictly, carries every one).
+    let release = Release::parse_source(&text, &manifest_path.display().to_string())?;
     let libs = if dir.join("Cargo.toml").is_file() {
         build_cdylibs(dir)?
     } else {
@@ -115,6 +143,7 @@ pub fn release(dir: &Path, out: Option<&Path>, json: bool) -> Result<(), Failure
         .applications
         .iter()
         .flat_map(|a| a.modules.iter())
+        .filter(|m| !m.native)
         .collect();
     for module in &modules {
         let wanted = Path::new(&module.file)
@@ -136,6 +165,9 @@ pub fn release(dir: &Path, out: Option<&Path>, json: bool) -> Result<(), Failure
         };
         copy(&source, &staging.join(&module.file))?;
     }
+    if let Some(exe) = &exe {
+        copy(exe, &staging.join(relup_runtime::release::NODE_EXECUTABLE))?;
+    }
     let out_dir = out.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let options = relup_runtime::release::PackOptions {
         refresh_sha256: true,
@@ -146,11 +178,14 @@ pub fn release(dir: &Path, out: Option<&Path>, json: bool) -> Result<(), Failure
     if json {
         println!(
             "{}",
-            serde_json::json!({ "tarball": tarball, "name": release.name, "version": release.version.to_string() })
+            serde_json::json!({ "tarball": tarball, "name": release.name, "version": release.version.to_string(), "executable": exe })
         );
     } else {
+        let with = exe.map_or_else(String::new, |exe| {
+            format!(" with node executable {}", exe.display())
+        });
         println!(
-            "packed {} {} into {}",
+            "packed {} {}{with} into {}",
             release.name,
             release.version,
             tarball.display()
@@ -181,13 +216,13 @@ pub fn deploy(tarball: &Path, root: &Path, json: bool) -> Result<(), Failure> {
 
 const PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Source directories carry placeholder sha256 values (the packer fills them in). Use the
+/// Source directories carry no sha256, or placeholders (the packer fills them in). Use the
 /// library's real digest when it is in the directory; otherwise the module cannot be compared,
 /// so it gets a digest of its version and is treated as changed when the version changes.
 fn fill_digests(release: &mut Release, dir: &Path) {
     for app in &mut release.applications {
         for module in &mut app.modules {
-            if module.sha256 != PLACEHOLDER {
+            if module.native || !(module.sha256.is_empty() || module.sha256 == PLACEHOLDER) {
                 continue;
             }
             match relup_runtime::release::sha256_file(&dir.join(&module.file)) {
@@ -213,7 +248,7 @@ pub fn generate(old_dir: &Path, new_dir: &Path) -> Result<(), Failure> {
         let path = dir.join("release.toml");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
-        Ok(Release::parse(&text, &path.display().to_string())?)
+        Ok(Release::parse_source(&text, &path.display().to_string())?)
     };
     let (mut old, mut new) = (read(old_dir)?, read(new_dir)?);
     fill_digests(&mut old, old_dir);

@@ -1,130 +1,41 @@
 //! Starting and stopping the node process.
 //!
 //! `relup start` re-runs this binary as `relup start --foreground` in its own process group,
-//! with output to `<root>/log/node.log`, and waits until the control socket answers.
-//! The foreground node boots the permanent release, serves the control socket, and stops on
-//! `relup stop`, SIGTERM or SIGINT. SIGHUP (sent by `logrotate` after it moves the logs)
-//! reopens `log/node.log` onto the node's stdout and stderr when that is where its output
-//! goes (a node of `relup start`), and the node keeps running; a console node, whose output
-//! is a terminal, stops on SIGHUP, as a terminal hangup means. The journal,
-//! `log/upgrade.log`, follows a rotation by itself.
+//! with output to `<root>/log/node.log`, and waits until the control socket answers. The
+//! foreground node is [`relup_runtime::service::Service::run`]: it boots the permanent
+//! release, serves the control socket, and stops on `relup stop`, SIGTERM or SIGINT. SIGHUP
+//! (sent by `logrotate` after it moves the logs) reopens `log/node.log` onto the node's
+//! stdout and stderr when that is where its output goes (a node of `relup start`), and the
+//! node keeps running; a console node, whose output is a terminal, stops on SIGHUP, as a
+//! terminal hangup means. The journal, `log/upgrade.log`, follows a rotation by itself.
 //!
-//! One node per root: the foreground node takes an `flock` on `<root>/run/node.lock` before it
-//! boots anything and holds it for its whole life (the kernel releases it when the process
-//! dies, however it dies); the file holds the node's pid. A second node on the same root
-//! finds the lock taken and exits at once, touching neither `run/node.pid` nor the socket.
-//! `relup start` reports success only once `run/node.pid` names its own child and the socket
-//! answers, so of two concurrent starts exactly one says "node started".
+//! One node per root: the node holds an `flock` on `<root>/run/node.lock` for its whole life
+//! ([`NodeLock`]). `relup start` reports success only once `run/node.pid` names its own child
+//! and the socket answers, so of two concurrent starts exactly one says "node started".
 
 use super::Failure;
-use relup_runtime::control::{ControlServer, Event, Request};
-use relup_runtime::handler::ReleaseHandler;
+use relup_runtime::control::{Event, Request};
 use relup_runtime::release::ReleaseRoot;
-use relup_runtime::{Node, NodeConfig};
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use relup_runtime::service::{Natives, NodeLock, Service, ServiceError, answers};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const SHUTDOWN: Duration = Duration::from_secs(30);
+const SHUTDOWN: Duration = relup_runtime::service::DEFAULT_SHUTDOWN_TIMEOUT;
 
-/// `<root>/run/node.pid`: the pid of the node that runs on `root`.
-pub(super) fn pid_file(root: &ReleaseRoot) -> PathBuf {
-    root.run_dir().join("node.pid")
-}
-
-/// `<root>/log/node.log`: the node's output.
-pub(super) fn node_log(root: &ReleaseRoot) -> PathBuf {
-    root.log_dir().join("node.log")
-}
-
-/// Whether the node of `root` answers a status request (within the control timeout).
-fn answers(root: &ReleaseRoot) -> bool {
-    super::remote::send(&root.path, &Request::Status, &mut |_| {})
-        .is_ok_and(|e| matches!(e, Event::Done { .. }))
-}
-
-/// `<root>/run/node.lock`: locked by the node that runs on the root, for its whole life; it
-/// holds that node's pid. It is never removed (a removed lock file could be locked twice).
-fn lock_file(root: &ReleaseRoot) -> PathBuf {
-    root.run_dir().join("node.lock")
-}
-
-/// How long taking the node lock is retried: a `relup start` that only checks the lock holds
-/// it for microseconds, a node holds it for its life.
-const LOCK_PATIENCE: Duration = Duration::from_millis(200);
-
-/// The node lock of a root: taken, or held by another process.
-enum NodeLock {
-    /// Taken: held while the file stays open.
-    Held(File),
-    /// Another process holds it; the pid it wrote, if any yet.
-    Busy(Option<i32>),
-}
-
-/// Takes the node lock of `root` (retried for [`LOCK_PATIENCE`]).
+/// Takes the node lock of `root`, as a CLI failure.
 fn take_lock(root: &ReleaseRoot) -> Result<NodeLock, Failure> {
-    let path = lock_file(root);
-    let cannot = |e: std::io::Error| {
-        Failure(format!(
-            "cannot lock {}: {e}; nothing was started (check the permissions of {})",
-            path.display(),
-            root.run_dir().display()
-        ))
-    };
-    std::fs::create_dir_all(root.run_dir()).map_err(cannot)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(cannot)?;
-    let deadline = Instant::now() + LOCK_PATIENCE;
-    loop {
-        // SAFETY: flock on a descriptor this function owns; no memory is involved.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(NodeLock::Held(file));
-        }
-        let error = std::io::Error::last_os_error();
-        match error.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {}
-            _ => return Err(cannot(error)),
-        }
-        if Instant::now() >= deadline {
-            let holder = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|text| text.lines().next()?.trim().parse().ok())
-                .filter(|pid: &i32| *pid > 0);
-            return Ok(NodeLock::Busy(holder));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Writes this process's pid into the held lock file (over any older pid).
-fn write_lock_pid(root: &ReleaseRoot, lock: &File) -> Result<(), Failure> {
-    let text = format!("{}\n", std::process::id());
-    lock.write_all_at(text.as_bytes(), 0)
-        .and_then(|()| lock.set_len(text.len() as u64))
-        .map_err(|e| Failure(format!("{}: {e}", lock_file(root).display())))
+    Ok(NodeLock::take(root)?)
 }
 
 /// The refusal of a second node on `root`.
 fn already_running(root: &ReleaseRoot, pid: Option<i32>) -> Failure {
-    let who = pid.map_or_else(
-        || format!("its pid is not yet in {}", lock_file(root).display()),
-        |pid| format!("pid {pid}"),
-    );
-    Failure(format!(
-        "a node is already running on {} ({who}); nothing was started: `relup status` shows it, `relup stop` stops it",
-        root.path.display()
-    ))
+    ServiceError::AlreadyRunning {
+        root: root.path.clone(),
+        pid,
+    }
+    .into()
 }
 
 fn alive(pid: i32) -> bool {
@@ -156,18 +67,19 @@ fn check_dirs(root: &Path) -> Result<(), Failure> {
 }
 
 /// `relup start`.
-pub fn start(root: &Path, foreground: bool, json: bool) -> Result<(), Failure> {
+pub fn start(root: &Path, foreground: bool, natives: Natives, json: bool) -> Result<(), Failure> {
     check_dirs(root)?;
     let root = ReleaseRoot::open(root)?;
     if foreground {
-        return run_node(&root);
+        Service::new(&root.path).natives(natives).run()?;
+        return Ok(());
     }
     match take_lock(&root)? {
         NodeLock::Busy(pid) => return Err(already_running(&root, pid)),
         // Only a check: released at once for the node to take.
         NodeLock::Held(probe) => drop(probe),
     }
-    let log_path = node_log(&root);
+    let log_path = root.node_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -227,176 +139,10 @@ pub fn start(root: &Path, foreground: bool, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and the threads it starts later), and
-/// returns the set for `sigwait`.
-fn block_stop_signals() -> libc::sigset_t {
-    // SAFETY: sigset manipulation on a local set; pthread_sigmask on the calling thread.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-/// What SIGHUP does to the node, decided by where its output goes when it starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Hangup {
-    /// Output is `log/node.log` (a node of `relup start`): reopen it.
-    Reopen,
-    /// Output is a terminal (a console node): the terminal hung up, stop.
-    Stop,
-    /// Output goes elsewhere (a pipe, another file): nothing to reopen, keep running.
-    Ignore,
-}
-
-/// The (device, inode) of an open descriptor.
-fn fd_identity(fd: libc::c_int) -> Option<(u64, u64)> {
-    // SAFETY: fstat fills a zeroed stat for a descriptor number; no memory is shared.
-    unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        (libc::fstat(fd, &mut stat) == 0).then_some((stat.st_dev, stat.st_ino))
-    }
-}
-
-/// What SIGHUP will do, from what stdout is now.
-fn on_hangup(log_path: &Path) -> Hangup {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: isatty only inspects the descriptor.
-    if unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1 {
-        return Hangup::Stop;
-    }
-    let log = std::fs::metadata(log_path).ok().map(|m| (m.dev(), m.ino()));
-    if log.is_some() && log == fd_identity(libc::STDOUT_FILENO) {
-        Hangup::Reopen
-    } else {
-        Hangup::Ignore
-    }
-}
-
-/// SIGHUP: opens `log_path` anew (creating it when `logrotate` moved it away) and puts it on
-/// stdout and stderr; says so in the new file, or why not in the old one.
-fn hangup_reopen(hangup: Hangup, log_path: &Path) {
-    use std::io::Write;
-    if hangup == Hangup::Ignore {
-        println!(
-            "SIGHUP: the output is not {}; nothing to reopen",
-            log_path.display()
-        );
-        return;
-    }
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    let reopened = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .and_then(|log| {
-            for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
-                // SAFETY: dup2 onto the standard descriptors of this process; `log` stays
-                // open until both are duplicated.
-                if unsafe { libc::dup2(log.as_raw_fd(), fd) } < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    match reopened {
-        Ok(()) => println!("SIGHUP: reopened {}", log_path.display()),
-        Err(e) => eprintln!(
-            "SIGHUP: cannot reopen {}: {e}; the output still goes to the old file",
-            log_path.display()
-        ),
-    }
-}
-
-fn run_node(root: &ReleaseRoot) -> Result<(), Failure> {
-    // Before anything is booted or written over: one node per root, for its whole life.
-    let lock = match take_lock(root)? {
-        NodeLock::Held(lock) => lock,
-        NodeLock::Busy(pid) => return Err(already_running(root, pid)),
-    };
-    write_lock_pid(root, &lock)?;
-    // A node of a relup that did not lock the root keeps its files too.
-    if answers(root) {
-        return Err(Failure(format!(
-            "a node is already running on {}",
-            root.path.display()
-        )));
-    }
-    let signals = block_stop_signals();
-    let node = Node::start(NodeConfig::default())?;
-    let handler = match ReleaseHandler::start(node.clone(), root.clone()) {
-        Ok(handler) => Arc::new(handler),
-        Err(e) => {
-            node.shutdown(SHUTDOWN);
-            return Err(e.into());
-        }
-    };
-    // Written before the socket answers: `relup start` returns as soon as it does, and what
-    // follows (`relup stop`, a test's SIGKILL) reads the pid from this file.
-    let pid_path = pid_file(root);
-    relup_runtime::release::write_atomic(
-        &pid_path,
-        format!("{}\n", std::process::id()).as_bytes(),
-    )?;
-    let server = match ControlServer::bind(handler.clone(), &root.control_socket()) {
-        Ok(server) => server,
-        Err(e) => {
-            let _ = std::fs::remove_file(&pid_path);
-            handler.stop(SHUTDOWN);
-            node.shutdown(SHUTDOWN);
-            return Err(e.into());
-        }
-    };
-    handler.start_scheduler();
-    let stopper = server.stopper();
-    let log_path = node_log(root);
-    let hangup = on_hangup(&log_path);
-    std::thread::Builder::new()
-        .name("relup-signals".into())
-        .spawn(move || {
-            loop {
-                let mut sig: libc::c_int = 0;
-                // SAFETY: waits for one of the blocked signals of `signals`.
-                if unsafe { libc::sigwait(&signals, &mut sig) } != 0 {
-                    continue;
-                }
-                if sig == libc::SIGHUP && hangup != Hangup::Stop {
-                    hangup_reopen(hangup, &log_path);
-                    continue;
-                }
-                let _ = stopper.send(format!("signal {sig}"));
-                return;
-            }
-        })?;
-    let running = handler.running();
-    println!(
-        "node {} running {} {}; control socket {}",
-        std::process::id(),
-        running.release.name,
-        running.release.version,
-        root.control_socket().display()
-    );
-    let reason = server.wait_for_stop();
-    println!("stopping: {reason}");
-    server.close();
-    handler.stop(SHUTDOWN);
-    node.shutdown(SHUTDOWN);
-    let _ = std::fs::remove_file(&pid_path);
-    println!("node stopped");
-    // Released last: nothing of this node is left when another may start.
-    drop(lock);
-    Ok(())
-}
-
 /// `relup stop`: asks the node to stop and waits until its process is gone.
 pub fn stop(root: &Path, json: bool) -> Result<(), Failure> {
     let root = ReleaseRoot::new(root);
-    let pid: i32 = std::fs::read_to_string(pid_file(&root))
+    let pid: i32 = std::fs::read_to_string(root.pid_file())
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);

@@ -1,19 +1,40 @@
-//! The command-line interface: argument definitions and dispatch.
+//! The `relup` command line, as a library: the `relup` binary runs [`main`], and a service's
+//! own binary runs [`main_with`] with its native server types, so that the same commands
+//! (`start`, `stop`, `status`, `upgrade`, `downgrade`, ...) work with that binary, packed in a
+//! self-contained release and run by `bin/<name>`.
+//!
+//! ```no_run
+//! # use relup_module::{Context, Server};
+//! # #[derive(serde::Serialize, serde::Deserialize)]
+//! # struct Greeter;
+//! # impl Server for Greeter {
+//! #     type Args = (); type Call = (); type Reply = (); type Cast = (); type Info = ();
+//! #     fn init(_: (), _: &mut Context<'_>) -> Result<Self, String> { Ok(Greeter) }
+//! #     fn handle_call(&mut self, _: (), _: &mut Context<'_>) {}
+//! # }
+//! use relup::runtime::service::Natives;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     relup::cli::main_with(Natives::new().add::<Greeter>("greeter", "1.0.0"))
+//! }
+//! ```
 
 mod build;
 mod config;
 mod daemon;
+mod new;
 mod output;
 mod remote;
 
 use clap::{Parser, Subcommand};
+use relup_runtime::service::Natives;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Erlang/OTP-style hot code upgrades for long-lived Rust services.
 #[derive(Parser, Debug)]
 #[command(name = "relup", version, about, propagate_version = true)]
-pub struct Cli {
+struct Cli {
     /// The release root (default: $RELUP_ROOT).
     #[arg(long, global = true, env = "RELUP_ROOT")]
     root: Option<PathBuf>,
@@ -34,6 +55,30 @@ enum Command {
         /// Where to write the tarball (default: the current directory).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Pack this node executable (the `relup` binary, or the service's own binary built
+        /// on `relup::cli::main_with`) as bin/relup-node: a self-contained release, whose
+        /// `bin/<name>` runs it instead of `relup` from PATH. `self` packs the executable
+        /// running this command.
+        #[arg(long, value_name = "PATH")]
+        exe: Option<PathBuf>,
+    },
+    /// Write a new project for a service on relup: a workspace with a module crate,
+    /// release.toml, the next version's appup and a README of the next steps.
+    New {
+        /// The project (and release) name: a lowercase letter, then lowercase letters,
+        /// digits or `_`.
+        name: String,
+        /// Add a node binary of the service's own (`node/`, on relup::cli::main_with), to
+        /// register native server types and pack into self-contained releases.
+        #[arg(long)]
+        host: bool,
+        /// Where to create the project directory (default: the current directory).
+        #[arg(long, value_name = "PARENT")]
+        dir: Option<PathBuf>,
+        /// The relup checkout the project depends on by path (default: the one this relup
+        /// was built from).
+        #[arg(long, value_name = "DIR")]
+        relup_path: Option<PathBuf>,
     },
     /// Unpack a first release into an empty root and make it permanent.
     Deploy {
@@ -206,7 +251,7 @@ impl InstallFlags {
 
 /// A failure to report: one line on stderr, exit code 1; with `--json`, also one JSON object
 /// on stdout ([`output::error_json`]).
-pub struct Failure(pub String);
+pub(crate) struct Failure(pub String);
 
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(error: E) -> Self {
@@ -220,12 +265,20 @@ fn root(cli: &Cli) -> Result<PathBuf, Failure> {
         .ok_or_else(|| Failure("no release root: pass --root <dir> or set RELUP_ROOT".into()))
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli, natives: Natives) -> Result<(), Failure> {
     let json = cli.json;
     match &cli.command {
-        Command::Release { dir, out } => build::release(dir, out.as_deref(), json),
+        Command::Release { dir, out, exe } => {
+            build::release(dir, out.as_deref(), exe.as_deref(), json)
+        }
+        Command::New {
+            name,
+            host,
+            dir,
+            relup_path,
+        } => new::new_project(name, *host, dir.as_deref(), relup_path.as_deref(), json),
         Command::Deploy { tarball, root } => build::deploy(tarball, root, json),
-        Command::Start { foreground } => daemon::start(&root(&cli)?, *foreground, json),
+        Command::Start { foreground } => daemon::start(&root(&cli)?, *foreground, natives, json),
         Command::Stop => daemon::stop(&root(&cli)?, json),
         Command::Status => remote::status(&root(&cli)?, json),
         Command::Releases => remote::releases(&root(&cli)?, json),
@@ -266,14 +319,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Parses the arguments, runs the command, and turns a failure into exit code 1 (2 and 3 for an
-/// upgrade or downgrade rolled back or refused, see [`output::Outcome`]): a line on stderr for
-/// people and, with `--json`, `{"error": ..., "running": ...}` on stdout for programs (the
-/// last line there, after any events the command streamed).
+/// The `relup` command line with no native server types: [`main_with`] an empty [`Natives`].
 pub fn main() -> ExitCode {
+    main_with(Natives::new())
+}
+
+/// Parses the process's arguments as the `relup` command line and runs the command; a node
+/// this process runs (`start --foreground`, or the background node `start` re-runs this
+/// executable as) registers `natives` before it boots the release. A failure is exit code 1
+/// (2 and 3 for an upgrade or downgrade rolled back or refused): a line on stderr for people
+/// and, with `--json`, `{"error": ..., "running": ...}` on stdout for programs (the last line
+/// there, after any events the command streamed).
+///
+/// Call it from `main` before starting threads: it restores the default SIGPIPE disposition
+/// (a reader that goes away, as in `status | head -1`, ends the process quietly).
+pub fn main_with(natives: Natives) -> ExitCode {
+    // SAFETY: restores the default disposition of SIGPIPE, before this function starts any
+    // thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let json = cli.json;
-    match run(cli) {
+    match run(cli, natives) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(message)) => {
             if json {

@@ -77,7 +77,7 @@ fn may_be_silent(request: &Request) -> bool {
 
 /// The pid in `<root>/run/node.pid`, if it holds one.
 pub(super) fn node_pid(root: &ReleaseRoot) -> Option<i32> {
-    std::fs::read_to_string(super::daemon::pid_file(root))
+    std::fs::read_to_string(root.pid_file())
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .filter(|pid| *pid > 0)
@@ -104,12 +104,12 @@ fn seconds(d: Duration) -> String {
 /// What to say when the node stays silent: who it is, what to check, what happens to the
 /// request.
 fn silent_node(root: &ReleaseRoot, pid: Option<i32>, waited: Duration) -> Failure {
-    let log = super::daemon::node_log(root);
+    let log = root.node_log();
     let Some(pid) = pid else {
         return Failure(format!(
             "the node did not answer within {} and {} names no pid: is it stopped (kill -STOP) or overloaded? check {}; RELUP_CONTROL_TIMEOUT=60s waits longer",
             seconds(waited),
-            super::daemon::pid_file(root).display(),
+            root.pid_file().display(),
             log.display()
         ));
     };
@@ -165,7 +165,7 @@ pub(super) fn send(
         )),
         Err(e @ (ClientError::Dropped { .. } | ClientError::NoAnswer)) => Err(Failure(format!(
             "{e}: the node may have run out of threads or memory, or crashed; it may or may not have carried out the request: check {} and `relup status`",
-            super::daemon::node_log(&root).display()
+            root.node_log().display()
         ))),
         Err(e) => Err(e.into()),
     }

@@ -9,75 +9,19 @@
 //! cargo run -p relup-example-embed -- path/to/libcounter.so   # plus a cdylib child
 //! ```
 
-use relup_module::{Context, ExitReason, Server};
+use relup_example_embed::{GREETER, Greeter, GreeterCall, GreeterReply};
 use relup_runtime::{ChildSpec, Expect, Node, NodeConfig, Strategy, SupervisorSpec};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// A native server: greets people and counts greetings.
-#[derive(Serialize, Deserialize)]
-struct Greeter {
-    greeting: String,
-    greeted: u64,
-}
-
-/// Requests the greeter answers.
-#[derive(Serialize, Deserialize)]
-enum GreeterCall {
-    Greet(String),
-    Count,
-}
-
-/// Replies of the greeter.
-#[derive(Serialize, Deserialize, Debug)]
-enum GreeterReply {
-    Text(String),
-    Count(u64),
-}
-
-impl Server for Greeter {
-    type Args = String;
-    type Call = GreeterCall;
-    type Reply = GreeterReply;
-    type Cast = String;
-    type Info = ();
-
-    fn init(greeting: String, _ctx: &mut Context<'_>) -> Result<Self, String> {
-        Ok(Greeter {
-            greeting,
-            greeted: 0,
-        })
-    }
-
-    fn handle_call(&mut self, request: GreeterCall, _ctx: &mut Context<'_>) -> GreeterReply {
-        match request {
-            GreeterCall::Greet(name) => {
-                self.greeted += 1;
-                GreeterReply::Text(format!("{}, {name}!", self.greeting))
-            }
-            GreeterCall::Count => GreeterReply::Count(self.greeted),
-        }
-    }
-
-    fn handle_cast(&mut self, greeting: String, _ctx: &mut Context<'_>) {
-        self.greeting = greeting;
-    }
-
-    fn terminate(&mut self, reason: &ExitReason, _ctx: &mut Context<'_>) {
-        println!(
-            "greeter: terminating ({reason}) after {} greetings",
-            self.greeted
-        );
-    }
-}
-
 fn run(module: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     let timeout = Duration::from_secs(5);
     let node = Node::start(NodeConfig::default())?;
     println!("node: {} scheduler threads", node.schedulers());
-    node.code().register_native::<Greeter>("greeter", "1.0.0")?;
+    node.code()
+        .register_native::<Greeter>(GREETER.0, GREETER.1)?;
     let mut children = vec![ChildSpec::worker("greeter", "greeter", "Hello").named("greeter")];
     if let Some(path) = &module {
         // SAFETY: the library runs in this process; whoever names it on the command line

@@ -99,6 +99,72 @@ impl LiveConfig {
         out
     }
 
+    /// The file's text for `release`: under a header, every key the release declares, one
+    /// `[app.module]` table per module with keys, in manifest order. A key the operator set is
+    /// a plain `key = value` line; a key left at its default is a commented `# key = default`
+    /// line, so the file shows every key with the value in effect. A trailing comment gives
+    /// the key's type, range and allowed values (and the default of a set key). Keys the
+    /// operator set that the release does not declare follow as plain lines (the next prune
+    /// removes them). Comments are ignored when the file is read, so it reads back as
+    /// [`LiveConfig::render`]'s text does.
+    pub fn render_for(&self, release: &relup_appup::Release) -> String {
+        let mut out = String::from(HEADER);
+        out.push_str(&format!(
+            "# Keys of release {} {}: a commented line is a default in effect.\n",
+            release.name, release.version
+        ));
+        let mut shown: Vec<(&str, &str, &str)> = Vec::new();
+        for app in &release.applications {
+            let mut modules: Vec<&str> = Vec::new();
+            for key in &app.config {
+                if !modules.contains(&key.module.as_str()) {
+                    modules.push(&key.module);
+                }
+            }
+            for module in modules {
+                out.push_str(&format!(
+                    "\n[{}.{}]\n",
+                    toml_key(&app.name),
+                    toml_key(module)
+                ));
+                for key in app.config.iter().filter(|k| k.module == module) {
+                    let about = describe(key);
+                    match self.value(&app.name, module, &key.key) {
+                        Some(value) => out.push_str(&format!(
+                            "{} = {}  # {about}; default {}\n",
+                            toml_key(&key.key),
+                            inline(value),
+                            inline(&key.default)
+                        )),
+                        None => out.push_str(&format!(
+                            "# {} = {}  # default; {about}\n",
+                            toml_key(&key.key),
+                            inline(&key.default)
+                        )),
+                    }
+                    shown.push((&app.name, module, &key.key));
+                }
+            }
+        }
+        let mut rest = LiveConfig::default();
+        for (app, module, key, value) in self.entries() {
+            if !shown.contains(&(app.as_str(), module.as_str(), key.as_str())) {
+                rest.set(&app, &module, &key, value);
+            }
+        }
+        if !rest.apps.is_empty() {
+            out.push_str("\n# Set, but not declared by this release:\n");
+            let text = rest.render();
+            out.push_str(text.strip_prefix(HEADER).unwrap_or(&text));
+        }
+        out
+    }
+
+    /// The operator's value of a key, if set.
+    pub fn value(&self, app: &str, module: &str, key: &str) -> Option<&toml::Value> {
+        self.apps.get(app)?.get(module)?.get(key)
+    }
+
     /// Sets a value.
     pub fn set(&mut self, app: &str, module: &str, key: &str, value: toml::Value) {
         self.apps
@@ -139,6 +205,41 @@ impl LiveConfig {
         }
         out
     }
+}
+
+/// `name` as a TOML key: bare when it can be, else a quoted string.
+fn toml_key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        name.to_string()
+    } else {
+        toml::Value::String(name.to_string()).to_string()
+    }
+}
+
+/// A value on one line (tables inline, as `{ a = 1 }`).
+fn inline(value: &toml::Value) -> String {
+    value.to_string().replace('\n', " ")
+}
+
+/// A key's type, range and allowed values, for the comment after it.
+fn describe(key: &relup_appup::ConfigKey) -> String {
+    let ty = serde_json::to_value(key.ty)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut about = ty;
+    if let Some((lo, hi)) = key.range {
+        about.push_str(&format!(" in [{lo}, {hi}]"));
+    }
+    if let Some(allowed) = &key.allowed {
+        let list: Vec<String> = allowed.iter().map(inline).collect();
+        about.push_str(&format!(", one of {}", list.join(", ")));
+    }
+    about
 }
 
 /// A configuration value as TOML (for display and persistence).
@@ -185,6 +286,49 @@ mod tests {
             "{err}"
         );
         assert!(live.remove("ticker", "ticker_server", "mode"));
+        let release = relup_appup::Release::parse(
+            r#"name = "t"
+version = "1.0.0"
+[[applications]]
+name = "ticker"
+version = "1.0.0"
+[[applications.modules]]
+name = "ticker_server"
+file = "lib/t.so"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+[[applications.config]]
+module = "ticker_server"
+key = "ticker"
+type = "duration_ms"
+default = 1000
+range = [10, 600000]
+[[applications.config]]
+module = "ticker_server"
+key = "mode"
+type = "string"
+default = "slow"
+allowed = ["slow", "fast"]
+"#,
+            "release.toml",
+        )
+        .unwrap();
+        let text = live.render_for(&release);
+        assert!(
+            text.contains(
+                "[ticker.ticker_server]\nticker = 1500  # duration_ms in [10, 600000]; default 1000\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("# mode = \"slow\"  # default; string, one of \"slow\", \"fast\"\n"),
+            "{text}"
+        );
+        assert_eq!(LiveConfig::parse(&text, "config.toml").unwrap(), live);
+        live.set("gone", "m", "k", toml::Value::Boolean(true));
+        let text = live.render_for(&release);
+        assert!(text.contains("[gone.m]\nk = true"), "{text}");
+        assert_eq!(LiveConfig::parse(&text, "config.toml").unwrap(), live);
+        live.remove("gone", "m", "k");
         assert!(live.remove("ticker", "ticker_server", "ticker"));
         assert!(live.apps.is_empty());
     }

@@ -407,7 +407,7 @@ impl ConfigStore {
             format!("config: {} rejected line(s) appended", rejected.len())
         });
         let changes: Vec<ChangeLine> = accepted.iter().map(|(_, c)| c.clone()).collect();
-        self.commit(&changes)?;
+        self.commit(release, &changes)?;
         crate::fault::crash_point(|| format!("config: {} change(s) applied", changes.len()));
         for r in &rejected {
             self.log(
@@ -464,7 +464,7 @@ impl ConfigStore {
 
     /// Persists `changes` to `config.toml` (atomically), then sets them in the env and
     /// delivers `config_change` to each application's processes.
-    fn commit(&self, changes: &[ChangeLine]) -> Result<(), ConfigError> {
+    fn commit(&self, release: &Release, changes: &[ChangeLine]) -> Result<(), ConfigError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -473,7 +473,7 @@ impl ConfigStore {
         for c in changes {
             live.set(&c.app, &c.module, &c.key, c.value.clone());
         }
-        write_atomic(&path, live.render().as_bytes())
+        write_atomic(&path, live.render_for(release).as_bytes())
             .map_err(|e| ConfigError::Io(e.to_string()))?;
         let mut per_app: BTreeMap<&str, ConfigChange> = BTreeMap::new();
         for c in changes {
@@ -504,7 +504,7 @@ impl ConfigStore {
         let change = resolve_child_id(release, parse_line(line).map_err(ConfigError::Rejected)?);
         self.validate(release, &change)
             .map_err(ConfigError::Rejected)?;
-        self.commit(std::slice::from_ref(&change))?;
+        self.commit(release, std::slice::from_ref(&change))?;
         self.log(
             2,
             &format!(
@@ -577,7 +577,8 @@ impl ConfigStore {
     }
 
     /// Brings `config.toml` in line with `release` after an install (call it while holding
-    /// [`ConfigStore::hold`]): keys the release no longer declares are dropped (the env
+    /// [`ConfigStore::hold`]): the file lists the release's keys (see
+    /// [`LiveConfig::render_for`]); keys the release no longer declares are dropped (the env
     /// already lost them), and an operator's value that the release no longer accepts (a
     /// narrowed range, a type change, a value no longer allowed) is reset to the release's
     /// default, in the file and in the env, and delivered through `config_change`. Without the
@@ -620,9 +621,12 @@ impl ConfigStore {
                 }
             }
         }
-        if !removed.is_empty() || !lines.is_empty() {
-            write_atomic(&path, live.render().as_bytes())
-                .map_err(|e| ConfigError::Io(e.to_string()))?;
+        // Rewritten when anything changed, and when the release's keys differ from those the
+        // file lists (an install of a release that declares other keys or defaults).
+        let text = live.render_for(release);
+        let listed = std::fs::read_to_string(&path).unwrap_or_default();
+        if !removed.is_empty() || !lines.is_empty() || (text != listed && path.exists()) {
+            write_atomic(&path, text.as_bytes()).map_err(|e| ConfigError::Io(e.to_string()))?;
         }
         if !removed.is_empty() {
             let line = format!(

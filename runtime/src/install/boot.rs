@@ -3,7 +3,7 @@
 
 use super::convert::{config_value, supervisor_spec};
 use super::error::InstallError;
-use crate::code_server::{Expect, LoadedModule};
+use crate::code_server::{Expect, LoadedModule, Origin};
 use crate::node::Node;
 use relup_appup::Release;
 use relup_module::{ExitReason, Pid};
@@ -43,6 +43,9 @@ pub(crate) fn load_checked(
         module: module.name.clone(),
         reason,
     };
+    if module.native {
+        return native_registered(node, module).map_err(fail);
+    }
     let path = dir.join(&module.file);
     let digest = node
         .code()
@@ -63,6 +66,32 @@ pub(crate) fn load_checked(
     // boots, its bytes those its manifest names by sha256 (checked again on the copy that is
     // opened): running it is what the operator asked for.
     unsafe { node.code().load_verified(&path, &expect, &digest) }.map_err(|e| fail(e.to_string()))
+}
+
+/// The native module (`native = true` in release.toml) that the node executable registered
+/// under `module.name`, at the version the manifest names.
+fn native_registered(
+    node: &Node,
+    module: &relup_appup::Module,
+) -> Result<Arc<LoadedModule>, String> {
+    let registered = node
+        .code()
+        .current(&module.name)
+        .filter(|m| matches!(m.origin(), Origin::Native));
+    match registered {
+        Some(m) if *m.version() == module.version => Ok(m),
+        Some(m) => Err(format!(
+            "release.toml names native module {} {}, the node executable registered {} {}; a native module changes with the executable (deploy a release that carries the new executable and restart the node)",
+            module.name,
+            module.version,
+            m.name(),
+            m.version()
+        )),
+        None => Err(format!(
+            "release.toml names native module {} {}, which this node executable does not register; run the node with the service's own binary (the one that registers it, see relup_runtime::service::Natives), not the plain `relup`",
+            module.name, module.version
+        )),
+    }
 }
 
 /// Boots `release` from `dir` on `node`. On failure, whatever was started is stopped again.

@@ -5,13 +5,17 @@ use super::error::{RemoveError, UnpackError};
 use super::layout::{ReleaseRoot, launcher_script};
 use super::releases_file::{Releases, ReleasesLock, now_unix};
 use super::unpack::{UnpackedRelease, unpack};
+use crate::config::LiveConfig;
 use semver::Version;
 use std::fs;
 use std::path::Path;
 
 /// Unpacks a first release into an empty (or missing) root at `root_path`, records it as
-/// permanent (it is then the running release too), installs the `bin/<name>` launcher and
-/// copies the release's `config.toml` to `config/config.toml` unless that exists.
+/// permanent (it is then the running release too), installs the `bin/<name>` launcher and,
+/// unless it exists, writes `config/config.toml`: the values of the release's `config.toml`
+/// (if it has one) as set values, and every other key the release declares as a commented
+/// line with its default (see [`crate::config::LiveConfig::render_for`]), so the operator
+/// finds every key that can be set.
 pub fn deploy(tarball: &Path, root_path: &Path) -> Result<UnpackedRelease, UnpackError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -56,10 +60,15 @@ pub fn deploy(tarball: &Path, root_path: &Path) -> Result<UnpackedRelease, Unpac
     write_atomic_mode(&launcher, launcher_script(Some(&abs)).as_bytes(), 0o755)
         .map_err(io(&launcher))?;
     let live = root.config_file();
-    let default = root.release_config(vsn);
-    if !live.exists() && default.is_file() {
-        let bytes = fs::read(&default).map_err(io(&default))?;
-        write_atomic(&live, &bytes).map_err(io(&live))?;
+    if !live.exists() {
+        let values =
+            LiveConfig::load(&root.release_config(vsn)).map_err(|problem| UnpackError::Entry {
+                tarball: tarball.to_path_buf(),
+                entry: "config.toml".into(),
+                problem,
+                expected: "[app.module] tables of key = value".into(),
+            })?;
+        write_atomic(&live, values.render_for(&unpacked.release).as_bytes()).map_err(io(&live))?;
     }
     Ok(unpacked)
 }

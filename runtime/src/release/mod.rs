@@ -28,7 +28,7 @@ pub use atomic::{sync_dir, write_atomic, write_atomic_mode};
 pub use deploy::{deploy, remove};
 pub use error::{KnownError, PackError, RemoveError, UnpackError};
 pub use known::{known_releases, known_releases_each};
-pub use layout::{ReleaseRoot, launcher_script, tarball_name};
+pub use layout::{NODE_EXECUTABLE, ReleaseRoot, launcher_script, tarball_name};
 pub use manifest::{MANIFEST, Manifest, ManifestFile, sha256_file, sha256_hex};
 pub use package::{PackOptions, pack, pack_with};
 pub use recover::{RecoverError, recover};

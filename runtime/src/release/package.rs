@@ -2,8 +2,11 @@
 //!
 //! The package holds, at the top level of the archive (no leading directory):
 //! `MANIFEST` (first), then sorted by path: `appup/<app>.toml`, `bin/<name>` (launcher,
-//! mode 0755), `config.toml` (if the release has one), the module libraries at the paths
-//! release.toml names, and `release.toml` with every module's sha256 filled in / verified.
+//! mode 0755), `bin/relup-node` (the node executable, mode 0755, when the release directory
+//! has one: a self-contained release), `config.toml` (if the release has one), the module
+//! libraries at the paths release.toml names, and `release.toml` with every module's sha256
+//! filled in / verified. The MANIFEST lists the sha256 of every file, the executable's too,
+//! and unpack checks them all before anything is installed.
 //! Every entry has mtime 0, uid/gid 0, no user/group names, mode 0644 (0755 for the
 //! launcher); the gzip header has no name and mtime 0. Packing twice gives the same bytes.
 
@@ -208,6 +211,18 @@ fn collect(
             source: release_dir.join("bin").join(&release.name),
         },
     )?;
+
+    let executable = release_dir.join(super::layout::NODE_EXECUTABLE);
+    if executable.is_file() {
+        add(
+            super::layout::NODE_EXECUTABLE.to_string(),
+            Item {
+                bytes: fs::read(&executable).map_err(io_err(&executable))?,
+                mode: 0o755,
+                source: executable,
+            },
+        )?;
+    }
 
     let limits = Limits::default();
     let total: u64 = items.values().map(|i| i.bytes.len() as u64).sum();

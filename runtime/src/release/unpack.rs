@@ -393,7 +393,7 @@ fn verify(
         });
     }
     for app in &release.applications {
-        for m in &app.modules {
+        for m in app.modules.iter().filter(|m| !m.native) {
             let found = files.get(&m.file).map(|(sha, _)| sha.as_str());
             if found != Some(m.sha256.as_str()) {
                 return Err(UnpackError::Entry {
