@@ -14,8 +14,9 @@ use std::ffi::c_void;
 ///
 /// History: 1 = the first ABI; 2 = TCP ports (`HostApi::tcp_*`, `InfoFfi::port`, the
 /// `TCP_*` info kinds); 3 = node-owned tables (`HostApi::table_*`, [`table_status`],
-/// [`table_flags`], [`TransformFn`]).
-pub const ABI_VERSION: u32 = 3;
+/// [`table_flags`], [`TransformFn`]); 4 = outbound TCP (`HostApi::tcp_connect`, the
+/// `TCP_CONNECTED` info kind).
+pub const ABI_VERSION: u32 = 4;
 
 /// Name of the one symbol a module library exports: `extern "C" fn() -> *const ModuleDescriptor`.
 pub const DESCRIPTOR_SYMBOL: &str = "relup_module_descriptor";
@@ -122,6 +123,10 @@ pub mod info_kind {
     /// A connection or listener closed (not at the owner's own request): `port` = its id,
     /// payload = the reason text (see `relup_module::CloseReason`).
     pub const TCP_CLOSED: u32 = 5;
+    /// An outbound connection (`HostApi::tcp_connect`) is established: `port` = the
+    /// connection, payload = the peer address as text. Its bytes follow as `TCP_DATA`; a
+    /// connect that fails ends in `TCP_CLOSED` instead.
+    pub const TCP_CONNECTED: u32 = 6;
 }
 
 /// An info message as it crosses the boundary.
@@ -350,6 +355,12 @@ pub struct HostApi {
         user: *const c_void,
         out: *const Sink,
     ) -> i32,
+    /// Starts connecting to `addr` (UTF-8, `host:port`; a name is resolved by the system's
+    /// resolver, which may block) without waiting; the connection is owned by the calling
+    /// process. Returns its port id, or 0 and writes the error text to `out` (a bad address,
+    /// no descriptor left). The owner then gets `TCP_CONNECTED`, or `TCP_CLOSED` if the
+    /// connect fails. Output sent before it is established is queued.
+    pub tcp_connect: unsafe extern "C" fn(ctx: *mut c_void, addr: Slice, out: *const Sink) -> u64,
 }
 
 /// An opaque module-owned server instance (the process state).

@@ -71,6 +71,9 @@ impl std::error::Error for CallError {}
 pub enum TcpError {
     /// The listener could not be opened (bad address, address in use, ...), with the reason.
     Listen(String),
+    /// The connect could not be started (bad address, name not resolved, ...), with the
+    /// reason. (A connect refused by the peer arrives later, as `Info::TcpClosed`.)
+    Connect(String),
     /// No such port: never opened, or closed already.
     NoPort(PortId),
     /// Only the port's owner may do that.
@@ -89,6 +92,7 @@ impl std::fmt::Display for TcpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TcpError::Listen(why) => write!(f, "cannot listen: {why}"),
+            TcpError::Connect(why) => write!(f, "cannot connect: {why}"),
             TcpError::NoPort(port) => write!(f, "no such port {port} (closed?)"),
             TcpError::NotOwner(port) => write!(f, "not the owner of {port}"),
             TcpError::OutputFull(port) => write!(f, "output limit reached on {port}; closed"),
@@ -342,6 +346,29 @@ impl<'a> Context<'a> {
             Err(TcpError::Listen(text))
         } else {
             Ok((PortId(id), text))
+        }
+    }
+
+    /// Opens an outbound TCP connection to `addr` (`host:port`; a host name is resolved by
+    /// the system's resolver, which may block this process), owned by this process, without
+    /// waiting for it: [`crate::Info::TcpConnected`] arrives once it is established (then its
+    /// bytes as [`crate::Info::TcpData`]), or [`crate::Info::TcpClosed`] if it fails (refused,
+    /// unreachable). [`Context::tcp_send`] may be called at once: output waits for the
+    /// connection. Like an accepted connection it is the node's: it stays open across every
+    /// upgrade, downgrade and rollback of this process's module, is read with the same
+    /// back-pressure, and closes when this process exits or calls [`Context::tcp_close`].
+    pub fn tcp_connect(&self, addr: &str) -> Result<PortId, TcpError> {
+        let mut out = Vec::new();
+        let sink = Sink::for_vec(&mut out);
+        // SAFETY: as in `call`.
+        let id =
+            unsafe { (self.host.tcp_connect)(self.host.ctx, Slice::new(addr.as_bytes()), &sink) };
+        if id == 0 {
+            Err(TcpError::Connect(
+                String::from_utf8_lossy(&out).into_owned(),
+            ))
+        } else {
+            Ok(PortId(id))
         }
     }
 

@@ -205,6 +205,10 @@ unsafe extern "C" fn handle_info<S: Server>(
                 conn: PortId(info.port),
                 bytes: payload.to_vec(),
             },
+            info_kind::TCP_CONNECTED => Info::TcpConnected {
+                conn: PortId(info.port),
+                peer: String::from_utf8_lossy(payload).into_owned(),
+            },
             info_kind::TCP_CLOSED => Info::TcpClosed {
                 port: PortId(info.port),
                 reason: CloseReason::from_text(&String::from_utf8_lossy(payload)),

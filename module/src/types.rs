@@ -177,6 +177,15 @@ pub enum Info<T> {
         /// The bytes.
         bytes: Vec<u8>,
     },
+    /// An outbound connection this process opened with `Context::tcp_connect` is
+    /// established; its bytes follow as [`Info::TcpData`]. (A connect that fails ends in
+    /// [`Info::TcpClosed`] instead.)
+    TcpConnected {
+        /// The connection.
+        conn: PortId,
+        /// The peer's address (`127.0.0.1:6379`).
+        peer: String,
+    },
     /// A connection (or listener) this process owns closed, not at its own request. It is
     /// the last message about that port.
     TcpClosed {

@@ -261,6 +261,12 @@ impl ModuleInstance {
                 conn.0,
                 peer.to_string().into_bytes(),
             ),
+            TcpEvent::Connected { conn, peer } => (
+                abi::info_kind::TCP_CONNECTED,
+                0,
+                conn.0,
+                peer.to_string().into_bytes(),
+            ),
             TcpEvent::Data { conn, bytes, .. } => {
                 let info = InfoFfi {
                     kind: abi::info_kind::TCP_DATA,

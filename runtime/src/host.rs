@@ -113,6 +113,7 @@ pub(crate) fn api(cx: &ProcCx<'_>) -> HostApi {
         table_delete: host_table_delete,
         table_set_heir: host_table_set_heir,
         table_transform: host_table_transform,
+        tcp_connect: host_tcp_connect,
     }
 }
 
@@ -332,6 +333,30 @@ unsafe extern "C" fn host_tcp_listen(ctx: *mut c_void, addr: Slice, out: *const 
                 put(local.to_string().as_bytes());
                 id.0
             }
+            Err(e) => {
+                put(e.to_string().as_bytes());
+                0
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn host_tcp_connect(ctx: *mut c_void, addr: Slice, out: *const Sink) -> u64 {
+    // SAFETY: slice valid for the call.
+    let addr = unsafe { bytes(addr) };
+    let put = |b: &[u8]| {
+        if !out.is_null() {
+            // SAFETY: the module's sink is valid for the call.
+            unsafe { (*out).put(b) }
+        }
+    };
+    with_cx(ctx, 0, |cx| {
+        let Ok(addr) = std::str::from_utf8(addr) else {
+            put(b"the address is not UTF-8");
+            return 0;
+        };
+        match cx.node.ports.connect(cx.node, cx.pid(), addr) {
+            Ok(id) => id.0,
             Err(e) => {
                 put(e.to_string().as_bytes());
                 0

@@ -1063,6 +1063,16 @@ impl Node {
         self.inner.ports.listen(&self.inner, owner, addr)
     }
 
+    /// Opens an outbound TCP connection to `addr` owned by process `owner`, which gets
+    /// `Info::TcpConnected` once it is established or `Info::TcpClosed` if it fails (see
+    /// `Context::tcp_connect`). Returns the connection's id at once.
+    pub fn tcp_connect(&self, owner: Pid, addr: &str) -> Result<PortId, PortError> {
+        if !self.is_alive(owner) {
+            return Err(PortError::NoProc(owner));
+        }
+        self.inner.ports.connect(&self.inner, owner, addr)
+    }
+
     /// Queues bytes on a connection (see `Context::tcp_send`).
     pub fn tcp_send(&self, conn: PortId, bytes: &[u8]) -> Result<(), PortError> {
         self.inner.ports.send(conn, bytes)

@@ -1,7 +1,7 @@
 //! Ports on real sockets with a real cdylib (`echo`): accepted connections and bytes arrive
 //! as messages, back-pressure bounds what the node buffers for a suspended owner, sockets
-//! survive an upgrade and a downgrade, an owner's death closes its ports, hand-over, and the
-//! output limit.
+//! survive an upgrade and a downgrade, an owner's death closes its ports, hand-over, the
+//! output limit, and outbound connections (`tcp_connect`) to a real upstream.
 
 mod common;
 
@@ -31,6 +31,8 @@ enum Call {
     Close(u64),
     Take(u64),
     Blast(u64, usize),
+    Connect(String),
+    Upstream(Vec<u8>),
 }
 
 #[derive(Deserialize, Debug)]
@@ -46,6 +48,9 @@ struct Status {
     accepted: u64,
     echoed: u64,
     closed: Vec<(u64, String)>,
+    upstream: Option<u64>,
+    connected: Vec<(u64, String)>,
+    from_upstream: Vec<u8>,
 }
 
 fn quiet_node(limits: PortLimits) -> Node {
@@ -401,5 +406,166 @@ fn node_side_port_calls_check_their_arguments() {
     assert!(matches!(node.tcp_close(conn), Err(PortError::NoPort(_))));
     assert!(done(&node, pid, Call::Close(listener.0)).is_ok());
     assert!(eventually(|| node.ports().is_empty()));
+    node.shutdown(T);
+}
+
+/// A real upstream server on loopback: echoes every connection's bytes; counts the
+/// connections it accepted and says (on `closed`) when one ends.
+struct Upstream {
+    addr: SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    closed: std::sync::mpsc::Receiver<()>,
+}
+
+fn upstream() -> Upstream {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tell, closed) = std::sync::mpsc::channel();
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let tell = tell.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = tell.send(());
+            });
+        }
+    });
+    Upstream {
+        addr,
+        accepted,
+        closed,
+    }
+}
+
+/// Sends `bytes` upstream through `pid` and waits until the upstream's echo of everything
+/// sent so far (`expected`) has come back to the process.
+fn upstream_round_trip(node: &Node, pid: Pid, bytes: &[u8], expected: &[u8]) {
+    assert_eq!(done(node, pid, Call::Upstream(bytes.to_vec())), Ok(()));
+    assert!(
+        eventually(|| status(node, pid).from_upstream == expected),
+        "the upstream's echo of {:?} came back: {:?}",
+        String::from_utf8_lossy(expected),
+        String::from_utf8_lossy(&status(node, pid).from_upstream)
+    );
+}
+
+/// Issue 15, item 5: a module opens an outbound connection, sends on it before it is even
+/// established, and keeps using the same connection across an upgrade, a downgrade and a
+/// rolled-back upgrade of its module: the upstream accepts exactly one connection and gets
+/// every byte in order; the process gets every echo.
+#[test]
+fn an_upstream_connection_stays_open_and_in_use_across_upgrade_downgrade_and_rollback() {
+    let node = quiet_node(PortLimits::default());
+    // SAFETY: fixture libraries of this workspace's tests.
+    let v2 = unsafe { node.code().load(&fixtures().echo_v2, &Expect::default()) }.unwrap();
+    let up = upstream();
+    let pid = spawn_echo(&node, Args::default());
+    assert_eq!(done(&node, pid, Call::Connect(up.addr.to_string())), Ok(()));
+    // Output sent while connecting waits for the connection.
+    assert_eq!(done(&node, pid, Call::Upstream(b"early ".to_vec())), Ok(()));
+    assert!(eventually(|| status(&node, pid).connected.len() == 1));
+    let s = status(&node, pid);
+    assert_eq!(s.connected[0], (s.upstream.unwrap(), up.addr.to_string()));
+    let mut sent = b"early ".to_vec();
+    let mut step = |node: &Node, text: &[u8]| {
+        sent.extend_from_slice(text);
+        upstream_round_trip(node, pid, text, &sent);
+    };
+    step(&node, b"on 1.0.0 ");
+
+    let change = |module, direction, extra: &str| {
+        CodeChange::new(
+            module,
+            direction,
+            relup_module::codec::encode(&extra.to_string()).unwrap(),
+        )
+    };
+    node.upgrade_module(&change(v2.clone(), Direction::Up, ""), T)
+        .unwrap();
+    assert_eq!(status(&node, pid).version, "2.0.0");
+    step(&node, b"on 2.0.0 ");
+    // SAFETY: as above.
+    let v1 = unsafe { node.code().load(&fixtures().echo_v1, &Expect::default()) }.unwrap();
+    node.upgrade_module(&change(v1, Direction::Down, ""), T)
+        .unwrap();
+    assert_eq!(status(&node, pid).version, "1.0.0");
+    step(&node, b"back on 1.0.0 ");
+    let err = node
+        .upgrade_module(&change(v2, Direction::Up, "fail"), T)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("told to fail"), "{err}");
+    assert_eq!(status(&node, pid).version, "1.0.0");
+    step(&node, b"after the rollback");
+
+    let s = status(&node, pid);
+    assert_eq!(up.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(s.closed.is_empty(), "{:?}", s.closed);
+    assert_eq!(conns(&node).len(), 1, "{:?}", node.ports());
+    node.shutdown(T);
+}
+
+/// A connect the peer refuses ends in `TcpClosed` naming the address; the port is gone.
+#[test]
+fn a_refused_connect_ends_in_tcp_closed_with_the_reason() {
+    let node = quiet_node(PortLimits::default());
+    // A port nobody listens on: bound, then closed.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let pid = spawn_echo(&node, Args::default());
+    assert_eq!(done(&node, pid, Call::Connect(addr.to_string())), Ok(()));
+    let port = status(&node, pid).upstream.expect("a port id at once");
+    assert!(eventually(|| !status(&node, pid).closed.is_empty()));
+    let s = status(&node, pid);
+    assert_eq!(s.closed.len(), 1, "{:?}", s.closed);
+    assert_eq!(s.closed[0].0, port);
+    assert!(
+        s.closed[0].1.contains(&format!("connect to {addr} failed")),
+        "{:?}",
+        s.closed
+    );
+    assert!(s.connected.is_empty());
+    assert!(node.ports().is_empty(), "{:?}", node.ports());
+    node.shutdown(T);
+}
+
+/// A bad address is refused at once with the reason; a connection closes with its owner
+/// (the upstream sees its end); the node's API refuses an owner that does not exist.
+#[test]
+fn bad_addresses_are_refused_and_an_upstream_connection_closes_with_its_owner() {
+    let node = quiet_node(PortLimits::default());
+    let pid = spawn_echo(&node, Args::default());
+    let refused = done(&node, pid, Call::Connect("no port here".into())).unwrap_err();
+    assert!(refused.contains("cannot connect"), "{refused}");
+    assert!(matches!(
+        node.tcp_connect(Pid(999_999), "127.0.0.1:1"),
+        Err(PortError::NoProc(_))
+    ));
+
+    let up = upstream();
+    assert_eq!(done(&node, pid, Call::Connect(up.addr.to_string())), Ok(()));
+    upstream_round_trip(&node, pid, b"hello", b"hello");
+    assert!(node.exit(pid, relup_runtime::ExitReason::Killed));
+    assert!(
+        up.closed.recv_timeout(T).is_ok(),
+        "the upstream sees the connection end"
+    );
+    assert!(eventually(|| node.ports().is_empty()), "{:?}", node.ports());
     node.shutdown(T);
 }

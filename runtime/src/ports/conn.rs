@@ -60,7 +60,7 @@ pub(super) fn reason_of(e: &std::io::Error) -> CloseReason {
     }
 }
 
-/// One accepted connection.
+/// One connection, accepted by a listener or opened by `tcp_connect`.
 pub(crate) struct Conn {
     pub(super) id: PortId,
     pub(super) stream: TcpStream,
@@ -69,6 +69,9 @@ pub(crate) struct Conn {
     owner: AtomicU64,
     /// Claimed by an owner (`set_owner` was called): it may be read.
     pub(super) active: AtomicBool,
+    /// An outbound connect still under way: output is queued, not written, until the poller
+    /// sees it established.
+    pub(super) connecting: AtomicBool,
     /// The poller stopped reading it for back-pressure; whoever clears the flag (after the
     /// cause went away) asks the poller to read again.
     pub(super) paused: AtomicBool,
@@ -90,8 +93,8 @@ impl Conn {
         local: SocketAddr,
         peer: SocketAddr,
         owner: Pid,
-        shared: Weak<Shared>,
-        limits: PortLimits,
+        shared: &Shared,
+        connecting: bool,
     ) -> Conn {
         Conn {
             id,
@@ -100,6 +103,7 @@ impl Conn {
             peer,
             owner: AtomicU64::new(owner.0),
             active: AtomicBool::new(false),
+            connecting: AtomicBool::new(connecting),
             paused: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             unsent: AtomicUsize::new(0),
@@ -110,8 +114,8 @@ impl Conn {
                 pos: 0,
                 state: OutState::Open,
             }),
-            shared,
-            limits,
+            shared: shared.me.clone(),
+            limits: shared.limits,
         }
     }
 
@@ -170,7 +174,7 @@ impl Conn {
             return Err(SendFail::Closed);
         }
         let mut rest = bytes;
-        if out.pending() == 0 {
+        if out.pending() == 0 && !self.connecting.load(Ordering::SeqCst) {
             while !rest.is_empty() {
                 match (&self.stream).write(rest) {
                     Ok(0) => return Err(SendFail::Broken(CloseReason::Reset)),

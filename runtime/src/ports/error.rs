@@ -13,6 +13,15 @@ pub enum PortError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// An outbound connect could not be started (an address that does not parse or resolve,
+    /// no descriptor left). A connect the peer refuses ends later, in a `Closed` event.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
     /// The poller (its epoll instance or thread) could not be started.
     #[error("cannot start the port poller: {0}")]
     Poller(std::io::Error),
@@ -48,6 +57,7 @@ impl PortError {
         match self {
             PortError::NoPort(_)
             | PortError::Listen { .. }
+            | PortError::Connect { .. }
             | PortError::Poller(_)
             | PortError::ShuttingDown => port_status::NO_PORT,
             PortError::NotOwner { .. } => port_status::NOT_OWNER,

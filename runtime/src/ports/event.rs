@@ -19,6 +19,13 @@ pub enum TcpEvent {
         /// The peer's address.
         peer: SocketAddr,
     },
+    /// An outbound connection (`tcp_connect`) is established; it is read from now on.
+    Connected {
+        /// The connection.
+        conn: PortId,
+        /// The peer's address.
+        peer: SocketAddr,
+    },
     /// Bytes read from a connection.
     Data {
         /// The connection.

@@ -19,6 +19,11 @@
 //!   acceptor); parking removes it. Handing over a connection that is already being read moves
 //!   only what is read from then on: messages already delivered stay with the old owner.
 //! - Only the owner may hand a port over; any process may send on a connection or close it.
+//! - Outbound: `tcp_connect` opens a connection owned by the caller without waiting for it.
+//!   The owner gets `Info::TcpConnected` once it is established (it is read from then on, not
+//!   parked), or `Info::TcpClosed` with the reason if the connect fails. Output sent meanwhile
+//!   is queued. From then on it is a connection like an accepted one: owned by the node,
+//!   across every upgrade and rollback, with the same back-pressure and closing rules.
 //!
 //! # Back-pressure
 //! - Input: the bytes delivered to a connection's owner but not handled yet ("in flight") are
@@ -102,7 +107,7 @@ impl Default for PortLimits {
 pub enum PortKind {
     /// A listening socket.
     Listener,
-    /// A connection (accepted by one of the node's listeners).
+    /// A connection (accepted by one of the node's listeners, or opened by `tcp_connect`).
     Connection,
 }
 
@@ -169,6 +174,16 @@ impl Ports {
         addr: &str,
     ) -> Result<(PortId, SocketAddr), PortError> {
         self.started(node)?.listen(owner, addr)
+    }
+
+    /// Starts an outbound connection to `addr` owned by `owner`.
+    pub(crate) fn connect(
+        &self,
+        node: &Arc<NodeInner>,
+        owner: Pid,
+        addr: &str,
+    ) -> Result<PortId, PortError> {
+        self.started(node)?.connect(owner, addr)
     }
 
     /// Queues bytes on a connection.

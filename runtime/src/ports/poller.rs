@@ -90,10 +90,21 @@ impl Poller {
                 match self.shared.get(id) {
                     Some(Port::Listener(_)) => self.accept(id),
                     Some(Port::Conn(conn)) => {
-                        if event.is_writable() {
+                        let mut just_connected = false;
+                        if conn.connecting.load(Ordering::SeqCst) {
+                            if !self.connected(&conn) {
+                                continue;
+                            }
+                            just_connected = true;
+                        }
+                        if event.is_writable() || just_connected {
                             self.flush(&conn);
                         }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        if just_connected
+                            || event.is_readable()
+                            || event.is_read_closed()
+                            || event.is_error()
+                        {
                             self.pump(&conn);
                         }
                     }
@@ -190,15 +201,7 @@ impl Poller {
                         continue;
                     }
                     let owner = listener.owner();
-                    let conn = Conn::new(
-                        conn_id,
-                        stream,
-                        local,
-                        peer,
-                        owner,
-                        self.shared.me.clone(),
-                        self.shared.limits,
-                    );
+                    let conn = Conn::new(conn_id, stream, local, peer, owner, &self.shared, false);
                     self.shared
                         .insert(conn_id, Port::Conn(Arc::new(conn)), owner);
                     let event = TcpEvent::Accepted {
@@ -215,6 +218,38 @@ impl Poller {
                 }
             }
         }
+    }
+
+    /// An event on an outbound connection still connecting: whether it is established now.
+    /// If so its owner is told (`Connected`) and it is read from now on; if the connect
+    /// failed, it is closed and its owner told why; if neither yet (a spurious wake-up), it
+    /// waits for the next event.
+    fn connected(&mut self, conn: &Arc<Conn>) -> bool {
+        let failed = match conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match conn.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == ErrorKind::NotConnected => return false,
+                Err(e) => Some(e),
+            },
+        };
+        conn.connecting.store(false, Ordering::SeqCst);
+        if let Some(e) = failed {
+            let reason = CloseReason::Error(format!("connect to {} failed: {e}", conn.peer));
+            self.finalize(conn, Some(reason));
+            return false;
+        }
+        let event = TcpEvent::Connected {
+            conn: conn.id,
+            peer: conn.peer,
+        };
+        if !self.shared.deliver(conn.owner(), event) {
+            self.finalize(conn, None);
+            return false;
+        }
+        conn.active.store(true, Ordering::SeqCst);
+        // Output queued while connecting goes now; then reads (the caller flushes and pumps).
+        true
     }
 
     /// Reads a connection into `Data` events while it is claimed, within its limits, and has

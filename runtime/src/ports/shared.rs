@@ -155,6 +155,47 @@ impl Shared {
         Ok((id, local))
     }
 
+    /// Starts an outbound connection to `addr` owned by `owner`: resolved and connected
+    /// without blocking on the connect (a host name is resolved by the system's resolver);
+    /// the poller tells the owner when it is established, or closes it when it fails.
+    pub(super) fn connect(&self, owner: Pid, addr: &str) -> Result<PortId, PortError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(PortError::ShuttingDown);
+        }
+        let failed = |reason: String| PortError::Connect {
+            addr: addr.to_string(),
+            reason,
+        };
+        let peer = match addr.parse::<SocketAddr>() {
+            Ok(peer) => peer,
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(addr)
+                .map_err(|e| failed(e.to_string()))?
+                .next()
+                .ok_or_else(|| failed("the name has no address".into()))?,
+        };
+        let mut stream = mio::net::TcpStream::connect(peer).map_err(|e| failed(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let id = self.next_id();
+        let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
+        self.registry
+            .register(&mut stream, mio::Token(id.0 as usize), interest)
+            .map_err(|e| failed(e.to_string()))?;
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let conn = Conn::new(id, stream, local, peer, owner, self, true);
+        self.insert(id, Port::Conn(Arc::new(conn)), owner);
+        // An owner that exited meanwhile would never close it.
+        if self
+            .node
+            .upgrade()
+            .is_none_or(|node| node.lookup(owner).is_none())
+        {
+            self.command(Command::OwnerExited(owner, vec![id]));
+        }
+        Ok(id)
+    }
+
     /// Queues bytes on a connection.
     pub(super) fn send(&self, port: PortId, bytes: &[u8]) -> Result<(), PortError> {
         let conn = self.conn(port)?;

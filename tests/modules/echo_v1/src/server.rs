@@ -5,6 +5,8 @@
 //! - Bytes are echoed back. A chunk containing `crash` makes it panic (owner death).
 //! - Calls report what it saw, close a port, take a port it does not own (refused), or write
 //!   a large blob without reading (output limit).
+//! - Outbound: `Connect` opens a connection to an upstream (`tcp_connect`); `Upstream` sends
+//!   bytes on it; what the upstream sends back is kept (not echoed) in `Status::from_upstream`.
 
 use relup_module::{Context, Info, PortId, Server};
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,10 @@ pub enum Call {
     Take(u64),
     /// Send `n` bytes of `x` on a connection, 64 KiB at a time; reports the first error.
     Blast(u64, usize),
+    /// Open a connection to this upstream address (the one `Upstream` writes to).
+    Connect(String),
+    /// Send these bytes on the upstream connection.
+    Upstream(Vec<u8>),
 }
 
 /// The answer to `Status`.
@@ -46,6 +52,15 @@ pub struct Status {
     pub echoed: u64,
     /// Closed ports and why.
     pub closed: Vec<(u64, String)>,
+    /// The upstream connection, once `Connect` started it.
+    #[serde(default)]
+    pub upstream: Option<u64>,
+    /// Outbound connections established, with their peer.
+    #[serde(default)]
+    pub connected: Vec<(u64, String)>,
+    /// Bytes the upstream sent, in order.
+    #[serde(default)]
+    pub from_upstream: Vec<u8>,
 }
 
 /// Replies.
@@ -129,6 +144,20 @@ impl Server for Echo {
                 }
                 Reply::Done(Ok(()))
             }
+            Call::Connect(addr) => match ctx.tcp_connect(&addr) {
+                Ok(conn) => {
+                    self.status.upstream = Some(conn.0);
+                    Reply::Done(Ok(()))
+                }
+                Err(e) => Reply::Done(Err(e.to_string())),
+            },
+            Call::Upstream(bytes) => match self.status.upstream {
+                Some(conn) => Reply::Done(
+                    ctx.tcp_send(PortId(conn), &bytes)
+                        .map_err(|e| e.to_string()),
+                ),
+                None => Reply::Done(Err("no upstream connection".into())),
+            },
         }
     }
 
@@ -144,6 +173,12 @@ impl Server for Echo {
                 if let Err(e) = ctx.tcp_set_owner(conn, to) {
                     panic!("cannot hand {conn} over: {e}");
                 }
+            }
+            Info::TcpConnected { conn, peer } => {
+                self.status.connected.push((conn.0, peer));
+            }
+            Info::TcpData { conn, bytes } if Some(conn.0) == self.status.upstream => {
+                self.status.from_upstream.extend_from_slice(&bytes);
             }
             Info::TcpData { conn, bytes } => {
                 if bytes.windows(5).any(|w| w == b"crash") {
