@@ -200,13 +200,15 @@ fn sigkill_while_processing_loses_no_accepted_change_and_never_tears_config_toml
         }
         std::thread::sleep(Duration::from_millis(round * 7));
         t.kill();
-        // Whatever the moment: config.toml is complete TOML, the old or the new value.
+        // Whatever the moment: config.toml is complete TOML, the old or the new value (before
+        // the first change: the commented default deploy wrote).
         if let Ok(live) = std::fs::read_to_string(t.config("config.toml")) {
             // (The restart below also refuses to boot on a config.toml that is not TOML.)
             assert!(
                 live.starts_with("# Operator-set configuration")
                     && live.ends_with("\n")
-                    && live.contains("[ticker.ticker_server]\nticker = "),
+                    && (live.contains("[ticker.ticker_server]\nticker = ")
+                        || live.contains("[ticker.ticker_server]\n# ticker = 1000  # default")),
                 "torn config.toml after SIGKILL:\n{live}"
             );
         }

@@ -283,7 +283,7 @@ fn expect_running(root: &Root, release: &str, module: &str) {
 
 /// `config.toml` holds exactly these values (all of `app`'s module `counter`), as the node
 /// reads it at boot, and as text: exactly the lines `[app.counter]` and `<key> = <value>`
-/// besides comments.
+/// besides comments (whole lines, such as a default's, or after a value).
 fn expect_config(root: &Root, values: &[(&str, i64)], what: &str) {
     let file = root.path.join("config/config.toml");
     let live = LiveConfig::load(&file).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -299,9 +299,10 @@ fn expect_config(root: &Root, values: &[(&str, i64)], what: &str) {
     want.sort();
     assert_eq!(got, want, "{what}: config.toml");
     let text = std::fs::read_to_string(&file).unwrap();
+    // A set key's line ends with a comment (its type and default): the value is before it.
     let mut lines: Vec<&str> = text
         .lines()
-        .map(str::trim)
+        .map(|l| l.split(" #").next().unwrap_or(l).trim())
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
     lines.sort();
