@@ -347,10 +347,16 @@ fn upgrades_and_downgrades_under_http_load() {
     progress(&load, 100);
 
     for cycle in 1..=CYCLES {
+        let before = load.requests.load(Ordering::SeqCst);
         let out = served.relup(&["upgrade", "0.2.0"]);
         assert!(
             out.contains("todos 0.2.0 is running"),
             "upgrade {cycle}: {out}"
+        );
+        // The clients were answered while the command ran (install and probation).
+        assert!(
+            load.requests.load(Ordering::SeqCst) > before,
+            "no request answered during upgrade {cycle}"
         );
         progress(&load, 100);
         let stats = admin.expect("GET", "/stats", "", 200);
@@ -363,10 +369,16 @@ fn upgrades_and_downgrades_under_http_load() {
             format!("up-{cycle}"),
         ));
 
+        let before = load.requests.load(Ordering::SeqCst);
         let out = served.relup(&["downgrade", "0.1.0"]);
         assert!(
             out.contains("todos 0.1.0 is running"),
             "downgrade {cycle}: {out}"
+        );
+        // The clients were answered while the command ran (install and probation).
+        assert!(
+            load.requests.load(Ordering::SeqCst) > before,
+            "no request answered during downgrade {cycle}"
         );
         progress(&load, 100);
         admin.expect("GET", "/stats", "", 404);
