@@ -1,0 +1,155 @@
+//! `relup-http`: the http example's host, the service's own binary.
+//!
+//! `relup-http serve --root R [--listen ADDR]` runs a relup node on the release root `R` (as
+//! `relup start --foreground` does: boot of the permanent release, control socket, scheduled
+//! upgrades, config watcher, signals) and, beside it, an axum HTTP server on tokio. Every
+//! HTTP request crosses into relup at one place, [`bridge`]: it becomes an [`HttpRequest`],
+//! a blocking `Node::call` to the process registered as `todos` runs on tokio's blocking pool
+//! (`spawn_blocking`), and the [`HttpResponse`] the module answers is written back. Routing,
+//! parsing and state live in the `todo_server` cdylib module, so `relup --root R upgrade
+//! 0.2.0` changes them while the HTTP server keeps every connection open; requests that arrive
+//! during the install wait in the process's mailbox and are answered by the new code.
+//!
+//! Any other command line is the whole `relup` command line (`relup::cli::main_with`):
+//! `relup-http --root R upgrade 0.2.0` works as `relup --root R upgrade 0.2.0` does. Note that
+//! `relup-http start` runs a node *without* the HTTP server; `serve` is the way to run it.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use relup::runtime::service::{Natives, Service};
+use relup_example_http_api::{HttpRequest, HttpResponse, SERVER_NAME};
+use relup_runtime::Node;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long a request waits for `todo_server` (an install suspends it for milliseconds).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where `serve` listens by default.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+const USAGE: &str = "usage: relup-http serve [--root ROOT] [--listen ADDR]   (ROOT defaults to \
+                     RELUP_ROOT, ADDR to 127.0.0.1:8080; port 0 picks a free one)\n       \
+                     relup-http <relup command>...";
+
+/// The options of `serve`.
+struct Serve {
+    root: PathBuf,
+    listen: String,
+}
+
+fn parse_serve(args: &[OsString]) -> Result<Serve, String> {
+    let mut root = std::env::var_os("RELUP_ROOT").map(PathBuf::from);
+    let mut listen = DEFAULT_LISTEN.to_string();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match arg.to_str() {
+            Some("--root") => root = Some(PathBuf::from(value("--root")?)),
+            Some("--listen") => {
+                listen = value("--listen")?
+                    .into_string()
+                    .map_err(|a| format!("--listen {a:?} is not UTF-8"))?;
+            }
+            _ => return Err(format!("unexpected argument {arg:?}\n{USAGE}")),
+        }
+    }
+    let root = root.ok_or_else(|| format!("no release root: --root or RELUP_ROOT\n{USAGE}"))?;
+    Ok(Serve { root, listen })
+}
+
+/// Runs the node and the HTTP server until `relup stop`, SIGTERM or SIGINT.
+fn serve(options: Serve) -> Result<(), String> {
+    // First, before tokio starts its threads: the service blocks the stop signals in this
+    // thread, and the runtime's threads inherit that.
+    let running = Service::new(&options.root)
+        .start()
+        .map_err(|e| format!("cannot run a node on {}: {e}", options.root.display()))?;
+    let release = running.handler().running().release;
+    let node = running.node().clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| format!("cannot start tokio: {e}"))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(&options.listen))
+        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("no local address: {e}"))?;
+    println!(
+        "node {} running {} {}; http listening on {addr}",
+        std::process::id(),
+        release.name,
+        release.version,
+    );
+    let app = Router::new().fallback(bridge).with_state(node);
+    let server = runtime.spawn(async move { axum::serve(listener, app).await });
+    // Serves until a stop is asked for; then the node stops, and the HTTP server with it.
+    let reason = running.wait();
+    println!("stopping: {reason}");
+    server.abort();
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    println!("node stopped");
+    Ok(())
+}
+
+/// Where the async world meets relup's processes: every HTTP request, whatever its method and
+/// path, becomes one call to `todo_server`, made on tokio's blocking pool so that no runtime
+/// thread waits on the node.
+async fn bridge(State(node): State<Node>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let Ok(body) = String::from_utf8(body.to_vec()) else {
+        return reply(HttpResponse::error(400, "the body is not UTF-8"));
+    };
+    let request = HttpRequest {
+        method: method.as_str().to_string(),
+        path: uri.path().to_string(),
+        body,
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        node.call::<_, HttpResponse>(SERVER_NAME, &request, CALL_TIMEOUT)
+    })
+    .await;
+    match answer {
+        Ok(Ok(response)) => reply(response),
+        Ok(Err(e)) => reply(HttpResponse::error(
+            503,
+            &format!("{SERVER_NAME} did not answer: {e}"),
+        )),
+        Err(e) => reply(HttpResponse::error(500, &format!("the call failed: {e}"))),
+    }
+}
+
+fn reply(response: HttpResponse) -> Response {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        response.body,
+    )
+        .into_response()
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "serve") {
+        match parse_serve(&args[2..]).and_then(serve) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("relup-http: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    } else {
+        relup::cli::main_with(Natives::new())
+    }
+}
