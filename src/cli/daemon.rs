@@ -16,7 +16,7 @@
 use super::Failure;
 use relup_runtime::control::{Event, Request};
 use relup_runtime::release::ReleaseRoot;
-use relup_runtime::service::{Natives, NodeLock, Service, ServiceError, answers};
+use relup_runtime::service::{Beside, Natives, NodeLock, Service, ServiceError, answers};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -66,12 +66,23 @@ fn check_dirs(root: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `relup start`.
-pub fn start(root: &Path, foreground: bool, natives: Natives, json: bool) -> Result<(), Failure> {
+/// `relup start`. The node (this process with `--foreground`, else the one it starts) runs
+/// `beside` once it serves, if given (see [`super::main_with_beside`]).
+pub fn start(
+    root: &Path,
+    foreground: bool,
+    natives: Natives,
+    beside: Option<Beside>,
+    json: bool,
+) -> Result<(), Failure> {
     check_dirs(root)?;
     let root = ReleaseRoot::open(root)?;
     if foreground {
-        Service::new(&root.path).natives(natives).run()?;
+        let service = Service::new(&root.path).natives(natives);
+        match beside {
+            Some(beside) => service.run_beside(beside)?,
+            None => service.run()?,
+        };
         return Ok(());
     }
     match take_lock(&root)? {

@@ -27,7 +27,7 @@ mod output;
 mod remote;
 
 use clap::{Parser, Subcommand};
-use relup_runtime::service::Natives;
+use relup_runtime::service::{Beside, Natives};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -265,7 +265,7 @@ fn root(cli: &Cli) -> Result<PathBuf, Failure> {
         .ok_or_else(|| Failure("no release root: pass --root <dir> or set RELUP_ROOT".into()))
 }
 
-fn run(cli: Cli, natives: Natives) -> Result<(), Failure> {
+fn run(cli: Cli, natives: Natives, beside: Option<Beside>) -> Result<(), Failure> {
     let json = cli.json;
     match &cli.command {
         Command::Release { dir, out, exe } => {
@@ -278,7 +278,9 @@ fn run(cli: Cli, natives: Natives) -> Result<(), Failure> {
             relup_path,
         } => new::new_project(name, *host, dir.as_deref(), relup_path.as_deref(), json),
         Command::Deploy { tarball, root } => build::deploy(tarball, root, json),
-        Command::Start { foreground } => daemon::start(&root(&cli)?, *foreground, natives, json),
+        Command::Start { foreground } => {
+            daemon::start(&root(&cli)?, *foreground, natives, beside, json)
+        }
         Command::Stop => daemon::stop(&root(&cli)?, json),
         Command::Status => remote::status(&root(&cli)?, json),
         Command::Releases => remote::releases(&root(&cli)?, json),
@@ -334,6 +336,13 @@ pub fn main() -> ExitCode {
 /// Call it from `main` before starting threads: it restores the default SIGPIPE disposition
 /// (a reader that goes away, as in `status | head -1`, ends the process quietly).
 pub fn main_with(natives: Natives) -> ExitCode {
+    main_with_beside(natives, None)
+}
+
+/// [`main_with`], and a node this process runs also runs `beside` once it serves (an HTTP
+/// server, say: see [`Beside`] and `examples/http`), so that `start` of the service's own
+/// binary, or `bin/<name> start` of a root whose release carries it, runs all it serves.
+pub fn main_with_beside(natives: Natives, beside: Option<Beside>) -> ExitCode {
     // SAFETY: restores the default disposition of SIGPIPE, before this function starts any
     // thread.
     unsafe {
@@ -341,7 +350,7 @@ pub fn main_with(natives: Natives) -> ExitCode {
     }
     let cli = Cli::parse();
     let json = cli.json;
-    match run(cli, natives) {
+    match run(cli, natives, beside) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(message)) => {
             if json {

@@ -11,6 +11,10 @@ use std::path::PathBuf;
 /// the pid file is removed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// What the binary runs beside the node ([`super::Beside`]) failed to start; the node
+    /// was stopped.
+    #[error("{0}; the node was stopped")]
+    Beside(String),
     /// The root is missing, not a directory, or its standard directories cannot be created.
     #[error("{source}; nothing was started")]
     Root {

@@ -48,6 +48,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What a service's own binary runs beside its node, in the process that runs it (see
+/// [`Service::run_beside`]): given the node once it serves, it starts what the binary serves
+/// besides (an HTTP server, say) and returns a guard; the guard is dropped when a stop is
+/// asked for, before the node stops, so that what it served can finish on a running node.
+/// An error stops the node and is the run's error.
+pub type Beside = Box<dyn FnOnce(&RunningService) -> Result<Box<dyn std::any::Any>, String>>;
+
 /// How long a stopping node waits for its processes by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -184,7 +191,17 @@ impl Service {
     /// until `relup stop`, SIGTERM or SIGINT (when signals are handled) and stops cleanly;
     /// returns why it stopped. This is `relup start --foreground`.
     pub fn run(self) -> Result<String, ServiceError> {
+        self.run_beside(Box::new(|_| Ok(Box::new(()))))
+    }
+
+    /// [`Service::run`] with `beside` run once the node serves, on this thread (after the
+    /// stop signals are blocked, so threads it starts inherit that); its guard is dropped
+    /// when a stop is asked for, before the node stops. `relup start` of a binary built on
+    /// `relup::cli::main_with_beside` runs its node so.
+    pub fn run_beside(self, beside: Beside) -> Result<String, ServiceError> {
         let running = self.start()?;
+        // On an error `running` is dropped, which stops the node.
+        let guard = beside(&running).map_err(ServiceError::Beside)?;
         let release = running.handler.running().release;
         println!(
             "node {} running {} {}; control socket {}",
@@ -193,8 +210,10 @@ impl Service {
             release.version,
             running.root.control_socket().display()
         );
-        let reason = running.wait();
+        let reason = running.wait_for_stop();
         println!("stopping: {reason}");
+        drop(guard);
+        running.stop();
         println!("node stopped");
         Ok(reason)
     }
@@ -252,12 +271,18 @@ impl RunningService {
     /// the applications shut down, `run/node.pid` goes, and the node lock is released last.
     /// Returns the reason of the stop.
     pub fn wait(mut self) -> String {
-        let reason = self
-            .serving
-            .as_ref()
-            .map_or_else(String::new, |s| s.server.wait_for_stop());
+        let reason = self.wait_for_stop();
         self.shut_down();
         reason
+    }
+
+    /// Blocks until a stop is asked for and returns its reason, without stopping anything
+    /// ([`RunningService::stop`] then does): what a binary serving something beside the node
+    /// uses to stop that first.
+    pub fn wait_for_stop(&self) -> String {
+        self.serving
+            .as_ref()
+            .map_or_else(String::new, |s| s.server.wait_for_stop())
     }
 
     /// Stops the node now (as [`RunningService::wait`] does after a stop request).

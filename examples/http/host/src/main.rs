@@ -10,16 +10,19 @@
 //! 0.2.0` changes them while the HTTP server keeps every connection open; requests that arrive
 //! during the install wait in the process's mailbox and are answered by the new code.
 //!
-//! Any other command line is the whole `relup` command line (`relup::cli::main_with`):
-//! `relup-http --root R upgrade 0.2.0` works as `relup --root R upgrade 0.2.0` does. Note that
-//! `relup-http start` runs a node *without* the HTTP server; `serve` is the way to run it.
+//! Any other command line is the whole `relup` command line (`relup::cli::main_with_beside`):
+//! `relup-http --root R upgrade 0.2.0` works as `relup --root R upgrade 0.2.0` does, and
+//! `relup-http --root R start` (in the background, or `--foreground`) runs the node with the
+//! HTTP server beside it, listening on `RELUP_HTTP_LISTEN` (default 127.0.0.1:8080). Both
+//! ways the HTTP server stops first when a stop is asked for (requests in flight finish on the
+//! running node), then the node.
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use relup::runtime::service::{Natives, Service};
+use relup::runtime::service::{Beside, Natives, RunningService, Service};
 use relup_example_http_api::{HttpRequest, HttpResponse, SERVER_NAME};
 use relup_runtime::Node;
 use std::ffi::OsString;
@@ -30,8 +33,12 @@ use std::time::Duration;
 /// How long a request waits for `todo_server` (an install suspends it for milliseconds).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where `serve` listens by default.
+/// Where the HTTP server listens by default (`serve --listen`, or `RELUP_HTTP_LISTEN` for
+/// `start`).
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// How long a stop waits for the HTTP server to finish the requests in flight.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 const USAGE: &str = "usage: relup-http serve [--root ROOT] [--listen ADDR]   (ROOT defaults to \
                      RELUP_ROOT, ADDR to 127.0.0.1:8080; port 0 picks a free one)\n       \
@@ -69,38 +76,76 @@ fn parse_serve(args: &[OsString]) -> Result<Serve, String> {
 
 /// Runs the node and the HTTP server until `relup stop`, SIGTERM or SIGINT.
 fn serve(options: Serve) -> Result<(), String> {
-    // First, before tokio starts its threads: the service blocks the stop signals in this
-    // thread, and the runtime's threads inherit that.
-    let running = Service::new(&options.root)
-        .start()
-        .map_err(|e| format!("cannot run a node on {}: {e}", options.root.display()))?;
-    let release = running.handler().running().release;
-    let node = running.node().clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| format!("cannot start tokio: {e}"))?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(&options.listen))
-        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("no local address: {e}"))?;
-    println!(
-        "node {} running {} {}; http listening on {addr}",
-        std::process::id(),
-        release.name,
-        release.version,
-    );
-    let app = Router::new().fallback(bridge).with_state(node);
-    let server = runtime.spawn(async move { axum::serve(listener, app).await });
-    // Serves until a stop is asked for; then the node stops, and the HTTP server with it.
-    let reason = running.wait();
-    println!("stopping: {reason}");
-    server.abort();
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    println!("node stopped");
-    Ok(())
+    Service::new(&options.root)
+        .run_beside(http_beside(options.listen))
+        .map(|_| ())
+        .map_err(|e| format!("cannot run a node on {}: {e}", options.root.display()))
+}
+
+/// The HTTP server, run beside the node once it serves (on the node's thread, after the stop
+/// signals are blocked: tokio's threads inherit that). Prints `http listening on ADDR`.
+fn http_beside(listen: String) -> Beside {
+    Box::new(move |running: &RunningService| {
+        let server = HttpServer::start(running, &listen)?;
+        println!("http listening on {}", server.addr);
+        Ok(Box::new(server))
+    })
+}
+
+/// The running HTTP server; dropping it stops it gracefully (no new connection, requests in
+/// flight answered, for at most [`HTTP_DRAIN`]).
+struct HttpServer {
+    addr: std::net::SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl HttpServer {
+    fn start(running: &RunningService, listen: &str) -> Result<HttpServer, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| format!("cannot start tokio: {e}"))?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(listen))
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("no local address: {e}"))?;
+        let app = Router::new()
+            .fallback(bridge)
+            .with_state(running.node().clone());
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let (finished, done) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let stopped = async {
+                let _ = stop.await;
+            };
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await;
+            let _ = finished.send(());
+        });
+        Ok(HttpServer {
+            addr,
+            runtime: Some(runtime),
+            shutdown: Some(shutdown),
+            done,
+        })
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = self.done.recv_timeout(HTTP_DRAIN);
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
 }
 
 /// Where the async world meets relup's processes: every HTTP request, whatever its method and
@@ -150,6 +195,7 @@ fn main() -> ExitCode {
             }
         }
     } else {
-        relup::cli::main_with(Natives::new())
+        let listen = std::env::var("RELUP_HTTP_LISTEN").unwrap_or_else(|_| DEFAULT_LISTEN.into());
+        relup::cli::main_with_beside(Natives::new(), Some(http_beside(listen)))
     }
 }

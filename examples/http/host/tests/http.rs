@@ -440,3 +440,68 @@ fn upgrades_and_downgrades_under_http_load() {
         known.len()
     );
 }
+
+/// `relup-http --root R start` (the background node of the service's own binary, as
+/// `bin/todos start` runs it) serves HTTP too: the server runs beside the node
+/// (`relup::cli::main_with_beside`) on `RELUP_HTTP_LISTEN`, writes and reads work, and
+/// `relup-http stop` stops both.
+#[test]
+fn start_runs_the_http_server_beside_the_background_node() {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("relup-http-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let out = base.join("out");
+    let built = Command::new(HOST)
+        .current_dir(workspace())
+        .env("CARGO_TARGET_DIR", workspace().join("target/fixtures"))
+        .args(["release", "examples/http/v0.1.0", "--out"])
+        .arg(&out)
+        .output()
+        .expect("relup-http release runs");
+    ok(built, "relup-http release");
+    let root = base.join("root");
+    let deployed = Command::new(HOST)
+        .arg("deploy")
+        .arg(out.join("todos-0.1.0.tar.gz"))
+        .arg(&root)
+        .output()
+        .expect("relup-http deploy runs");
+    ok(deployed, "relup-http deploy");
+    let relup = |args: &[&str]| {
+        let output = Command::new(HOST)
+            .env("RELUP_HTTP_LISTEN", "127.0.0.1:0")
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .output()
+            .expect("relup-http runs");
+        ok(output, &format!("relup-http {args:?}"))
+    };
+    relup(&["start"]);
+    // The background node writes its output to log/node.log.
+    let log = root.join("log/node.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .find_map(|l| l.split("http listening on ").nth(1))
+        {
+            break addr.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "no listening line in {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut client = Client::connect(&addr).expect("connect to the HTTP server");
+    let id = client.post("beside").expect("a todo is written");
+    let todo = client.expect("GET", &format!("/todos/{id}"), "", 200);
+    assert_eq!(todo["title"], "beside", "{todo}");
+    drop(client);
+    let stopped = relup(&["stop"]);
+    assert!(stopped.contains("stopped"), "{stopped}");
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "the HTTP server stopped with the node"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
