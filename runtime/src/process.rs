@@ -149,9 +149,11 @@ impl<'a> ControlCx<'a> {
 /// upgrade wait out its suspend timeout and fail. No state has been exported yet, so a call
 /// taken then is answered by the old code on the old state, as it would have been a moment
 /// before; once every process is suspended the group closes and no call is taken until the
-/// upgrade says so ([`SuspendGroup::admit_calls_from`]) or resumes them. Any caller is let
-/// in while the group is open, not only the processes being suspended: telling those apart
-/// would take a list of a million pids built inside the pause this exists to keep short.
+/// upgrade says so ([`SuspendGroup::admit_calls_from`]) or resumes them. A call from any
+/// process is let in while the group is open, not only from the processes being suspended:
+/// telling those apart would take a list of a million pids built inside the pause this
+/// exists to keep short. Calls from outside the node's processes (an embedder's thread) wait
+/// as before: such a caller is never one the upgrade waits for.
 #[derive(Default)]
 pub(crate) struct SuspendGroup {
     open: std::sync::atomic::AtomicBool,
