@@ -351,11 +351,16 @@ impl Tables {
         let table = self.table(id)?;
         table.may_write(caller)?;
         let mut rows = table.rows.write();
-        let current = match rows.get(key) {
-            Some(value) => counter_value(value).ok_or(TableError::NotInteger)?,
-            None => default,
-        };
-        let next = current.checked_add(incr).ok_or(TableError::Overflow)?;
+        // In place when the row exists: one tree descent, no copy of the key, the value's
+        // buffer reused (an insert would copy the key and descend again).
+        if let Some(value) = rows.get_mut(key) {
+            let current = counter_value(value).ok_or(TableError::NotInteger)?;
+            let next = current.checked_add(incr).ok_or(TableError::Overflow)?;
+            value.clear();
+            value.extend_from_slice(next.to_string().as_bytes());
+            return Ok(next);
+        }
+        let next = default.checked_add(incr).ok_or(TableError::Overflow)?;
         rows.insert(key.to_vec(), next.to_string().into_bytes());
         Ok(next)
     }
