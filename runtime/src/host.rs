@@ -1,6 +1,7 @@
 //! The process context ([`ProcCx`]) and the `HostApi` table that hands it to module code.
 
 use crate::node::NodeInner;
+use crate::ports::PortError;
 use crate::process::{InfoMsg, Payload, Process, SysMsg};
 use crate::tables::{Access, TableError};
 use relup_module::abi::{
@@ -314,7 +315,18 @@ unsafe extern "C" fn host_env_get(ctx: *mut c_void, key: Slice, out: *const Sink
     })
 }
 
-unsafe extern "C" fn host_tcp_listen(ctx: *mut c_void, addr: Slice, out: *const Sink) -> u64 {
+/// The body of `tcp_listen` and `tcp_connect`: the address as UTF-8, `open` run on it for the
+/// calling process; the port id, or 0 with the error text written to `out`. `open` may
+/// write text of its own through the writer it is given (the bound address).
+///
+/// # Safety
+/// `addr` and `out` as the host functions receive them: valid for the call.
+unsafe fn open_port(
+    ctx: *mut c_void,
+    addr: Slice,
+    out: *const Sink,
+    open: impl FnOnce(&ProcCx<'_>, &str, &dyn Fn(&[u8])) -> Result<PortId, PortError>,
+) -> u64 {
     // SAFETY: slice valid for the call.
     let addr = unsafe { bytes(addr) };
     let put = |b: &[u8]| {
@@ -328,11 +340,8 @@ unsafe extern "C" fn host_tcp_listen(ctx: *mut c_void, addr: Slice, out: *const 
             put(b"the address is not UTF-8");
             return 0;
         };
-        match cx.node.ports.listen(cx.node, cx.pid(), addr) {
-            Ok((id, local)) => {
-                put(local.to_string().as_bytes());
-                id.0
-            }
+        match open(cx, addr, &put) {
+            Ok(id) => id.0,
             Err(e) => {
                 put(e.to_string().as_bytes());
                 0
@@ -341,28 +350,24 @@ unsafe extern "C" fn host_tcp_listen(ctx: *mut c_void, addr: Slice, out: *const 
     })
 }
 
+unsafe extern "C" fn host_tcp_listen(ctx: *mut c_void, addr: Slice, out: *const Sink) -> u64 {
+    // SAFETY: passed on as received.
+    unsafe {
+        open_port(ctx, addr, out, |cx, addr, put| {
+            let (id, local) = cx.node.ports.listen(cx.node, cx.pid(), addr)?;
+            put(local.to_string().as_bytes());
+            Ok(id)
+        })
+    }
+}
+
 unsafe extern "C" fn host_tcp_connect(ctx: *mut c_void, addr: Slice, out: *const Sink) -> u64 {
-    // SAFETY: slice valid for the call.
-    let addr = unsafe { bytes(addr) };
-    let put = |b: &[u8]| {
-        if !out.is_null() {
-            // SAFETY: the module's sink is valid for the call.
-            unsafe { (*out).put(b) }
-        }
-    };
-    with_cx(ctx, 0, |cx| {
-        let Ok(addr) = std::str::from_utf8(addr) else {
-            put(b"the address is not UTF-8");
-            return 0;
-        };
-        match cx.node.ports.connect(cx.node, cx.pid(), addr) {
-            Ok(id) => id.0,
-            Err(e) => {
-                put(e.to_string().as_bytes());
-                0
-            }
-        }
-    })
+    // SAFETY: passed on as received.
+    unsafe {
+        open_port(ctx, addr, out, |cx, addr, _| {
+            cx.node.ports.connect(cx.node, cx.pid(), addr)
+        })
+    }
 }
 
 unsafe extern "C" fn host_tcp_send(ctx: *mut c_void, port: u64, data: Slice) -> i32 {

@@ -396,7 +396,11 @@ impl Process {
     /// was opened, or grew, after the call was queued); returns true if the caller must
     /// schedule it.
     pub(crate) fn wake_for_admitted(&self) -> bool {
-        let mut mb = self.mailbox.lock();
+        Self::schedule_if_admitted(&mut self.mailbox.lock())
+    }
+
+    /// The check of [`Process::wake_for_admitted`], on a mailbox already locked.
+    fn schedule_if_admitted(mb: &mut Mailbox) -> bool {
         if mb.dead || !mb.suspended || mb.scheduled || !mb.user.iter().any(|e| mb.admits(e)) {
             return false;
         }
@@ -413,11 +417,7 @@ impl Process {
             return false;
         }
         mb.admit_from = from;
-        if mb.scheduled || !mb.user.iter().any(|e| mb.admits(e)) {
-            return false;
-        }
-        mb.scheduled = true;
-        true
+        Self::schedule_if_admitted(&mut mb)
     }
 
     /// Lets a suspended process take ordinary messages again; returns true if it must be

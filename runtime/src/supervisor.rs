@@ -868,18 +868,20 @@ impl Supervisor {
         what: StartWhat,
         reply: crate::reply::ReplyTx,
     ) -> Option<(Reply, crate::reply::ReplyTx)> {
-        if let Some(refused) = self.refusal(&what) {
-            return Some((refused, reply));
-        }
+        // `start` refuses what cannot start; a start put off is checked here first, so that
+        // a refusal does not wait for the hop.
         let Some(module) = self.module_of(&what) else {
             return Some((self.start(cx, what, false), reply));
         };
         match crate::upgrade::start_ticket(cx.node, &module, cx.pid()) {
             Some(_ticket) => Some((self.start(cx, what, false), reply)),
-            None => {
-                self.held_starts.push(HeldStart { what, reply });
-                None
-            }
+            None => match self.refusal(&what) {
+                Some(refused) => Some((refused, reply)),
+                None => {
+                    self.held_starts.push(HeldStart { what, reply });
+                    None
+                }
+            },
         }
     }
 

@@ -131,6 +131,18 @@ impl Shared {
         }
     }
 
+    /// Closes port `id`, just added for `owner`, if `owner` has exited meanwhile (its exit
+    /// would never close it).
+    fn close_if_owner_gone(&self, owner: Pid, id: PortId) {
+        if self
+            .node
+            .upgrade()
+            .is_none_or(|node| node.lookup(owner).is_none())
+        {
+            self.command(Command::OwnerExited(owner, vec![id]));
+        }
+    }
+
     /// Opens a listener owned by `owner`.
     pub(super) fn listen(&self, owner: Pid, addr: &str) -> Result<(PortId, SocketAddr), PortError> {
         if self.stopping.load(Ordering::SeqCst) {
@@ -144,14 +156,7 @@ impl Shared {
         })?;
         let local = listener.local;
         self.insert(id, Port::Listener(Arc::new(listener)), owner);
-        // An owner that exited meanwhile would never close it.
-        if self
-            .node
-            .upgrade()
-            .is_none_or(|node| node.lookup(owner).is_none())
-        {
-            self.command(Command::OwnerExited(owner, vec![id]));
-        }
+        self.close_if_owner_gone(owner, id);
         Ok((id, local))
     }
 
@@ -185,14 +190,7 @@ impl Shared {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let conn = Conn::new(id, stream, local, peer, owner, self, true);
         self.insert(id, Port::Conn(Arc::new(conn)), owner);
-        // An owner that exited meanwhile would never close it.
-        if self
-            .node
-            .upgrade()
-            .is_none_or(|node| node.lookup(owner).is_none())
-        {
-            self.command(Command::OwnerExited(owner, vec![id]));
-        }
+        self.close_if_owner_gone(owner, id);
         Ok(id)
     }
 

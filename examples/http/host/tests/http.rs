@@ -117,6 +117,36 @@ impl Client {
     }
 }
 
+/// A fresh directory `<tmp>/<name>-<pid>` with the tarballs of `versions` built by
+/// `relup-http release` in `out/` and the first one deployed in `root/`: (base, out, root).
+fn deployed(name: &str, versions: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    let base =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let out = base.join("out");
+    for version in versions {
+        // Built in target/fixtures, as the other fixtures: never waits on the lock of the
+        // `cargo test` that runs this.
+        let built = Command::new(HOST)
+            .current_dir(workspace())
+            .env("CARGO_TARGET_DIR", workspace().join("target/fixtures"))
+            .args(["release", &format!("examples/http/v{version}"), "--out"])
+            .arg(&out)
+            .output()
+            .expect("relup-http release runs");
+        ok(built, "relup-http release");
+    }
+    let root = base.join("root");
+    let deployed = Command::new(HOST)
+        .arg("deploy")
+        .arg(out.join(format!("todos-{}.tar.gz", versions[0])))
+        .arg(&root)
+        .output()
+        .expect("relup-http deploy runs");
+    ok(deployed, "relup-http deploy");
+    (base, out, root)
+}
+
 /// A root with todos 0.1.0 deployed and 0.2.0 unpacked, served by `relup-http serve`.
 struct Served {
     base: PathBuf,
@@ -128,30 +158,7 @@ struct Served {
 
 impl Served {
     fn start() -> Served {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("relup-http-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        let out = base.join("out");
-        for version in ["0.1.0", "0.2.0"] {
-            // Built in target/fixtures, as the other fixtures: never waits on the lock of the
-            // `cargo test` that runs this.
-            let built = Command::new(HOST)
-                .current_dir(workspace())
-                .env("CARGO_TARGET_DIR", workspace().join("target/fixtures"))
-                .args(["release", &format!("examples/http/v{version}"), "--out"])
-                .arg(&out)
-                .output()
-                .expect("relup-http release runs");
-            ok(built, "relup-http release");
-        }
-        let root = base.join("root");
-        let deployed = Command::new(HOST)
-            .arg("deploy")
-            .arg(out.join("todos-0.1.0.tar.gz"))
-            .arg(&root)
-            .output()
-            .expect("relup-http deploy runs");
-        ok(deployed, "relup-http deploy");
+        let (base, out, root) = deployed("relup-http", &["0.1.0", "0.2.0"]);
         let mut child = Command::new(HOST)
             .args(["serve", "--listen", "127.0.0.1:0", "--root"])
             .arg(&root)
@@ -447,26 +454,7 @@ fn upgrades_and_downgrades_under_http_load() {
 /// `relup-http stop` stops both.
 #[test]
 fn start_runs_the_http_server_beside_the_background_node() {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("relup-http-start-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
-    let out = base.join("out");
-    let built = Command::new(HOST)
-        .current_dir(workspace())
-        .env("CARGO_TARGET_DIR", workspace().join("target/fixtures"))
-        .args(["release", "examples/http/v0.1.0", "--out"])
-        .arg(&out)
-        .output()
-        .expect("relup-http release runs");
-    ok(built, "relup-http release");
-    let root = base.join("root");
-    let deployed = Command::new(HOST)
-        .arg("deploy")
-        .arg(out.join("todos-0.1.0.tar.gz"))
-        .arg(&root)
-        .output()
-        .expect("relup-http deploy runs");
-    ok(deployed, "relup-http deploy");
+    let (base, _, root) = deployed("relup-http-start", &["0.1.0"]);
     let relup = |args: &[&str]| {
         let output = Command::new(HOST)
             .env("RELUP_HTTP_LISTEN", "127.0.0.1:0")
