@@ -149,6 +149,16 @@ impl Poller {
                     self.finalize(&conn, Some(reason));
                 }
             }
+            Command::Added(id) => match self.shared.get(id) {
+                Some(Port::Listener(_)) => self.accept(id),
+                Some(Port::Conn(conn))
+                    if conn.connecting.load(Ordering::SeqCst) && self.connected(&conn) =>
+                {
+                    self.flush(&conn);
+                    self.pump(&conn);
+                }
+                _ => {}
+            },
             Command::OwnerExited(pid, ports) => {
                 for id in ports {
                     self.owner_exited(pid, id);

@@ -32,6 +32,11 @@ pub(crate) enum Command {
     Fail(PortId, CloseReason),
     /// These ports' owner exited: close those it still owns.
     OwnerExited(Pid, Vec<PortId>),
+    /// A port was just added to the table: look at it as if it had an event. The socket is
+    /// registered with the poller before it is in the table, and an edge-triggered event the
+    /// poller saw in between (a connect done, a connection waiting to be accepted) was for
+    /// a port it could not find, and will not come again.
+    Added(PortId),
 }
 
 /// State shared by the poller thread and every thread that uses ports.
@@ -156,6 +161,7 @@ impl Shared {
         })?;
         let local = listener.local;
         self.insert(id, Port::Listener(Arc::new(listener)), owner);
+        self.command(Command::Added(id));
         self.close_if_owner_gone(owner, id);
         Ok((id, local))
     }
@@ -190,6 +196,7 @@ impl Shared {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let conn = Conn::new(id, stream, local, peer, owner, self, true);
         self.insert(id, Port::Conn(Arc::new(conn)), owner);
+        self.command(Command::Added(id));
         self.close_if_owner_gone(owner, id);
         Ok(id)
     }
