@@ -226,6 +226,21 @@ pub fn status(root: &Path, json: bool) -> Result<(), Failure> {
     let report: StatusReport = serde_json::from_value(value)
         .map_err(|e| Failure(format!("malformed status from the node: {e}")))?;
     println!("release {} {}", report.name, report.version);
+    if let Some(lineage) = report.lineage.filter(|l| l.handovers > 0) {
+        println!(
+            "node {}: {} handover(s) since {} (last {})",
+            report.pid,
+            lineage.handovers,
+            relup_runtime::install::rfc3339(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(lineage.first_started)
+            ),
+            lineage.last_handover.map_or("-".to_string(), |t| {
+                relup_runtime::install::rfc3339(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+                )
+            })
+        );
+    }
     if releases_error.is_some() {
         println!("releases: unreadable (see the error below)");
     } else {
@@ -790,6 +805,31 @@ pub fn permanent(root: &Path, version: &str, json: bool) -> Result<(), Failure> 
     } else {
         println!("{version} is permanent");
     }
+    Ok(())
+}
+
+/// `relup restart`: the node hands itself over to a new node process.
+pub fn restart(root: &Path, json: bool) -> Result<(), Failure> {
+    let value = ask(root, &Request::Restart, json)?;
+    if json {
+        print_json(&value);
+        return Ok(());
+    }
+    let report: relup_runtime::handover::HandoverReport = serde_json::from_value(value)
+        .map_err(|e| Failure(format!("malformed handover report from the node: {e}")))?;
+    println!(
+        "node {} took over from node {} running {} ({}): {} processes, {} ports, {} tables, {} timers kept; clients waited at most {:.1} ms; handover {} of this node",
+        report.to_pid,
+        report.from_pid,
+        report.version,
+        report.exe,
+        report.processes,
+        report.ports,
+        report.tables,
+        report.timers,
+        report.stall_micros as f64 / 1000.0,
+        report.handovers
+    );
     Ok(())
 }
 

@@ -123,6 +123,22 @@ impl ReleaseHandler {
         report.checked = checked;
         report.restored_from = restore.map(|(manifest, _)| manifest.id);
         if report.restart_required {
+            // What cannot be hot-loaded (the runtime, native code) takes a new node process:
+            // the node hands itself over, sockets and states kept (issue 18).
+            progress(&note(&format!(
+                "{}: the plan ends with restart_node: handing the node over to a new node process (connections and states kept)",
+                report.to
+            )));
+            match self.hand_over_locked() {
+                Ok(handover) => report.handover = Some(handover),
+                Err(error) => {
+                    progress(&note(&format!(
+                        "the hops to {} are installed, but their restart_node did not happen; this node runs on (retry with `relup restart`)",
+                        report.to
+                    )));
+                    return Err(error);
+                }
+            }
             return Ok(report);
         }
         let fallback = Releases::load(&self.root)?
