@@ -665,6 +665,26 @@ pub fn install(
     } else {
         "current, not permanent"
     };
+    if let Some(handover) = value.get("handover") {
+        let field = |k: &str| handover.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let permanent = handover.get("permanent_after").and_then(|v| v.as_bool()) == Some(true);
+        println!(
+            "{} {to} is running in node {} (restart_node: it took over from node {}, {} processes, {} ports and {} tables kept; clients waited at most {:.1} ms){}",
+            running.name,
+            field("to_pid"),
+            field("from_pid"),
+            field("processes"),
+            field("ports"),
+            field("tables"),
+            field("stall_micros") as f64 / 1000.0,
+            if permanent {
+                "; it makes the release permanent now"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
+    }
     println!(
         "{} {to} is running ({state}); {migrated} process(es) migrated, longest pause {:.3} ms",
         running.name,

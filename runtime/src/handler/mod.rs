@@ -418,11 +418,15 @@ impl ReleaseHandler {
     pub fn restart_node(&self) -> Result<crate::handover::HandoverReport, HandlerError> {
         let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
         self.refuse_if_stopping()?;
-        self.hand_over_locked()
+        self.hand_over_locked(false)
     }
 
-    /// The handover itself; the caller holds the install lock.
-    fn hand_over_locked(&self) -> Result<crate::handover::HandoverReport, HandlerError> {
+    /// The handover itself; the caller holds the install lock. `permanent_after`: the new
+    /// node makes the running release permanent once it serves.
+    pub(crate) fn hand_over_locked(
+        &self,
+        permanent_after: bool,
+    ) -> Result<crate::handover::HandoverReport, HandlerError> {
         let seat = (*self.seat.lock()).ok_or(crate::handover::HandoverError::NoSeat)?;
         let version = self.booted.lock().release.version.clone();
         let carried = self.root.release_executable(&version);
@@ -448,6 +452,7 @@ impl ReleaseHandler {
             &version,
             seat,
             self.lineage(),
+            permanent_after,
             &log,
         )?;
         Ok(report)

@@ -129,7 +129,7 @@ impl ReleaseHandler {
                 "{}: the plan ends with restart_node: handing the node over to a new node process (connections and states kept)",
                 report.to
             )));
-            match self.hand_over_locked() {
+            match self.hand_over_locked(opts.permanent) {
                 Ok(handover) => report.handover = Some(handover),
                 Err(error) => {
                     progress(&note(&format!(
@@ -500,6 +500,16 @@ impl ReleaseHandler {
                 other => break other,
             }
         };
+        if let Ok(report) = &result
+            && report.handover.is_some()
+        {
+            let _ = self.journal.record(&format!(
+                "scheduled upgrade {} done: running {} in the node that took over",
+                entry.id, report.to
+            ));
+            // The new node serves: this one goes, closing nothing.
+            self.exit_handed_over();
+        }
         let line = match result {
             Ok(report) => format!("scheduled upgrade {} done: running {}", entry.id, report.to),
             Err(e) => format!("scheduled upgrade {} FAILED: {e}", entry.id),

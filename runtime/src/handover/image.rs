@@ -16,6 +16,8 @@ pub(crate) struct NodeImage {
     pub from_pid: u32,
     /// The release version the old node runs (the new one boots it).
     pub version: String,
+    /// Make the release permanent once the new node serves (an install that asked for it).
+    pub permanent_after: bool,
     /// Handovers this node has been through before this one.
     pub handovers: u32,
     /// When the first node of this line started (Unix seconds).

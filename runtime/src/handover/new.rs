@@ -57,9 +57,20 @@ pub(crate) struct Received {
     pub arrived: Instant,
 }
 
-/// Says hello and receives the image: `None` when the old node went away before sending it
-/// (the new node then starts as a plain start does).
+/// Says hello and receives the image: `None` when the old node went away before it was
+/// all sent (the new node then starts as a plain start does).
 pub(crate) fn receive(channel: &mut UnixStream) -> Result<Option<Received>, String> {
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    match receive_image(channel) {
+        Ok(received) => Ok(received),
+        // The old node is our parent: when it died, we were handed to another.
+        Err(_) if unsafe { libc::getppid() } != parent => Ok(None),
+        Err(reason) => Err(reason),
+    }
+}
+
+fn receive_image(channel: &mut UnixStream) -> Result<Option<Received>, String> {
     if wire::send(
         channel,
         &Msg::Hello {
@@ -131,9 +142,10 @@ pub(crate) fn restore_node_parts(
     Ok(())
 }
 
-/// Tells the old node this one is ready to take over.
-pub(crate) fn ready(channel: &mut UnixStream, restored: usize, micros: u64) -> Result<(), String> {
-    wire::send(channel, &Msg::Ready { restored, micros }).map_err(|e| e.to_string())
+/// Tells the old node this one is ready to take over. A failure means the old node is gone:
+/// [`wait_commit`] then sees the end of the stream, and this node takes over on its own.
+pub(crate) fn ready(channel: &mut UnixStream, restored: usize, micros: u64) {
+    let _ = wire::send(channel, &Msg::Ready { restored, micros });
 }
 
 /// Waits for the old node's go: Ok when told to take over, or when the old node is gone
@@ -143,7 +155,15 @@ pub(crate) fn wait_commit(channel: &mut UnixStream) -> Result<(), String> {
     match wire::recv(channel) {
         Ok(Msg::Commit) => Ok(()),
         Ok(other) => Err(format!("expected the commit, got {other:?}")),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(()),
+        // The old node is gone (killed after it handed everything over): nobody else serves.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(format!("cannot read the commit: {e}")),
     }
 }

@@ -72,6 +72,9 @@ pub struct HandoverReport {
     pub restore_micros: u64,
     /// The handovers of this line of nodes, this one included.
     pub handovers: u32,
+    /// Whether the new node makes the release permanent once it serves (an install that
+    /// asked for it; the new node's journal says when it is done).
+    pub permanent_after: bool,
 }
 
 /// Hands this node over to a new one running `exe` (see [`super`]). On success the new
@@ -85,6 +88,7 @@ pub(crate) fn hand_over(
     version: &Version,
     seat: Seat,
     lineage: Lineage,
+    permanent_after: bool,
     log: &dyn Fn(&str),
 ) -> Result<HandoverReport, HandoverError> {
     let (mut ours, theirs) = UnixStream::pair().map_err(|e| fail("the socket pair", e))?;
@@ -95,7 +99,19 @@ pub(crate) fn hand_over(
         .arg(&root.path)
         .args(["start", "--foreground"])
         .env(HANDOVER_FD_ENV, their_fd.to_string())
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        // This node's fault injection is its own; the new node's comes from its own variables
+        // (the crash-consistency tests kill either side at each of its steps).
+        .env_remove("RELUP_FAULT_KILL_AT")
+        .env_remove("RELUP_FAULT_TRACE");
+    for (theirs, ours) in [
+        ("RELUP_FAULT_KILL_AT", "RELUP_FAULT_NEW_KILL_AT"),
+        ("RELUP_FAULT_TRACE", "RELUP_FAULT_NEW_TRACE"),
+    ] {
+        if let Some(value) = std::env::var_os(ours) {
+            command.env(theirs, value);
+        }
+    }
     // SAFETY: between fork and exec only fcntl, which is async-signal-safe: the child's end
     // stays open across the exec (std opens every descriptor close-on-exec).
     unsafe {
@@ -125,7 +141,7 @@ pub(crate) fn hand_over(
         root,
         seat,
     };
-    match old.run(&mut ours, version, lineage, log) {
+    match old.run(&mut ours, version, lineage, permanent_after, log) {
         Ok(mut report) => {
             report.to_pid = to_pid;
             report.exe = exe.display().to_string();
@@ -174,6 +190,7 @@ impl OldSide<'_> {
         channel: &mut UnixStream,
         version: &Version,
         lineage: Lineage,
+        permanent_after: bool,
         log: &dyn Fn(&str),
     ) -> Result<HandoverReport, HandoverError> {
         channel
@@ -219,12 +236,12 @@ impl OldSide<'_> {
         inner.timers.pause();
         inner.ports.hold();
         crate::fault::crash_point(|| "handover: frozen".into());
-        let image = self.image(processes, version, lineage)?;
+        let mut image = self.image(processes, version, lineage)?;
+        image.permanent_after = permanent_after;
         let ports = inner
             .ports
             .export()
             .map_err(|e| fail("export the ports", e))?;
-        let mut image = image;
         image.ports = ports.images;
         image.next_port = ports.next_id;
         let mut fds = vec![self.seat.lock, self.seat.control];
@@ -281,6 +298,7 @@ impl OldSide<'_> {
             stall_micros: freeze_at.elapsed().as_micros() as u64,
             restore_micros,
             handovers: lineage.handovers + 1,
+            permanent_after,
         })
     }
 
@@ -311,6 +329,7 @@ impl OldSide<'_> {
             format: IMAGE_FORMAT,
             from_pid: std::process::id(),
             version: version.to_string(),
+            permanent_after: false,
             handovers: lineage.handovers,
             first_started: lineage.first_started,
             next_pid,

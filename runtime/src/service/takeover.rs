@@ -78,9 +78,7 @@ impl Service {
         }
         node.inner.timers.import(&image.timers, image.next_timer);
         let micros = arrived.elapsed().as_micros() as u64;
-        if let Err(e) = new::ready(&mut channel, restored.len(), micros) {
-            new::give_up(&mut channel, &format!("cannot say ready: {e}"));
-        }
+        new::ready(&mut channel, restored.len(), micros);
         if let Err(e) = new::wait_commit(&mut channel) {
             new::give_up(&mut channel, &e);
         }
@@ -120,6 +118,17 @@ impl Service {
             micros / 1000
         ));
         new::taken(&mut channel);
+        if image.permanent_after {
+            let running = handler.running().release.version;
+            match handler.make_permanent(&running) {
+                Ok(()) => handler.journal_line(&format!(
+                    "handover: {running} made permanent, as the install asked"
+                )),
+                Err(e) => handler.journal_line(&format!(
+                    "handover: {running} NOT made permanent: {e}; run `relup permanent {running}`"
+                )),
+            }
+        }
         RunningService {
             root,
             node,
