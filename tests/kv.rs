@@ -615,7 +615,9 @@ fn redis_clients_see_no_error_and_no_lost_key_across_three_handovers() {
         std::thread::spawn(move || benchmark_loop(port, stop))
     };
     let incr = start_incr_client(kv.port, &stop);
-    let mut pid = status_json(&kv)["pid"].as_u64().expect("status has the pid");
+    let mut pid = status_json(&kv)["pid"]
+        .as_u64()
+        .expect("status has the pid");
     let mut counter = 1;
     let steps: [&[&str]; 3] = [&["restart"], &["upgrade", "0.3.2"], &["restart"]];
     for (i, step) in steps.iter().enumerate() {
@@ -663,7 +665,10 @@ fn redis_clients_see_no_error_and_no_lost_key_across_three_handovers() {
             w.start - Duration::from_millis(1),
             w.end + Duration::from_millis(1),
         );
-        let before = incrs.iter().filter(|(_, answered)| *answered < begin).count();
+        let before = incrs
+            .iter()
+            .filter(|(_, answered)| *answered < begin)
+            .count();
         let after = incrs.iter().filter(|(sent, _)| *sent > end).count();
         assert!(
             before > 0 && after > 0,
@@ -683,7 +688,10 @@ fn redis_clients_see_no_error_and_no_lost_key_across_three_handovers() {
         if releases.contains("0.3.2 permanent") {
             break;
         }
-        assert!(Instant::now() < deadline, "0.3.2 never became permanent: {releases}");
+        assert!(
+            Instant::now() < deadline,
+            "0.3.2 never became permanent: {releases}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!(
@@ -771,8 +779,8 @@ fn new_node_pid(kv: &Kv) -> Option<i32> {
 fn listening_port(kv: &Kv) -> u16 {
     let log = std::fs::read_to_string(kv.root.join("log/node.log")).unwrap_or_default();
     log.lines()
-        .filter_map(|l| l.split("listening on ").nth(1))
-        .last()
+        .rev()
+        .find_map(|l| l.split("listening on ").nth(1))
         .and_then(|addr| addr.trim().rsplit(':').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no listening line in the node log:\n{log}"))
 }
@@ -784,7 +792,11 @@ fn handover_points(side: Side) -> Vec<(usize, String)> {
     std::fs::create_dir_all(&dir).unwrap();
     let trace = dir.join(format!("numbering-{side:?}"));
     let _ = std::fs::remove_file(&trace);
-    let kv = Kv::launch(&format!("numbering-{side:?}"), &["0.3.0"], &side.env(None, &trace));
+    let kv = Kv::launch(
+        &format!("numbering-{side:?}"),
+        &["0.3.0"],
+        &side.env(None, &trace),
+    );
     let before = trace_points(&trace).len();
     ok(kv.run(&["restart"]));
     let points: Vec<(usize, String)> = trace_points(&trace).into_iter().skip(before).collect();
@@ -854,10 +866,9 @@ fn crash_handover_at(side: Side, n: usize, label: &str, image_sent_at: usize) {
             serving_pid(&kv).expect("the restarted node answers") as i32
         }
     };
-    let releases = relup_runtime::release::Releases::load(&relup_runtime::release::ReleaseRoot::new(
-        &kv.root,
-    ))
-    .unwrap_or_else(|e| panic!("{what}: RELEASES is not valid: {e}"));
+    let releases =
+        relup_runtime::release::Releases::load(&relup_runtime::release::ReleaseRoot::new(&kv.root))
+            .unwrap_or_else(|e| panic!("{what}: RELEASES is not valid: {e}"));
     assert_eq!(
         releases.permanent().map(|e| e.version.to_string()),
         Some("0.3.0".to_string()),
@@ -944,4 +955,66 @@ fn sigkill_of_the_old_node_at_each_step_of_a_handover() {
 #[test]
 fn sigkill_of_the_new_node_at_each_step_of_a_handover() {
     handover_crash_sweep(Side::New);
+}
+
+/// A handover whose new node fails (its executable exits at once, or never says hello):
+/// `relup restart` fails with the reason, the old node serves on with every key and
+/// connection, and a handover to a working executable afterwards succeeds.
+#[test]
+fn a_failed_handover_leaves_the_old_node_serving() {
+    ensure_redis_tools();
+    let kv = Kv::launch(
+        "failed-handover",
+        &["0.3.0"],
+        &[("RELUP_HANDOVER_PATIENCE_MS", "1500".to_string())],
+    );
+    let written = kv.write_batch("before");
+    let mut raw = Raw::connect(kv.port);
+    assert_eq!(raw.ask(&["SET", "raw", "kept"]), "+OK");
+    let pid = serving_pid(&kv).expect("the node answers");
+    // The release carries the node executable the handover starts.
+    let exe = kv.root.join("releases/0.3.0/bin/relup-node");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    for (i, (script, reason)) in [
+        ("#!/bin/sh\nexit 3\n", "the new node exited"),
+        (
+            "#!/bin/sh\nexec sleep 600\n",
+            "the new node did not answer in time",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(&exe, script).unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let out = kv.run(&["restart"]);
+        let text = common::text(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("handover failed at hello") && text.contains(reason),
+            "{text}"
+        );
+        assert_eq!(serving_pid(&kv), Some(pid), "{text}");
+        kv.check(
+            &written,
+            &format!("after a handover that failed ({reason})"),
+        );
+        assert_eq!(raw.ask(&["GET", "raw"]), "kept");
+        assert_eq!(raw.ask(&["INCR", "after-failure"]), format!(":{}", i + 1));
+    }
+    let journal = std::fs::read_to_string(kv.root.join("log/upgrade.log")).unwrap();
+    assert_eq!(
+        journal
+            .matches("handover FAILED, this node resumed")
+            .count(),
+        2,
+        "{journal}"
+    );
+    // Without the broken executable the node hands over to `relup` itself.
+    std::fs::remove_file(&exe).unwrap();
+    let out = ok(kv.run(&["restart"]));
+    assert!(out.contains(&format!("took over from node {pid}")), "{out}");
+    kv.check(&written, "after the handover that worked");
+    assert_eq!(raw.ask(&["GET", "raw"]), "kept");
 }

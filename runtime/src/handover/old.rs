@@ -19,8 +19,16 @@ use std::time::{Duration, Instant};
 const DRAIN: Duration = Duration::from_secs(5);
 /// How long a suspend or a state export may take per process.
 const PROCESS: Duration = Duration::from_secs(5);
-/// How long the new node may take to start and say hello, and to restore and say ready.
+/// How long the new node may take to start and say hello, and to restore and say ready
+/// (`RELUP_HANDOVER_PATIENCE_MS` overrides it, for slow machines and tests).
 const NEW_NODE: Duration = Duration::from_secs(60);
+
+fn new_node_patience() -> Duration {
+    std::env::var("RELUP_HANDOVER_PATIENCE_MS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(NEW_NODE, Duration::from_millis)
+}
 /// How long the new node may take to take over once told to.
 const TAKE_OVER: Duration = Duration::from_secs(30);
 
@@ -194,7 +202,7 @@ impl OldSide<'_> {
         log: &dyn Fn(&str),
     ) -> Result<HandoverReport, HandoverError> {
         channel
-            .set_read_timeout(Some(NEW_NODE))
+            .set_read_timeout(Some(new_node_patience()))
             .map_err(|e| fail("the socket pair", e))?;
         match wire::recv(channel) {
             Ok(Msg::Hello { .. }) => {}

@@ -104,7 +104,7 @@ pub(crate) fn send_fds(stream: &UnixStream, fds: &[RawFd]) -> io::Result<()> {
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN((chunk.len() * size_of::<RawFd>()) as u32) as _;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(chunk) as u32) as _;
             std::ptr::copy_nonoverlapping(
                 chunk.as_ptr(),
                 libc::CMSG_DATA(cmsg).cast::<RawFd>(),
