@@ -213,6 +213,17 @@ pub enum HandlerError {
     Handover(#[from] crate::handover::HandoverError),
 }
 
+/// The path of this node's executable, as it was started: Linux names a file replaced since
+/// (a new build or package installed over it) `<path> (deleted)`; the path is what counts.
+fn node_executable() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let text = exe.to_string_lossy();
+    Ok(match text.strip_suffix(" (deleted)") {
+        Some(path) if !exe.exists() => PathBuf::from(path),
+        _ => exe,
+    })
+}
+
 /// What [`ReleaseHandler::remove`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removed {
@@ -430,10 +441,12 @@ impl ReleaseHandler {
         let seat = (*self.seat.lock()).ok_or(crate::handover::HandoverError::NoSeat)?;
         let version = self.booted.lock().release.version.clone();
         let carried = self.root.release_executable(&version);
+        // The release's own executable, else the path this node was started from: a new
+        // `relup` installed over it (the point of a runtime upgrade) is what runs next.
         let exe = if carried.is_file() {
             carried
         } else {
-            std::env::current_exe().map_err(|source| crate::handover::HandoverError::Spawn {
+            node_executable().map_err(|source| crate::handover::HandoverError::Spawn {
                 exe: "the current executable".into(),
                 source,
             })?

@@ -39,6 +39,10 @@ pub use old::HandoverReport;
 /// descriptor number of its end of the handover socket.
 pub const HANDOVER_FD_ENV: &str = "RELUP_HANDOVER_FD";
 
+/// The release version the old node runs, for the new node to load its modules before it
+/// says hello (module loading is then outside the clients' stall).
+pub(crate) const HANDOVER_VERSION_ENV: &str = "RELUP_HANDOVER_VERSION";
+
 /// Why a handover did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum HandoverError {

@@ -43,6 +43,35 @@ fn adopt_channel(value: &str) -> Result<UnixStream, String> {
     }
 }
 
+/// Loads the modules of the release the old node runs (named by `RELUP_HANDOVER_VERSION`)
+/// before the new node says hello: the boot after the image finds them loaded, so loading
+/// them (copy, sha256, dlopen) is not part of the clients' stall. Best effort: the boot
+/// loads what this did not.
+pub(crate) fn preload(node: &Node, root: &crate::release::ReleaseRoot) {
+    let Some(version) = std::env::var(super::HANDOVER_VERSION_ENV)
+        .ok()
+        .and_then(|v| semver::Version::parse(&v).ok())
+    else {
+        return;
+    };
+    let Ok(releases) = crate::release::known_releases_each(root) else {
+        return;
+    };
+    let Some(Ok(known)) = releases
+        .into_iter()
+        .find(|(v, _)| *v == version)
+        .map(|(_, known)| known)
+    else {
+        return;
+    };
+    let dir = root.release_dir(&version);
+    for app in &known.release.applications {
+        for module in &app.modules {
+            let _ = crate::install::boot::load_checked(node, &dir, module, "handover: preload");
+        }
+    }
+}
+
 /// What the old node handed over.
 pub(crate) struct Received {
     /// The image.

@@ -83,6 +83,10 @@ pub struct HandoverReport {
     /// Whether the new node makes the release permanent once it serves (an install that
     /// asked for it; the new node's journal says when it is done).
     pub permanent_after: bool,
+    /// Where the stall went, in microseconds: drain and suspend, export (states, tables,
+    /// mailboxes, ports), send (encode and write the image and descriptors), restore (until
+    /// the new node says ready), take-over (commit to taken).
+    pub phases: Vec<(String, u64)>,
 }
 
 /// Hands this node over to a new one running `exe` (see [`super`]). On success the new
@@ -107,6 +111,7 @@ pub(crate) fn hand_over(
         .arg(&root.path)
         .args(["start", "--foreground"])
         .env(HANDOVER_FD_ENV, their_fd.to_string())
+        .env(super::HANDOVER_VERSION_ENV, version.to_string())
         .stdin(Stdio::null())
         // This node's fault injection is its own; the new node's comes from its own variables
         // (the crash-consistency tests kill either side at each of its steps).
@@ -244,6 +249,13 @@ impl OldSide<'_> {
         inner.timers.pause();
         inner.ports.hold();
         crate::fault::crash_point(|| "handover: frozen".into());
+        let mut phases = Vec::new();
+        let mut lap = freeze_at;
+        let mut phase = |name: &str| {
+            phases.push((name.to_string(), lap.elapsed().as_micros() as u64));
+            lap = Instant::now();
+        };
+        phase("drain and suspend");
         let mut image = self.image(processes, version, lineage)?;
         image.permanent_after = permanent_after;
         let ports = inner
@@ -264,11 +276,10 @@ impl OldSide<'_> {
             image: Box::new(image),
             fds: fds.len(),
         };
-        let image_bytes = rmp_serde::to_vec_named(&msg)
-            .map(|b| b.len() as u64)
-            .unwrap_or(0);
-        wire::send(channel, &msg).map_err(|e| fail("send the image", gone(e)))?;
+        phase("export");
+        let image_bytes = wire::send(channel, &msg).map_err(|e| fail("send the image", gone(e)))?;
         wire::send_fds(channel, &fds).map_err(|e| fail("send the sockets", gone(e)))?;
+        phase("send");
         log(&format!(
             "handover: image sent ({} processes, {} ports, {} tables, {} timers, {image_bytes} bytes)",
             counts.0, counts.1, counts.2, counts.3
@@ -280,6 +291,7 @@ impl OldSide<'_> {
             Ok(other) => return Err(fail("restore", format!("unexpected {other:?}"))),
             Err(e) => return Err(fail("restore in the new node", gone(e))),
         };
+        phase("restore");
         crate::fault::crash_point(|| "handover: new node ready".into());
         self.committed = true;
         wire::send(channel, &Msg::Commit).map_err(|e| fail("commit", gone(e)))?;
@@ -292,6 +304,7 @@ impl OldSide<'_> {
             Ok(other) => return Err(fail("take-over", format!("unexpected {other:?}"))),
             Err(e) => return Err(fail("take-over", gone(e))),
         }
+        phase("take-over");
         crate::fault::crash_point(|| "handover: taken".into());
         Ok(HandoverReport {
             from_pid: std::process::id(),
@@ -307,6 +320,7 @@ impl OldSide<'_> {
             restore_micros,
             handovers: lineage.handovers + 1,
             permanent_after,
+            phases,
         })
     }
 

@@ -48,12 +48,13 @@ pub(crate) enum Msg {
     Taken,
 }
 
-/// Writes one frame.
-pub(crate) fn send(stream: &mut UnixStream, msg: &Msg) -> io::Result<()> {
+/// Writes one frame; returns its length.
+pub(crate) fn send(stream: &mut UnixStream, msg: &Msg) -> io::Result<u64> {
     let bytes = rmp_serde::to_vec_named(msg).map_err(|e| io::Error::other(e.to_string()))?;
     stream.write_all(&(bytes.len() as u64).to_le_bytes())?;
     stream.write_all(&bytes)?;
-    stream.flush()
+    stream.flush()?;
+    Ok(bytes.len() as u64)
 }
 
 /// Reads one frame (an end of stream is `UnexpectedEof`).

@@ -131,13 +131,29 @@ impl Service {
         // Started by a node handing itself over: take over from it (or start as usual when
         // it went away before it handed anything over).
         if let Some(channel) = crate::handover::new::incoming() {
+            use crate::handover::new;
             let mut channel = channel.map_err(ServiceError::Handover)?;
-            match crate::handover::new::receive(&mut channel) {
-                Ok(Some(received)) => return Ok(self.take_over(root, channel, received)),
-                Ok(None) => eprintln!(
-                    "relup: handover: the old node went away before it handed anything over; starting as a plain start does"
-                ),
-                Err(reason) => crate::handover::new::give_up(&mut channel, &reason),
+            // Blocked before any thread of the node starts, as on a plain start.
+            let signals = self.signals.then(signals::block_stop_signals);
+            let node = match Node::start(self.config.clone()) {
+                Ok(node) => node,
+                Err(e) => new::give_up(&mut channel, &format!("the node did not start: {e}")),
+            };
+            if let Err(e) = self.natives.register(node.code()) {
+                new::give_up(&mut channel, &e.to_string());
+            }
+            new::preload(&node, &root);
+            match new::receive(&mut channel) {
+                Ok(Some(received)) => {
+                    return Ok(self.take_over(root, node, signals, channel, received));
+                }
+                Ok(None) => {
+                    eprintln!(
+                        "relup: handover: the old node went away before it handed anything over; starting as a plain start does"
+                    );
+                    node.shutdown(self.shutdown_timeout);
+                }
+                Err(reason) => new::give_up(&mut channel, &reason),
             }
         }
         // Before anything is booted or written over: one node per root, for its whole life.
