@@ -109,8 +109,11 @@ pub(crate) fn put_row(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
+/// One table row: key and value.
+pub(crate) type Row = (Vec<u8>, Vec<u8>);
+
 /// The rows of a flat row buffer, or where it is cut short.
-pub(crate) fn rows(mut flat: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub(crate) fn rows(mut flat: &[u8]) -> Result<Vec<Row>, String> {
     let mut out = Vec::new();
     let take = |flat: &mut &[u8]| -> Result<Vec<u8>, String> {
         let (len, rest) = flat
