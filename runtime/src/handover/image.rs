@@ -41,6 +41,8 @@ pub(crate) struct NodeImage {
     pub ports: Vec<PortImage>,
     /// Every pending timer.
     pub timers: Vec<TimerImage>,
+    /// The names of the host's listening sockets; their descriptors follow the ports'.
+    pub listeners: Vec<String>,
 }
 
 /// One process of the supervision tree.
@@ -52,6 +54,9 @@ pub(crate) struct ProcessImage {
     pub parent: u64,
     /// Its child id under that supervisor (a top supervisor's registered name).
     pub key: String,
+    /// The name it is registered under (by its child spec, or by its own code at init).
+    #[serde(default)]
+    pub name: Option<String>,
     /// A worker's module, version and exported state (None for a supervisor).
     pub worker: Option<WorkerImage>,
     /// Ordinary messages it had not handled (casts and plain messages).

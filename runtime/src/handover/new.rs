@@ -82,6 +82,8 @@ pub(crate) struct Received {
     pub control: UnixListener,
     /// Each port with its socket.
     pub ports: Vec<(PortImage, OwnedFd)>,
+    /// The host's listening sockets, by name.
+    pub listeners: Vec<(String, OwnedFd)>,
     /// When the image arrived.
     pub arrived: Instant,
 }
@@ -125,18 +127,23 @@ fn receive_image(channel: &mut UnixStream) -> Result<Option<Received>, String> {
             image.format
         ));
     }
-    if fds.len() != image.ports.len() + 2 {
+    if fds.len() != image.ports.len() + image.listeners.len() + 2 {
         return Err(format!(
-            "{} descriptors for {} ports (expected the lock, the control socket and one per port)",
+            "{} descriptors for {} ports and {} listeners (expected the lock, the control socket and one per port and listener)",
             fds.len(),
-            image.ports.len()
+            image.ports.len(),
+            image.listeners.len()
         ));
     }
     let mut fds = fds.into_iter();
     let (Some(lock), Some(control)) = (fds.next(), fds.next()) else {
         return Err("the node lock and control socket are missing".into());
     };
-    let ports = std::mem::take(&mut image.ports)
+    let ports: Vec<(PortImage, OwnedFd)> = std::mem::take(&mut image.ports)
+        .into_iter()
+        .zip(fds.by_ref())
+        .collect();
+    let listeners = std::mem::take(&mut image.listeners)
         .into_iter()
         .zip(fds)
         .collect();
@@ -145,6 +152,7 @@ fn receive_image(channel: &mut UnixStream) -> Result<Option<Received>, String> {
         lock: File::from(lock),
         control: UnixListener::from(control),
         ports,
+        listeners,
         arrived,
     }))
 }

@@ -33,12 +33,26 @@ fn new_node_patience() -> Duration {
 const TAKE_OVER: Duration = Duration::from_secs(30);
 
 /// What a node hands over besides its ports: its node lock and its control socket.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Seat {
     /// The open node lock file (its `flock` goes with it).
     pub lock: RawFd,
     /// The listening control socket.
     pub control: RawFd,
+    /// Set, this node's control server accepts nothing (the new node serves the socket).
+    pub control_paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What a handover passes on besides the node's own state.
+pub(crate) struct Passed {
+    /// The node lock and the control socket.
+    pub seat: Seat,
+    /// The host's listening sockets, by name (see `ReleaseHandler::listener`).
+    pub listeners: Vec<(String, RawFd)>,
+    /// The handovers so far.
+    pub lineage: Lineage,
+    /// Whether the new node makes the release permanent once it serves.
+    pub permanent_after: bool,
 }
 
 /// How many handovers a line of nodes has been through, and since when it serves.
@@ -98,11 +112,15 @@ pub(crate) fn hand_over(
     root: &ReleaseRoot,
     exe: &std::path::Path,
     version: &Version,
-    seat: Seat,
-    lineage: Lineage,
-    permanent_after: bool,
+    passed: Passed,
     log: &dyn Fn(&str),
 ) -> Result<HandoverReport, HandoverError> {
+    let Passed {
+        seat,
+        listeners,
+        lineage,
+        permanent_after,
+    } = passed;
     let (mut ours, theirs) = UnixStream::pair().map_err(|e| fail("the socket pair", e))?;
     let their_fd = theirs.as_raw_fd();
     let mut command = Command::new(exe);
@@ -154,7 +172,14 @@ pub(crate) fn hand_over(
         root,
         seat,
     };
-    match old.run(&mut ours, version, lineage, permanent_after, log) {
+    match old.run(
+        &mut ours,
+        version,
+        &listeners,
+        lineage,
+        permanent_after,
+        log,
+    ) {
         Ok(mut report) => {
             report.to_pid = to_pid;
             report.exe = exe.display().to_string();
@@ -202,6 +227,7 @@ impl OldSide<'_> {
         &mut self,
         channel: &mut UnixStream,
         version: &Version,
+        listeners: &[(String, RawFd)],
         lineage: Lineage,
         permanent_after: bool,
         log: &dyn Fn(&str),
@@ -266,6 +292,8 @@ impl OldSide<'_> {
         image.next_port = ports.next_id;
         let mut fds = vec![self.seat.lock, self.seat.control];
         fds.extend(ports.fds);
+        image.listeners = listeners.iter().map(|(name, _)| name.clone()).collect();
+        fds.extend(listeners.iter().map(|(_, fd)| *fd));
         let counts = (
             image.processes.len(),
             image.ports.len(),
@@ -293,6 +321,10 @@ impl OldSide<'_> {
         };
         phase("restore");
         crate::fault::crash_point(|| "handover: new node ready".into());
+        // From the commit the new node serves the control socket this one shares with it.
+        self.seat
+            .control_paused
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.committed = true;
         wire::send(channel, &Msg::Commit).map_err(|e| fail("commit", gone(e)))?;
         crate::fault::crash_point(|| "handover: committed".into());
@@ -363,6 +395,7 @@ impl OldSide<'_> {
             tables,
             ports: Vec::new(),
             timers,
+            listeners: Vec::new(),
         })
     }
 
@@ -382,6 +415,9 @@ impl OldSide<'_> {
             inner.ports.thaw();
             self.frozen = false;
         }
+        self.seat
+            .control_paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         if self.committed {
             // The new node may have written its pid before it died.
             let pid = format!("{}\n", std::process::id());
@@ -458,6 +494,7 @@ fn walk(node: &Node) -> Result<Vec<ProcessImage>, HandoverError> {
         out.push(ProcessImage {
             pid: root.0,
             parent: 0,
+            name: Some(name.clone()),
             key: name,
             worker: None,
             mailbox: Vec::new(),
@@ -489,6 +526,7 @@ fn children(node: &Node, sup: Pid, out: &mut Vec<ProcessImage>) -> Result<(), Ha
         out.push(ProcessImage {
             pid: pid.0,
             parent: sup.0,
+            name: node.process_info(pid).and_then(|i| i.name),
             key: child.id,
             worker,
             mailbox: Vec::new(),

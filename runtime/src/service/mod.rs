@@ -205,7 +205,15 @@ impl Service {
         handler.set_seat(crate::handover::old::Seat {
             lock: std::os::fd::AsRawFd::as_raw_fd(&lock),
             control: server.listener_fd(),
+            control_paused: server.pause_flag(),
         });
+        {
+            // Once another node took over, the wait ends; the shutdown then only exits.
+            let stopper = server.stopper();
+            handler.on_handed_over(Box::new(move |reason| {
+                let _ = stopper.send(reason);
+            }));
+        }
         handler.start_scheduler();
         if let Some(set) = signals {
             signals::watch(set, root.node_log(), server.stopper())
@@ -293,6 +301,13 @@ impl RunningService {
         &self.root
     }
 
+    /// A listening TCP socket for a server run beside the node, passed on by handovers
+    /// under `name` (see [`ReleaseHandler::listener`]): bind through this, not directly, and
+    /// `relup restart` keeps the address accepting.
+    pub fn listener(&self, name: &str, addr: &str) -> std::io::Result<std::net::TcpListener> {
+        self.handler.listener(name, addr)
+    }
+
     /// A sender that asks the node to stop, with a reason ([`RunningService::wait`] returns
     /// it); what `relup stop` and the signals use. `None` once the node stopped.
     pub fn stopper(&self) -> Option<Sender<String>> {
@@ -324,6 +339,12 @@ impl RunningService {
     }
 
     fn shut_down(&mut self) {
+        if self.handler.is_handed_over() {
+            // Another node serves the root with this one's sockets, lock and control socket:
+            // nothing may be closed, stopped or removed. What ran beside the node (dropped
+            // before this) has finished what it served.
+            crate::handover::exit_handed_over();
+        }
         let Some(Serving { server, lock }) = self.serving.take() else {
             return;
         };

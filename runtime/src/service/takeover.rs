@@ -35,6 +35,7 @@ impl Service {
             lock,
             control,
             ports,
+            listeners,
             arrived,
         } = received;
         let parts_at = std::time::Instant::now();
@@ -68,6 +69,7 @@ impl Service {
                 }
             }
         }
+        handler.set_inherited(listeners);
         let (left, restored) = node.inner.restoring.disarm();
         for image in &left {
             let pid = Pid(image.pid);
@@ -133,7 +135,14 @@ impl Service {
         handler.set_seat(Seat {
             lock: lock.as_raw_fd(),
             control: server.listener_fd(),
+            control_paused: server.pause_flag(),
         });
+        {
+            let stopper = server.stopper();
+            handler.on_handed_over(Box::new(move |reason| {
+                let _ = stopper.send(reason);
+            }));
+        }
         handler.start_scheduler();
         if let Some(set) = signals
             && let Err(e) = signals::watch(set, root.node_log(), server.stopper())

@@ -107,9 +107,17 @@ impl HttpServer {
             .enable_io()
             .build()
             .map_err(|e| format!("cannot start tokio: {e}"))?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(listen))
+        // Through the node, so that `relup restart` (a handover to a new node process) passes
+        // the listening socket on: the address never stops accepting.
+        let listener = running
+            .listener("http", listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?
+        };
         let addr = listener
             .local_addr()
             .map_err(|e| format!("no local address: {e}"))?;
