@@ -213,6 +213,9 @@ pub enum HandlerError {
     Handover(#[from] crate::handover::HandoverError),
 }
 
+/// What a service runs once another node took over (ends its wait with this reason).
+pub(crate) type HandedOverHook = Box<dyn Fn(String) + Send + Sync>;
+
 /// The path of this node's executable, as it was started: Linux names a file replaced since
 /// (a new build or package installed over it) `<path> (deleted)`; the path is what counts.
 fn node_executable() -> std::io::Result<PathBuf> {
@@ -303,7 +306,7 @@ pub struct ReleaseHandler {
     /// Set once another node took over: this one must not stop anything, only exit.
     handed_over: std::sync::atomic::AtomicBool,
     /// What the service runs once another node took over (ends its wait, which exits).
-    on_handed_over: Mutex<Option<Box<dyn Fn(String) + Send + Sync>>>,
+    on_handed_over: Mutex<Option<HandedOverHook>>,
 }
 
 impl ReleaseHandler {
@@ -444,7 +447,7 @@ impl ReleaseHandler {
     }
 
     /// Sets what runs once another node took over (the service ends its wait and exits).
-    pub(crate) fn on_handed_over(&self, hook: Box<dyn Fn(String) + Send + Sync>) {
+    pub(crate) fn on_handed_over(&self, hook: HandedOverHook) {
         *self.on_handed_over.lock() = Some(hook);
     }
 

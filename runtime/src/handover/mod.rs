@@ -27,6 +27,7 @@
 //! If the old node dies after sending the image, the new node takes over on its own;
 //! before that, it boots the root as a plain start does.
 
+pub(crate) mod forward;
 pub(crate) mod image;
 pub(crate) mod new;
 pub(crate) mod old;

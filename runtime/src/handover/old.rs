@@ -171,6 +171,7 @@ pub(crate) fn hand_over(
         committed: false,
         root,
         seat,
+        exported: std::collections::HashMap::new(),
     };
     match old.run(
         &mut ours,
@@ -220,6 +221,8 @@ struct OldSide<'a> {
     committed: bool,
     root: &'a ReleaseRoot,
     seat: Seat,
+    /// Per process, how many queued messages went over in the image.
+    exported: std::collections::HashMap<Pid, usize>,
 }
 
 impl OldSide<'_> {
@@ -338,6 +341,13 @@ impl OldSide<'_> {
         }
         phase("take-over");
         crate::fault::crash_point(|| "handover: taken".into());
+        // What this node's host threads still send goes to the new node from now on.
+        match super::forward::Forwarder::start(channel) {
+            Ok(forwarder) => super::forward::switch_on(self.node, forwarder, &self.exported),
+            Err(e) => log(&format!(
+                "handover: cannot forward to the new node ({e}): calls from this node's host threads fail until it exits"
+            )),
+        }
         Ok(HandoverReport {
             from_pid: std::process::id(),
             to_pid: 0,
@@ -358,7 +368,7 @@ impl OldSide<'_> {
 
     /// The image of everything but the ports.
     fn image(
-        &self,
+        &mut self,
         mut processes: Vec<ProcessImage>,
         version: &Version,
         lineage: Lineage,
@@ -374,7 +384,9 @@ impl OldSide<'_> {
                 worker.version = loaded.version().to_string();
                 worker.state = state;
             }
-            process.mailbox = mailbox(self.node, pid)?;
+            let (mail, queued) = mailbox(self.node, pid)?;
+            process.mailbox = mail;
+            self.exported.insert(pid, queued);
         }
         let (tables, next_table) = inner.tables.export();
         let (timers, next_timer) = inner.timers.export();
@@ -538,9 +550,10 @@ fn children(node: &Node, sup: Pid, out: &mut Vec<ProcessImage>) -> Result<(), Ha
     Ok(())
 }
 
-/// The ordinary messages waiting for a suspended process. Calls are left: their callers
-/// (threads of this node) get an error when it exits.
-fn mailbox(node: &Node, pid: Pid) -> Result<Vec<Mail>, HandoverError> {
+/// The ordinary messages waiting for a suspended process, and how many envelopes were
+/// queued. Calls are left: a host thread's call is forwarded to the new node once it took
+/// over ([`super::forward`]).
+fn mailbox(node: &Node, pid: Pid) -> Result<(Vec<Mail>, usize), HandoverError> {
     let Some(process) = node.inner.lookup(pid) else {
         return Err(fail(
             "export a mailbox",
@@ -548,7 +561,7 @@ fn mailbox(node: &Node, pid: Pid) -> Result<Vec<Mail>, HandoverError> {
         ));
     };
     let mailbox = process.mailbox.lock();
-    Ok(mailbox
+    let mail = mailbox
         .user
         .iter()
         .filter_map(|envelope| match envelope {
@@ -556,5 +569,6 @@ fn mailbox(node: &Node, pid: Pid) -> Result<Vec<Mail>, HandoverError> {
             Envelope::Info(InfoMsg::Message(Payload::Bytes(b))) => Some(Mail::Message(b.clone())),
             _ => None,
         })
-        .collect())
+        .collect();
+    Ok((mail, mailbox.user.len()))
 }

@@ -156,6 +156,8 @@ impl Service {
             restored.len(),
         ));
         new::taken(&mut channel);
+        // What the old node's host threads still send is answered here.
+        crate::handover::forward::serve(node.clone(), channel);
         if image.permanent_after {
             let running = handler.running().release.version;
             match handler.make_permanent(&running) {
