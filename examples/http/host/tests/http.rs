@@ -170,8 +170,9 @@ struct Served {
 }
 
 impl Served {
-    fn start() -> Served {
-        let (base, out, root) = deployed("relup-http", &["0.1.0", "0.2.0"]);
+    /// In `<tmp>/<name>-<pid>`: each test its own (they run at once).
+    fn start(name: &str) -> Served {
+        let (base, out, root) = deployed(name, &["0.1.0", "0.2.0"]);
         let mut child = Command::new(HOST)
             .args(["serve", "--listen", "127.0.0.1:0", "--root"])
             .arg(&root)
@@ -340,7 +341,7 @@ fn progress(load: &Load, more: u64) {
 
 #[test]
 fn upgrades_and_downgrades_under_http_load() {
-    let mut served = Served::start();
+    let mut served = Served::start("relup-http");
     let pid = served.child.id();
     let mut admin = served.client();
     let version = admin.expect("GET", "/version", "", 200);
@@ -518,7 +519,7 @@ fn start_runs_the_http_server_beside_the_background_node() {
 /// counted (none may be anything else) and printed.
 #[test]
 fn restarts_hand_the_service_over_under_http_load() {
-    let mut served = Served::start();
+    let mut served = Served::start("relup-http-restarts");
     let mut admin = served.client();
     let mut known: Vec<(u64, String)> = (0..BEFORE)
         .map(|i| {
