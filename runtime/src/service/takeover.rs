@@ -125,6 +125,11 @@ impl Service {
             Ok(server) => server,
             Err(e) => new::give_up(&mut channel, &format!("control socket: {e}")),
         };
+        // Said before anything is read or answered: past this the old node exits, and it
+        // must never resume on its state after this node has answered a client.
+        new::taken(&mut channel);
+        // What the old node's host threads still send is answered here.
+        crate::handover::forward::serve(node.clone(), channel);
         node.resume(&restored);
         node.inner.ports.thaw();
         handler.set_lineage(Lineage {
@@ -155,9 +160,6 @@ impl Service {
             image.from_pid,
             restored.len(),
         ));
-        new::taken(&mut channel);
-        // What the old node's host threads still send is answered here.
-        crate::handover::forward::serve(node.clone(), channel);
         if image.permanent_after {
             let running = handler.running().release.version;
             match handler.make_permanent(&running) {
