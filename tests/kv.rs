@@ -1021,3 +1021,38 @@ fn a_failed_handover_leaves_the_old_node_serving() {
     kv.check(&written, "after the handover that worked");
     assert_eq!(raw.ask(&["GET", "raw"]), "kept");
 }
+
+/// A new node that dies after the old one froze and sent its image (killed at its first
+/// crash point, the journal line of its boot): the old node resumes from the freeze (its
+/// processes, timers and sockets), `relup restart` fails with the reason, and every key and
+/// the connection opened before are there, answered by the same pid.
+#[test]
+fn a_new_node_dying_after_the_image_leaves_the_old_node_serving() {
+    ensure_redis_tools();
+    let kv = Kv::launch(
+        "dies-after-image",
+        &["0.3.0"],
+        &[("RELUP_FAULT_NEW_KILL_AT", "1".to_string())],
+    );
+    let written = kv.write_batch("before");
+    let mut raw = Raw::connect(kv.port);
+    assert_eq!(raw.ask(&["INCR", "n"]), ":1");
+    let pid = serving_pid(&kv).expect("the node answers");
+    for round in 1..=2 {
+        let out = kv.run(&["restart"]);
+        let text = common::text(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("handover failed at restore in the new node"),
+            "{text}"
+        );
+        assert_eq!(serving_pid(&kv), Some(pid), "{text}");
+        kv.check(&written, &format!("after failed handover {round}"));
+        assert_eq!(raw.ask(&["INCR", "n"]), format!(":{}", round + 1));
+    }
+    let journal = std::fs::read_to_string(kv.root.join("log/upgrade.log")).unwrap();
+    assert!(
+        journal.contains("handover: image sent"),
+        "the image went over before the new node died:\n{journal}"
+    );
+}

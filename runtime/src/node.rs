@@ -348,13 +348,26 @@ impl NodeInner {
         let Some(process) = shard.get(&pid.0) else {
             return Err(envelope);
         };
-        let pushed = process.push_user(envelope)?;
+        let pushed = match process.push_user(envelope) {
+            Ok(pushed) => pushed,
+            // Another node took over: it gets the message.
+            Err(envelope) => return self.forward_refused(pid, envelope),
+        };
         if pushed.needs_schedule() {
             let process = process.clone();
             drop(shard);
             self.scheduler.schedule(process);
         }
         Ok(())
+    }
+
+    /// A message a mailbox refused: forwarded when another node took over from this one
+    /// (a handover), else it stays refused (the process is gone).
+    fn forward_refused(&self, pid: Pid, envelope: Envelope) -> Result<(), Envelope> {
+        match self.forward.get() {
+            Some(forwarder) => forwarder.forward_envelope(pid, envelope),
+            None => Err(envelope),
+        }
     }
 
     pub(crate) fn send_sys(&self, pid: Pid, msg: SysMsg) -> Result<(), SysMsg> {
@@ -373,24 +386,10 @@ impl NodeInner {
     }
 
     pub(crate) fn send_info(&self, pid: Pid, info: InfoMsg) -> bool {
-        if let Some(forwarder) = self.forward.get()
-            && let InfoMsg::Message(Payload::Bytes(bytes)) = info
-        {
-            use crate::handover::forward::Kind;
-            forwarder.forward(pid, Kind::Message, bytes, None);
-            return true;
-        }
         self.push(pid, Envelope::Info(info)).is_ok()
     }
 
     pub(crate) fn cast_payload(&self, pid: Pid, payload: Payload) -> bool {
-        if let Some(forwarder) = self.forward.get()
-            && let Payload::Bytes(bytes) = payload
-        {
-            use crate::handover::forward::Kind;
-            forwarder.forward(pid, Kind::Cast, bytes, None);
-            return true;
-        }
         self.push(pid, Envelope::Cast(payload)).is_ok()
     }
 
@@ -413,32 +412,23 @@ impl NodeInner {
         if Some(pid) == from {
             return Err(CallError::CallingSelf);
         }
-        // Another node took over: a host thread's call is answered there.
-        let payload = match (self.forward.get(), payload) {
-            (Some(forwarder), Payload::Bytes(bytes)) => {
-                let (tx, rx) = crate::reply::channel();
-                forwarder.forward(pid, crate::handover::forward::Kind::Call, bytes, Some(tx));
-                return match self.scheduler.blocking(self, || rx.wait(timeout)) {
-                    Ok(reply) => reply,
-                    Err(crate::reply::WaitError::Timeout) => Err(CallError::Timeout(who())),
-                    Err(crate::reply::WaitError::Closed) => Err(CallError::Forwarded(
-                        "the node that took over is gone".into(),
-                    )),
-                };
-            }
-            (_, payload) => payload,
-        };
         let process = self.lookup(pid).ok_or_else(|| CallError::NoProc(who()))?;
         let (tx, rx) = crate::reply::channel();
-        let pushed = process
-            .push_user(Envelope::Call {
-                from,
-                payload,
-                reply: tx,
-            })
-            .map_err(|_| CallError::NoProc(who()))?;
-        if pushed.needs_schedule() {
-            self.scheduler.schedule(process.clone());
+        match process.push_user(Envelope::Call {
+            from,
+            payload,
+            reply: tx,
+        }) {
+            Ok(pushed) => {
+                if pushed.needs_schedule() {
+                    self.scheduler.schedule(process.clone());
+                }
+            }
+            // Another node took over: it answers (the reply comes back through `rx`).
+            Err(envelope) => {
+                self.forward_refused(pid, envelope)
+                    .map_err(|_| CallError::NoProc(who()))?;
+            }
         }
         let result = self.scheduler.blocking(self, || rx.wait(timeout));
         match result {

@@ -204,6 +204,9 @@ pub(crate) struct Mailbox {
     /// group is open (see [`SuspendGroup`]).
     pub(crate) admit_group: Option<Arc<SuspendGroup>>,
     pub(crate) dead: bool,
+    /// Another node took over (a handover): what is pushed now goes there, refused here so
+    /// that the pusher forwards it (see `crate::handover::forward`).
+    pub(crate) forwarding: bool,
 }
 
 impl Mailbox {
@@ -351,6 +354,7 @@ impl Process {
                 admit_from: 0,
                 admit_group: None,
                 dead: false,
+                forwarding: false,
             }),
             signals: Mutex::new(Signals::default()),
             code: Mutex::new(CodeSlot::default()),
@@ -363,7 +367,7 @@ impl Process {
 
     pub(crate) fn push_user(&self, envelope: Envelope) -> Result<Pushed, Envelope> {
         let mut mb = self.mailbox.lock();
-        if mb.dead {
+        if mb.dead || mb.forwarding {
             return Err(envelope);
         }
         let admitted = mb.suspended && mb.admits(&envelope);

@@ -124,6 +124,11 @@ impl Timers {
         (out, self.next_id.load(Ordering::SeqCst))
     }
 
+    /// Hands out ids from `next_id` on (those of handed-over timers are below).
+    pub(crate) fn ids_from(&self, next_id: u64) {
+        self.next_id.fetch_max(next_id, Ordering::SeqCst);
+    }
+
     /// Arms handed-over timers under their ids; ids go on from `next_id`.
     pub(crate) fn import(&self, timers: &[crate::handover::image::TimerImage], next_id: u64) {
         self.next_id.fetch_max(next_id, Ordering::SeqCst);

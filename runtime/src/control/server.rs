@@ -72,6 +72,8 @@ pub struct ControlServer {
     closing: Arc<AtomicBool>,
     /// Set while another node takes over: this one accepts no connection.
     paused: Arc<AtomicBool>,
+    /// Set by the accept thread once it saw `paused` and is out of `accept`.
+    idle: Arc<AtomicBool>,
     stop_tx: Sender<String>,
     stop_rx: Receiver<String>,
     accept: Option<JoinHandle<()>>,
@@ -498,7 +500,7 @@ impl ControlServer {
         // handing over stops accepting on the socket it shares with the new one at once.
         let timeout = libc::timeval {
             tv_sec: 0,
-            tv_usec: 200_000,
+            tv_usec: 50_000,
         };
         // SAFETY: setsockopt with a valid option value of the right size on our descriptor.
         unsafe {
@@ -512,9 +514,15 @@ impl ControlServer {
         }
         let closing = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
+        let idle = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
         let accept = {
-            let (closing, paused, stop_tx) = (closing.clone(), paused.clone(), stop_tx.clone());
+            let (closing, paused, idle, stop_tx) = (
+                closing.clone(),
+                paused.clone(),
+                idle.clone(),
+                stop_tx.clone(),
+            );
             std::thread::Builder::new()
                 .name("relup-control".into())
                 .spawn(move || {
@@ -525,9 +533,11 @@ impl ControlServer {
                             break;
                         }
                         if paused.load(Ordering::SeqCst) {
-                            std::thread::sleep(Duration::from_millis(10));
+                            idle.store(true, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(2));
                             continue;
                         }
+                        idle.store(false, Ordering::SeqCst);
                         match listener.accept() {
                             Ok((stream, _)) => {
                                 if closing.load(Ordering::SeqCst) {
@@ -563,15 +573,17 @@ impl ControlServer {
             listener_fd,
             closing,
             paused,
+            idle,
             stop_tx,
             stop_rx,
             accept: Some(accept),
         })
     }
 
-    /// The flag that stops accepting while set (a handover sets it at its commit).
-    pub(crate) fn pause_flag(&self) -> Arc<AtomicBool> {
-        self.paused.clone()
+    /// The flag that stops accepting while set, and the one that says the accept thread
+    /// saw it and is out of `accept` (a handover waits for that before its commit).
+    pub(crate) fn pause_flags(&self) -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+        (self.paused.clone(), self.idle.clone())
     }
 
     /// The listening socket's descriptor (what a handover passes on).

@@ -460,8 +460,6 @@ impl ReleaseHandler {
     /// ends (its host finishes what it serves beside the node) and the process exits without
     /// stopping anything; a node with no service around it exits at once.
     pub fn finish_handover(&self) {
-        self.handed_over
-            .store(true, std::sync::atomic::Ordering::SeqCst);
         match self.on_handed_over.lock().as_ref() {
             Some(hook) => hook("handed over to a new node".to_string()),
             None => crate::handover::exit_handed_over(),
@@ -546,6 +544,10 @@ impl ReleaseHandler {
             },
             &log,
         )?;
+        // From here another node serves with this one's sockets: nothing here may stop or
+        // close anything (a stop that comes now only ends this process).
+        self.handed_over
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(report)
     }
 
@@ -1133,6 +1135,10 @@ impl ReleaseHandler {
         self.probation.interrupt();
         self.scheduler.stop();
         let installing = self.installing.try_lock_for(timeout);
+        if self.is_handed_over() {
+            // A handover under way when the stop came is done: the new node serves.
+            return;
+        }
         if installing.is_none() {
             let _ = self.journal.record(&format!(
                 "stop: an install still runs after {} ms; stopping anyway",

@@ -95,9 +95,31 @@ impl Forwarder {
     }
 }
 
-/// Switches forwarding on and sends on what queued in the suspended processes meanwhile:
-/// every call from a host thread, and the casts and messages after the first `exported[pid]`
-/// envelopes (those went over in the image).
+impl Forwarder {
+    /// Forwards one envelope a mailbox refused; Err gives back what cannot go (a call or
+    /// message of the runtime's own, not bytes).
+    pub(crate) fn forward_envelope(&self, pid: Pid, envelope: Envelope) -> Result<(), Envelope> {
+        match envelope {
+            Envelope::Call {
+                from: None,
+                payload: Payload::Bytes(bytes),
+                reply,
+            } => self.forward(pid, Kind::Call, bytes, Some(reply)),
+            Envelope::Cast(Payload::Bytes(bytes)) => self.forward(pid, Kind::Cast, bytes, None),
+            Envelope::Info(InfoMsg::Message(Payload::Bytes(bytes))) => {
+                self.forward(pid, Kind::Message, bytes, None)
+            }
+            other => return Err(other),
+        }
+        Ok(())
+    }
+}
+
+/// Switches forwarding on: each suspended process's mailbox, under its lock, refuses what is
+/// pushed from now on (the pusher forwards it) and sends on what queued meanwhile, in order:
+/// every call from a host thread, and the casts and messages after the first
+/// `exported[pid]` envelopes (those went over in the image). Sending under the lock keeps a
+/// sender's order: its next message waits for the lock, then goes after these.
 pub(crate) fn switch_on(node: &Node, forwarder: Arc<Forwarder>, exported: &HashMap<Pid, usize>) {
     let inner = &node.inner;
     let _ = inner.forward.set(forwarder.clone());
@@ -105,21 +127,18 @@ pub(crate) fn switch_on(node: &Node, forwarder: Arc<Forwarder>, exported: &HashM
         let Some(process) = inner.lookup(*pid) else {
             continue;
         };
-        let queued: Vec<Envelope> = process.mailbox.lock().user.drain(..).collect();
+        let mut mailbox = process.mailbox.lock();
+        mailbox.forwarding = true;
+        let queued: Vec<Envelope> = mailbox.user.drain(..).collect();
         for (i, envelope) in queued.into_iter().enumerate() {
-            match envelope {
-                Envelope::Call {
-                    from: None,
-                    payload: Payload::Bytes(bytes),
-                    reply,
-                } => forwarder.forward(*pid, Kind::Call, bytes, Some(reply)),
-                Envelope::Cast(Payload::Bytes(bytes)) if i >= *skip => {
-                    forwarder.forward(*pid, Kind::Cast, bytes, None)
-                }
-                Envelope::Info(InfoMsg::Message(Payload::Bytes(bytes))) if i >= *skip => {
-                    forwarder.forward(*pid, Kind::Message, bytes, None)
-                }
-                _ => {}
+            let went_over = i < *skip
+                && matches!(
+                    envelope,
+                    Envelope::Cast(Payload::Bytes(_))
+                        | Envelope::Info(InfoMsg::Message(Payload::Bytes(_)))
+                );
+            if !went_over {
+                let _ = forwarder.forward_envelope(*pid, envelope);
             }
         }
     }

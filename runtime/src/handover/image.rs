@@ -57,6 +57,9 @@ pub(crate) struct ProcessImage {
     /// The name it is registered under (by its child spec, or by its own code at init).
     #[serde(default)]
     pub name: Option<String>,
+    /// Whether it traps exit signals (a worker may have turned it on in its init).
+    #[serde(default)]
+    pub trap_exit: bool,
     /// A worker's module, version and exported state (None for a supervisor).
     pub worker: Option<WorkerImage>,
     /// Ordinary messages it had not handled (casts and plain messages).

@@ -167,6 +167,8 @@ pub(crate) fn restore_node_parts(
 ) -> Result<(), String> {
     let inner = &node.inner;
     inner.numbers_from(image.next_pid, image.next_ref);
+    // Before the boot: a process started fresh during it must not take a handed-over id.
+    inner.timers.ids_from(image.next_timer);
     inner
         .tables
         .import(std::mem::take(&mut image.tables), image.next_table)

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// How long the processes get to handle what was read before the freeze.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long the drain waits for connections that are closing to send their last output.
+const CLOSING: Duration = Duration::from_millis(100);
 /// How long a suspend or a state export may take per process.
 const PROCESS: Duration = Duration::from_secs(5);
 /// How long the new node may take to start and say hello, and to restore and say ready
@@ -41,6 +43,8 @@ pub(crate) struct Seat {
     pub control: RawFd,
     /// Set, this node's control server accepts nothing (the new node serves the socket).
     pub control_paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set by the control server once it accepts no more.
+    pub control_idle: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a handover passes on besides the node's own state.
@@ -237,6 +241,7 @@ impl OldSide<'_> {
     ) -> Result<HandoverReport, HandoverError> {
         channel
             .set_read_timeout(Some(new_node_patience()))
+            .and_then(|()| channel.set_write_timeout(Some(new_node_patience())))
             .map_err(|e| fail("the socket pair", e))?;
         match wire::recv(channel) {
             Ok(Msg::Hello { .. }) => {}
@@ -244,6 +249,11 @@ impl OldSide<'_> {
             Err(e) => return Err(fail("hello", gone(e))),
         }
         crate::fault::crash_point(|| "handover: hello".into());
+        // Control connections wait in the socket's queue from now: whichever node serves
+        // after the handover takes them (the new one, or this one resumed).
+        self.seat
+            .control_paused
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let freeze_at = Instant::now();
         let inner = &self.node.inner;
         inner.ports.freeze();
@@ -294,7 +304,7 @@ impl OldSide<'_> {
         image.ports = ports.images;
         image.next_port = ports.next_id;
         let mut fds = vec![self.seat.lock, self.seat.control];
-        fds.extend(ports.fds);
+        fds.extend(ports.fds.iter().copied());
         image.listeners = listeners.iter().map(|(name, _)| name.clone()).collect();
         fds.extend(listeners.iter().map(|(_, fd)| *fd));
         let counts = (
@@ -324,10 +334,17 @@ impl OldSide<'_> {
         };
         phase("restore");
         crate::fault::crash_point(|| "handover: new node ready".into());
-        // From the commit the new node serves the control socket this one shares with it.
-        self.seat
-            .control_paused
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // From the commit the new node serves the control socket this one shares with it:
+        // this one's accept thread must be out of `accept` (it wakes every 50 ms).
+        let out_of_accept = Instant::now() + Duration::from_secs(1);
+        while !self
+            .seat
+            .control_idle
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && Instant::now() < out_of_accept
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.committed = true;
         wire::send(channel, &Msg::Commit).map_err(|e| fail("commit", gone(e)))?;
         crate::fault::crash_point(|| "handover: committed".into());
@@ -386,7 +403,10 @@ impl OldSide<'_> {
             }
             let (mail, queued) = mailbox(self.node, pid)?;
             process.mailbox = mail;
-            self.exported.insert(pid, queued);
+            // Only the workers are suspended: a supervisor's mailbox moves on.
+            if process.worker.is_some() {
+                self.exported.insert(pid, queued);
+            }
         }
         let (tables, next_table) = inner.tables.export();
         let (timers, next_timer) = inner.timers.export();
@@ -460,10 +480,14 @@ fn gone(e: std::io::Error) -> String {
 
 /// Waits until every byte read is handled and no port event waits in a mailbox.
 fn drain(node: &Node) -> Result<(), HandoverError> {
-    let deadline = Instant::now() + DRAIN;
+    let started = Instant::now();
+    let deadline = started + DRAIN;
     loop {
         let in_flight = node.inner.ports.in_flight();
-        if in_flight == 0 && !tcp_events_pending(node) {
+        let handled = in_flight == 0 && !tcp_events_pending(node);
+        // Connections closing get a moment to send their last output: they end with this
+        // node, and what they had not sent then is lost (the clients' stall stays short).
+        if handled && (node.inner.ports.closing() == 0 || started.elapsed() >= CLOSING) {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -507,6 +531,7 @@ fn walk(node: &Node) -> Result<Vec<ProcessImage>, HandoverError> {
             pid: root.0,
             parent: 0,
             name: Some(name.clone()),
+            trap_exit: true,
             key: name,
             worker: None,
             mailbox: Vec::new(),
@@ -539,6 +564,10 @@ fn children(node: &Node, sup: Pid, out: &mut Vec<ProcessImage>) -> Result<(), Ha
             pid: pid.0,
             parent: sup.0,
             name: node.process_info(pid).and_then(|i| i.name),
+            trap_exit: node
+                .inner
+                .lookup(pid)
+                .is_some_and(|p| p.signals.lock().trap_exit),
             key: child.id,
             worker,
             mailbox: Vec::new(),

@@ -84,7 +84,7 @@ pub(crate) fn child(
     let opts = SpawnOptions {
         name: spec.name.clone(),
         app: spec.app.clone(),
-        trap_exit: false,
+        trap_exit: image.trap_exit,
     };
     let pid = Pid(image.pid);
     match &spec.start {

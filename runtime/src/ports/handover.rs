@@ -18,8 +18,12 @@ use std::sync::atomic::Ordering;
 pub(crate) struct ExportedPorts {
     /// One per port, in id order.
     pub images: Vec<PortImage>,
-    /// The socket of each image, same order (valid while the ports are open).
+    /// The socket of each image, same order (valid while `keep` holds the ports).
     pub fds: Vec<RawFd>,
+    /// The ports themselves: their descriptors stay open while this lives, whatever their
+    /// owners do meanwhile.
+    #[allow(dead_code)]
+    keep: Vec<Port>,
     /// The next port id.
     pub next_id: u64,
 }
@@ -62,6 +66,23 @@ impl Ports {
         })
     }
 
+    /// Connections closing (their last output still going, or the peer's end not yet
+    /// handled): a handover waits for them, they end with this node.
+    pub(crate) fn closing(&self) -> usize {
+        self.running().map_or(0, |shared| {
+            shared
+                .all()
+                .iter()
+                .filter(|(_, port)| match port {
+                    Port::Conn(c) => {
+                        c.out_state() != OutState::Open || c.eof.load(Ordering::SeqCst)
+                    }
+                    Port::Listener(_) => false,
+                })
+                .count()
+        })
+    }
+
     /// The images and sockets of every port (frozen and held: nothing moves meanwhile).
     /// A connection still connecting or closing is refused: it cannot be handed over.
     pub(crate) fn export(&self) -> Result<ExportedPorts, String> {
@@ -69,12 +90,15 @@ impl Ports {
             return Ok(ExportedPorts {
                 images: Vec::new(),
                 fds: Vec::new(),
+                keep: Vec::new(),
                 next_id: 1,
             });
         };
         let mut images = Vec::new();
         let mut fds = Vec::new();
+        let mut keep = Vec::new();
         for (id, port) in shared.all() {
+            keep.push(port.clone());
             match port {
                 Port::Listener(listener) => {
                     let Some(fd) = listener.raw_fd() else {
@@ -120,6 +144,7 @@ impl Ports {
         Ok(ExportedPorts {
             images,
             fds,
+            keep,
             next_id: shared.peek_next_id(),
         })
     }

@@ -153,7 +153,16 @@ impl Service {
                     );
                     node.shutdown(self.shutdown_timeout);
                 }
-                Err(reason) => new::give_up(&mut channel, &reason),
+                // The old node may have died in the middle (its descriptors close before
+                // this process is handed to another parent): a plain start decides. If the
+                // old node lives, the node lock stops that start and it resumes.
+                Err(reason) => {
+                    eprintln!(
+                        "relup: handover: the image did not arrive whole ({reason}); starting as a plain start does"
+                    );
+                    drop(channel);
+                    node.shutdown(self.shutdown_timeout);
+                }
             }
         }
         // Before anything is booted or written over: one node per root, for its whole life.
@@ -205,7 +214,8 @@ impl Service {
         handler.set_seat(crate::handover::old::Seat {
             lock: std::os::fd::AsRawFd::as_raw_fd(&lock),
             control: server.listener_fd(),
-            control_paused: server.pause_flag(),
+            control_paused: server.pause_flags().0,
+            control_idle: server.pause_flags().1,
         });
         {
             // Once another node took over, the wait ends; the shutdown then only exits.
@@ -348,8 +358,13 @@ impl RunningService {
         let Some(Serving { server, lock }) = self.serving.take() else {
             return;
         };
-        server.close();
+        // First the handler: it waits for an install or a handover under way. Only then the
+        // control socket, which a handover shares with the new node.
         self.handler.stop(self.shutdown_timeout);
+        if self.handler.is_handed_over() {
+            crate::handover::exit_handed_over();
+        }
+        server.close();
         self.node.shutdown(self.shutdown_timeout);
         let _ = std::fs::remove_file(self.root.pid_file());
         // Released last: nothing of this node is left when another may start.

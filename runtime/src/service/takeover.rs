@@ -72,25 +72,11 @@ impl Service {
         handler.set_inherited(listeners);
         let (left, restored) = node.inner.restoring.disarm();
         for image in &left {
-            let pid = Pid(image.pid);
             handler.journal_line(&format!(
-                "handover: {pid} ({}) has no place in the release's tree: not restored, its ports and tables close",
+                "handover: {} ({}) has no place in the release's tree: not restored, its ports and tables close",
+                Pid(image.pid),
                 image.key
             ));
-            node.inner.ports.owner_exited(pid);
-            node.inner.tables.owner_exited(&node.inner, pid);
-        }
-        // Ports and tables whose owner is not here (a process outside the supervision
-        // trees, not handed over) close as at their owner's exit.
-        for owner in node.inner.ports.owners() {
-            if !node.is_alive(owner) {
-                node.inner.ports.owner_exited(owner);
-            }
-        }
-        for table in node.inner.tables.list() {
-            if !node.is_alive(table.owner) {
-                node.inner.tables.owner_exited(&node.inner, table.owner);
-            }
         }
         node.inner.timers.import(&image.timers, image.next_timer);
         // Proven before the old node lets go: every restored process passes its module's
@@ -121,15 +107,34 @@ impl Service {
             &root.pid_file(),
             format!("{}\n", std::process::id()).as_bytes(),
         );
-        let server = match ControlServer::serve(handler.clone(), &root.control_socket(), control) {
-            Ok(server) => server,
-            Err(e) => new::give_up(&mut channel, &format!("control socket: {e}")),
-        };
         // Said before anything is read or answered: past this the old node exits, and it
         // must never resume on its state after this node has answered a client.
         new::taken(&mut channel);
         // What the old node's host threads still send is answered here.
         crate::handover::forward::serve(node.clone(), channel);
+        let server = match ControlServer::serve(handler.clone(), &root.control_socket(), control) {
+            Ok(server) => server,
+            Err(e) => {
+                // The old node is going: this one cannot serve the root. A plain start can.
+                eprintln!(
+                    "relup: handover: cannot serve the control socket after the take-over: {e}"
+                );
+                crate::handover::exit_handed_over();
+            }
+        };
+        // Ports and tables whose owner is not here (a process outside the supervision
+        // trees, or one with no place in the release's tree) close as at their owner's exit;
+        // only now, since closing shuts the socket down for the old node too.
+        for owner in node.inner.ports.owners() {
+            if !node.is_alive(owner) {
+                node.inner.ports.owner_exited(owner);
+            }
+        }
+        for table in node.inner.tables.list() {
+            if !node.is_alive(table.owner) {
+                node.inner.tables.owner_exited(&node.inner, table.owner);
+            }
+        }
         node.resume(&restored);
         node.inner.ports.thaw();
         handler.set_lineage(Lineage {
@@ -140,7 +145,8 @@ impl Service {
         handler.set_seat(Seat {
             lock: lock.as_raw_fd(),
             control: server.listener_fd(),
-            control_paused: server.pause_flag(),
+            control_paused: server.pause_flags().0,
+            control_idle: server.pause_flags().1,
         });
         {
             let stopper = server.stopper();

@@ -545,6 +545,15 @@ fn restarts_hand_the_service_over_under_http_load() {
             .parse()
             .expect("a pid");
         assert_ne!(node_pid, pid, "handover {round}");
+        // The process that handed over finishes and exits (the first one is this test's
+        // child, reaped below; the others are reaped by init).
+        if round > 1 {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                assert!(Instant::now() < deadline, "old process {pid} still runs");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         pid = node_pid;
         progress(&load, 100);
         let mut fresh = served.client();
