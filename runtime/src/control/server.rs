@@ -1,5 +1,6 @@
 //! The node side of the control socket.
 
+use super::console;
 use super::protocol::{Event, MAX_REQUEST, Request};
 use super::status::status_report;
 use crate::handler::ReleaseHandler;
@@ -150,6 +151,16 @@ fn done<T: serde::Serialize>(value: &T) -> Event {
         Ok(result) => Event::Done { result },
         Err(e) => Event::Error {
             message: format!("cannot encode the result: {e}"),
+        },
+    }
+}
+
+/// The event ending a console request.
+fn console_result(result: Result<serde_json::Value, console::ConsoleError>) -> Event {
+    match result {
+        Ok(result) => Event::Done { result },
+        Err(e) => Event::Error {
+            message: e.to_string(),
         },
     }
 }
@@ -325,6 +336,20 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
                 message: format!("rejected: {e}"),
             },
         },
+        Request::State { target } => console_result(console::state(handler.node(), &target)),
+        Request::Call {
+            target,
+            request,
+            timeout_ms,
+        } => console_result(console::call(
+            handler.node(),
+            &target,
+            &request,
+            timeout_ms.map_or(console::DEFAULT_CALL_TIMEOUT, Duration::from_millis),
+        )),
+        Request::Cast { target, message } => {
+            console_result(console::cast(handler.node(), &target, &message))
+        }
         Request::Stop => {
             let _ = send(stream, &done(&serde_json::json!({ "stopping": true })));
             return true;
