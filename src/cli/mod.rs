@@ -22,6 +22,7 @@
 mod build;
 mod config;
 mod console;
+mod dashboard;
 mod daemon;
 mod new;
 mod output;
@@ -202,6 +203,13 @@ enum Command {
         #[arg(value_name = "JSON", allow_hyphen_values = true)]
         message: String,
     },
+    /// Serve a live dashboard of the node on loopback, behind a random token printed at
+    /// start (the page talks to the node through the control socket).
+    Dashboard {
+        /// The loopback address to listen on (default 127.0.0.1 and a free port).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
+    },
     /// Appup tools.
     Appup {
         #[command(subcommand)]
@@ -351,6 +359,7 @@ fn run(cli: Cli, natives: Natives, beside: Option<Beside>) -> Result<(), Failure
             timeout,
         } => console::call(&root(&cli)?, target, request, *timeout, json),
         Command::Cast { target, message } => console::cast(&root(&cli)?, target, message, json),
+        Command::Dashboard { listen } => dashboard::run(&root(&cli)?, listen.as_deref(), json),
         Command::Appup {
             command: AppupCommand::Generate { old, new },
         } => build::generate(old, new),
