@@ -22,8 +22,8 @@
 mod build;
 mod config;
 mod console;
-mod dashboard;
 mod daemon;
+mod dashboard;
 mod new;
 mod output;
 mod remote;

@@ -186,19 +186,25 @@ impl Api {
             }
         };
         state["status"] = status;
-        let mut section = |key: &str, request: Request, pick: fn(serde_json::Value) -> serde_json::Value| {
-            match self.read(&request) {
-                Ok(value) => state[key] = pick(value),
-                Err(error) => state[format!("{key}_error")] = error.into(),
-            }
-        };
+        let mut section =
+            |key: &str, request: Request, pick: fn(serde_json::Value) -> serde_json::Value| {
+                match self.read(&request) {
+                    Ok(value) => state[key] = pick(value),
+                    Err(error) => state[format!("{key}_error")] = error.into(),
+                }
+            };
         section("journal", Request::Log, |v| {
             last_upgrade(v["log"].as_str().unwrap_or_default()).into()
         });
         section("snapshots", Request::Snapshots, |v| v["snapshots"].clone());
-        section("config", Request::ConfigGet { app: None, key: None }, |v| {
-            v["keys"].clone()
-        });
+        section(
+            "config",
+            Request::ConfigGet {
+                app: None,
+                key: None,
+            },
+            |v| v["keys"].clone(),
+        );
         state
     }
 
@@ -258,7 +264,8 @@ impl Api {
         action: &Action,
         version: Option<semver::Version>,
     ) -> Result<String, String> {
-        let text = |v: &Option<semver::Version>| v.as_ref().map_or(String::new(), |v| v.to_string());
+        let text =
+            |v: &Option<semver::Version>| v.as_ref().map_or(String::new(), |v| v.to_string());
         let target = text(&version);
         let mut on_event = |event: &Event| {
             let line = match event {
@@ -279,14 +286,30 @@ impl Api {
             }
             Action::Check { .. } => {
                 let result = self.ask(&Request::Check { version: target }, true, &mut on_event)?;
-                Ok(result["text"].as_str().unwrap_or("checked").trim().to_string())
+                Ok(result["text"]
+                    .as_str()
+                    .unwrap_or("checked")
+                    .trim()
+                    .to_string())
             }
             Action::Permanent { .. } => {
-                self.ask(&Request::Permanent { version: target.clone() }, true, &mut on_event)?;
+                self.ask(
+                    &Request::Permanent {
+                        version: target.clone(),
+                    },
+                    true,
+                    &mut on_event,
+                )?;
                 Ok(format!("{target} is permanent"))
             }
             Action::Remove { .. } => {
-                self.ask(&Request::Remove { version: target.clone() }, true, &mut on_event)?;
+                self.ask(
+                    &Request::Remove {
+                        version: target.clone(),
+                    },
+                    true,
+                    &mut on_event,
+                )?;
                 Ok(format!("removed {target}"))
             }
             Action::Schedule { at, delay, .. } => {
@@ -364,7 +387,11 @@ impl Api {
 pub fn last_upgrade(journal: &str) -> Vec<String> {
     let lines: Vec<&str> = journal.lines().collect();
     // A line is `<timestamp> <event>`.
-    let event = |line: &str| line.split_once(' ').map_or("", |(_, rest)| rest).to_string();
+    let event = |line: &str| {
+        line.split_once(' ')
+            .map_or("", |(_, rest)| rest)
+            .to_string()
+    };
     let Some(mut from) = lines.iter().rposition(|l| {
         let e = event(l);
         e.starts_with("install ") && e.contains(" -> ")
@@ -387,7 +414,11 @@ mod tests {
         let journal = "t boot demo 0.1.0\nt snapshot 1 taken\nt install 0.1.0 -> 0.2.0 via x\nt a\nt install done\nt snapshot 2 taken\nt install 0.2.0 -> 0.1.0 via y\nt b\n";
         assert_eq!(
             last_upgrade(journal),
-            vec!["t snapshot 2 taken", "t install 0.2.0 -> 0.1.0 via y", "t b"]
+            vec![
+                "t snapshot 2 taken",
+                "t install 0.2.0 -> 0.1.0 via y",
+                "t b"
+            ]
         );
         assert!(last_upgrade("t boot demo 0.1.0\n").is_empty());
     }

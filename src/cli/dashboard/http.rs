@@ -98,7 +98,12 @@ fn read_some(stream: &mut TcpStream, buf: &mut [u8], until: Instant) -> Result<u
     stream.set_read_timeout(Some(left)).map_err(ReadError::Io)?;
     match stream.read(buf) {
         Ok(n) => Ok(n),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
             Err(ReadError::Timeout)
         }
         Err(e) => Err(ReadError::Io(e)),
@@ -149,7 +154,9 @@ pub fn read_request(stream: &mut TcpStream) -> Result<Request, ReadError> {
         )));
     };
     if !version.starts_with("HTTP/1.") {
-        return Err(ReadError::Malformed(format!("version {version:?}, expected HTTP/1.x")));
+        return Err(ReadError::Malformed(format!(
+            "version {version:?}, expected HTTP/1.x"
+        )));
     }
     let mut headers = Vec::new();
     for line in lines {
@@ -187,7 +194,9 @@ pub fn read_request(stream: &mut TcpStream) -> Result<Request, ReadError> {
     while body.len() < length {
         let n = read_some(stream, &mut chunk, until)?;
         if n == 0 {
-            return Err(ReadError::Malformed("the body is shorter than Content-Length".into()));
+            return Err(ReadError::Malformed(
+                "the body is shorter than Content-Length".into(),
+            ));
         }
         body.extend_from_slice(&chunk[..n]);
     }

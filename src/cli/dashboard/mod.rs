@@ -92,10 +92,14 @@ pub fn run(root: &Path, listen: Option<&str>, json: bool) -> Result<(), Failure>
     if json {
         super::output::print_json(&serde_json::json!({ "url": url, "root": root }));
     } else {
-        println!("dashboard of {}: {url}", root.display());
-        println!("(loopback only; the token in the URL is the key: requests without it get 403)");
+        // One write: a reader of the first line only (a script, the test) gets both lines
+        // in the pipe before it goes away.
+        print!(
+            "dashboard of {}: {url}\n(loopback only; the token in the URL is the key: requests without it get 403)\n",
+            root.display()
+        );
     }
-    // The test (and a script) reads the URL from a pipe: it must not wait in a buffer.
+    // A script reads the URL from a pipe: it must not wait in a buffer.
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let api = Arc::new(Api::new(root.to_path_buf()));
     let token: Arc<str> = token.into();
