@@ -102,9 +102,9 @@ pub enum ConsoleError {
     },
 }
 
-/// A process the console talks to: its pid and how to name it in messages.
+/// The process a console request names: its pid, name and code (also in the result).
 #[derive(Debug, Clone, Serialize)]
-pub struct Target {
+pub struct Process {
     /// Its pid.
     pub pid: Pid,
     /// Its registered name, if any.
@@ -115,7 +115,7 @@ pub struct Target {
     pub version: Option<String>,
 }
 
-impl Target {
+impl Process {
     /// `c1 (<0.12.0>, counter 1.0.0)`, for messages.
     fn who(&self) -> String {
         let code = match (&self.module, &self.version) {
@@ -148,7 +148,7 @@ fn parse_pid(text: &str) -> Option<Pid> {
 }
 
 /// Finds the live process `text` names (a registered name, else a pid).
-pub fn resolve(node: &Node, text: &str) -> Result<Target, ConsoleError> {
+pub fn resolve(node: &Node, text: &str) -> Result<Process, ConsoleError> {
     let pid = node
         .whereis(text)
         .or_else(|| parse_pid(text))
@@ -156,7 +156,7 @@ pub fn resolve(node: &Node, text: &str) -> Result<Target, ConsoleError> {
     let info = node
         .process_info(pid)
         .ok_or_else(|| ConsoleError::NoProc(format!("{text:?}")))?;
-    Ok(Target {
+    Ok(Process {
         pid,
         name: info.name,
         module: info.module,
