@@ -575,3 +575,109 @@ fn the_dashboard_shows_the_node_and_upgrades_it_from_the_page() {
     assert!(!status.contains("scheduled: "), "{status}");
     drop(output);
 }
+
+/// Starts `relup dashboard` on `root` with `args`; returns it, its address and its token.
+fn dashboard(
+    root: &Path,
+    args: &[&str],
+) -> (Child, BufReader<std::process::ChildStdout>, String, String) {
+    let mut child = Command::new(RELUP)
+        .args(["--root", root.to_str().unwrap(), "dashboard"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    output.read_line(&mut first).unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_string();
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let token = url.split("token=").nth(1).expect("a token").to_string();
+    (child, output, addr, token)
+}
+
+#[test]
+fn the_dashboard_keeps_to_loopback_and_bounds_its_requests() {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("relup-dashboard-door-{}", std::process::id()));
+    std::fs::create_dir_all(&base).unwrap();
+    // Not loopback: refused before anything listens.
+    let refused = relup(&[
+        "--root",
+        base.to_str().unwrap(),
+        "dashboard",
+        "--listen",
+        "0.0.0.0:0",
+    ]);
+    common::fails(refused, "not a loopback address");
+
+    // No node on this root: the page's state says so, and the dashboard keeps serving.
+    let (mut child, _output, addr, token) = dashboard(&base, &["--listen", "127.0.0.1:0"]);
+    let header = [("X-Relup-Token", token.as_str())];
+    let (status, body) = http(&addr, "GET", "/api/state", &header, None);
+    assert_eq!(status, 200, "{body}");
+    let state: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        state["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not running"),
+        "{state}"
+    );
+    // A token in the query reads, but an action needs the header.
+    let query = format!("/api/state?token={token}");
+    assert_eq!(http(&addr, "GET", &query, &[], None).0, 200);
+    let action = json!({"action": "upgrade", "version": "0.2.0"});
+    let post = format!("/api/action?token={token}");
+    assert_eq!(http(&addr, "POST", &post, &[], Some(&action)).0, 403);
+    // Not an action, not a version: 400 with the reason.
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/api/action",
+        &header,
+        Some(&json!({"action": "explode"})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown variant"), "{body}");
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/api/action",
+        &header,
+        Some(&json!({"action": "upgrade", "version": "next"})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a version"), "{body}");
+    // A head larger than 16 KiB: 413.
+    let big = "x".repeat(20 * 1024);
+    assert_eq!(
+        http(&addr, "GET", "/", &[("X-Padding", big.as_str())], None).0,
+        413
+    );
+    // Unknown paths and methods.
+    assert_eq!(http(&addr, "GET", "/nope", &header, None).0, 404);
+    assert_eq!(http(&addr, "DELETE", "/api/state", &header, None).0, 405);
+    // A client that never finishes its request is cut off (408), and others are served meanwhile.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    assert_eq!(http(&addr, "GET", &query, &[], None).0, 200);
+    slow.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut answer = String::new();
+    BufReader::new(slow).read_line(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -270,4 +270,19 @@ pub fn write_response(stream: &mut TcpStream, response: &Response) {
         .and_then(|()| stream.write_all(&response.body))
         .and_then(|()| stream.flush());
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    if response.status >= 400 {
+        // A request refused before it was read whole (too large) leaves bytes unread:
+        // closing on them would reset the connection and could lose the answer. Read a
+        // bounded amount for a moment first.
+        let until = Instant::now() + LINGER;
+        let (mut chunk, mut left) = ([0u8; 4096], MAX_LINGER_BYTES);
+        while left > 0 && matches!(read_some(stream, &mut chunk, until), Ok(n) if n > 0) {
+            left = left.saturating_sub(chunk.len());
+        }
+    }
 }
+
+/// How long an error answer waits for the client to stop sending before closing.
+const LINGER: Duration = Duration::from_secs(1);
+/// How much of a refused request is read and thrown away before closing.
+const MAX_LINGER_BYTES: usize = 256 * 1024;
