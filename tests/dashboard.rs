@@ -388,10 +388,16 @@ instructions = [ { update = "counter" } ]
         manifest.replace("seconds = 1\n", "seconds = 8\n"),
     )
     .unwrap();
-    for dir in [
-        release_dir(&base, "0.1.0", &f.counter_v1, "1.0.0", None),
-        v2,
-    ] {
+    let v1 = release_dir(&base, "0.1.0", &f.counter_v1, "1.0.0", None);
+    // A config key, for the page's config section and its rejected lines.
+    for dir in [&v1, &v2] {
+        let mut manifest = std::fs::read_to_string(dir.join("release.toml")).unwrap();
+        manifest.push_str(
+            "\n[[applications.config]]\nmodule = \"counter\"\nkey = \"limit\"\ntype = \"integer\"\ndefault = 10\nrange = [0, 100]\n",
+        );
+        std::fs::write(dir.join("release.toml"), manifest).unwrap();
+    }
+    for dir in [v1, v2] {
         ok(relup(&[
             "release",
             dir.to_str().unwrap(),
@@ -481,6 +487,17 @@ fn the_dashboard_shows_the_node_and_upgrades_it_from_the_page() {
     browser.wait_text("#release", "the running release", |t| {
         t.contains("demo 0.1.0")
     });
+    // Config lines from config.toml.new: one applied, one out of range (config.toml.rej).
+    std::fs::write(
+        node.root.join("config/config.toml.new"),
+        "app:counter:limit:42\napp:counter:limit:500\n",
+    )
+    .unwrap();
+    browser.wait_text("#config", "the applied value", |t| {
+        t.contains("app:limit") && t.contains("42")
+    });
+    let rejects = browser.wait_text("#rejects", "the rejected line", |t| t.contains("500"));
+    assert!(rejects.contains("limit"), "{rejects}");
     browser.screenshot("dashboard.png");
 
     // An upgrade started from the page lands: 0.2.0 runs, passes its probation and is LIVE.
