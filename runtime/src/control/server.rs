@@ -169,6 +169,20 @@ fn console_result(result: Result<serde_json::Value, console::ConsoleError>) -> E
 fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -> bool {
     let result = match request {
         Request::Status => done(&status_report(handler)),
+        Request::State { target } => console_result(console::state(handler.node(), &target)),
+        Request::Call {
+            target,
+            request,
+            timeout_ms,
+        } => console_result(console::call(
+            handler.node(),
+            &target,
+            &request,
+            timeout_ms.map_or(console::DEFAULT_CALL_TIMEOUT, Duration::from_millis),
+        )),
+        Request::Cast { target, message } => {
+            console_result(console::cast(handler.node(), &target, &message))
+        }
         Request::Releases => match handler.releases() {
             Ok(releases) => done(&releases.releases),
             Err(e) => Event::Error {
@@ -336,20 +350,6 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
                 message: format!("rejected: {e}"),
             },
         },
-        Request::State { target } => console_result(console::state(handler.node(), &target)),
-        Request::Call {
-            target,
-            request,
-            timeout_ms,
-        } => console_result(console::call(
-            handler.node(),
-            &target,
-            &request,
-            timeout_ms.map_or(console::DEFAULT_CALL_TIMEOUT, Duration::from_millis),
-        )),
-        Request::Cast { target, message } => {
-            console_result(console::cast(handler.node(), &target, &message))
-        }
         Request::Stop => {
             let _ = send(stream, &done(&serde_json::json!({ "stopping": true })));
             return true;
