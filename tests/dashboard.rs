@@ -380,21 +380,14 @@ to = "0.1.0"
 instructions = [ { update = "counter" } ]
 "#;
     let out = base.join("out");
-    let v2 = release_dir(&base, "0.2.0", &f.counter_v2, "2.0.0", Some(appup));
-    // A probation long enough for the page (polled every second) to show it under way.
-    let manifest = std::fs::read_to_string(v2.join("release.toml")).unwrap();
-    std::fs::write(
-        v2.join("release.toml"),
-        manifest.replace("seconds = 1\n", "seconds = 8\n"),
-    )
-    .unwrap();
     let v1 = release_dir(&base, "0.1.0", &f.counter_v1, "1.0.0", None);
-    // A config key, for the page's config section and its rejected lines.
+    let v2 = release_dir(&base, "0.2.0", &f.counter_v2, "2.0.0", Some(appup));
     for dir in [&v1, &v2] {
-        let mut manifest = std::fs::read_to_string(dir.join("release.toml")).unwrap();
-        manifest.push_str(
-            "\n[[applications.config]]\nmodule = \"counter\"\nkey = \"limit\"\ntype = \"integer\"\ndefault = 10\nrange = [0, 100]\n",
-        );
+        let manifest = std::fs::read_to_string(dir.join("release.toml")).unwrap();
+        // A probation long enough for the page (polled every second) to show it under way,
+        // and a config key, for the page's config section and its rejected lines.
+        let manifest = manifest.replace("seconds = 1\n", "seconds = 8\n")
+            + "\n[[applications.config]]\nmodule = \"counter\"\nkey = \"limit\"\ntype = \"integer\"\ndefault = 10\nrange = [0, 100]\n";
         std::fs::write(dir.join("release.toml"), manifest).unwrap();
     }
     for dir in [v1, v2] {
@@ -533,6 +526,9 @@ fn the_dashboard_shows_the_node_and_upgrades_it_from_the_page() {
     });
     assert!(journal.contains("install 0.1.0 -> 0.2.0"), "{journal}");
     assert!(journal.contains("probation 0.2.0: passed"), "{journal}");
+    browser.wait_text("#probation", "the last verdict", |t| {
+        t.contains("none under way") && t.contains("last probation:\nprobation 0.2.0: passed")
+    });
     browser.wait_text("#tree", "c1 on 2.0.0", |t| t.contains("counter 2.0.0"));
     browser.wait_text("#snapshots", "the snapshot taken before the install", |t| {
         t.contains("0.1.0 → 0.2.0")
@@ -540,7 +536,6 @@ fn the_dashboard_shows_the_node_and_upgrades_it_from_the_page() {
     // The node agrees.
     let releases = ok(node.run(&["releases"]));
     assert!(releases.contains("0.2.0 permanent"), "{releases}");
-    browser.screenshot("dashboard-upgraded.png");
 
     // Refused: a downgrade to a version that is not installed, and removing the LIVE one;
     // each shows the node's reason, and nothing changes.
@@ -572,6 +567,43 @@ fn the_dashboard_shows_the_node_and_upgrades_it_from_the_page() {
         "{releases}"
     );
     browser.screenshot("dashboard-refused.png");
+
+    // A downgrade whose probation fails its health check: c1's count made negative through
+    // the console while 0.1.0 is on probation. The page shows the failure's reason, and the
+    // node rolls back to 0.2.0 by itself.
+    browser.click("#releases tr[data-version='0.1.0'] button[data-act='downgrade']");
+    browser.wait_text("#probation", "0.1.0 on probation", |t| {
+        t.contains("0.1.0 on probation")
+    });
+    ok(node.run(&["call", "c1", r#"{"Add": -1000}"#]));
+    let verdict = browser.wait_text("#probation", "the failed probation", |t| {
+        t.contains("probation 0.1.0: rolled back, running 0.2.0")
+    });
+    assert!(verdict.contains("none under way"), "{verdict}");
+    assert!(
+        verdict.contains("probation 0.1.0: FAILED") && verdict.contains("count is negative"),
+        "the health check's result: {verdict}"
+    );
+    let journal = browser.wait_text("#journal", "the failure in the journal", |t| {
+        t.contains("probation 0.1.0: FAILED")
+    });
+    assert!(
+        journal.contains("count is negative"),
+        "the health check's reason: {journal}"
+    );
+    let failed = browser.wait_text(
+        ".action[data-state='failed']",
+        "the downgrade failed",
+        |t| t.contains("downgrade 0.1.0"),
+    );
+    assert!(failed.contains("count is negative"), "{failed}");
+    browser.wait_text(
+        "#releases tr[data-version='0.2.0']",
+        "0.2.0 running and LIVE again",
+        |t| t.contains("LIVE") && t.contains("running"),
+    );
+    browser.wait_text("#tree", "c1 back on 2.0.0", |t| t.contains("counter 2.0.0"));
+    browser.screenshot("dashboard-rollback.png");
 
     // A downgrade scheduled in a window, then cancelled, from the page.
     browser.type_into("#version", "0.1.0");

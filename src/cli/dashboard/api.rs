@@ -383,7 +383,8 @@ impl Api {
 }
 
 /// The journal lines of the current or last install: from its `install` line (and the
-/// snapshot taken just before it) to the end.
+/// snapshot taken just before it) to the end. The install of a rollback after a failed
+/// probation belongs to the install that failed: the lines start at that one.
 pub fn last_upgrade(journal: &str) -> Vec<String> {
     let lines: Vec<&str> = journal.lines().collect();
     // A line is `<timestamp> <event>`.
@@ -392,12 +393,19 @@ pub fn last_upgrade(journal: &str) -> Vec<String> {
             .map_or("", |(_, rest)| rest)
             .to_string()
     };
-    let Some(mut from) = lines.iter().rposition(|l| {
-        let e = event(l);
+    let is_install = |line: &str| {
+        let e = event(line);
         e.starts_with("install ") && e.contains(" -> ")
-    }) else {
+    };
+    let Some(mut from) = lines.iter().rposition(|l| is_install(l)) else {
         return Vec::new();
     };
+    while from > 0
+        && event(lines[from - 1]).contains("rolling back to")
+        && let Some(earlier) = lines[..from].iter().rposition(|l| is_install(l))
+    {
+        from = earlier;
+    }
     if from > 0 && event(lines[from - 1]).starts_with("snapshot ") {
         from -= 1;
     }
@@ -421,5 +429,12 @@ mod tests {
             ]
         );
         assert!(last_upgrade("t boot demo 0.1.0\n").is_empty());
+        let rolled_back = "t snapshot 1 taken\nt install 0.1.0 -> 0.2.0 via x\nt install done\nt snapshot 2 taken\nt install 0.2.0 -> 0.1.0 via y\nt probation 0.1.0: FAILED: bad; rolling back to 0.2.0\nt install 0.1.0 -> 0.2.0 via z\nt probation 0.1.0: rolled back, running 0.2.0\n";
+        let lines = last_upgrade(rolled_back);
+        assert_eq!(
+            lines.first().map(String::as_str),
+            Some("t snapshot 2 taken")
+        );
+        assert_eq!(lines.len(), 5, "{lines:?}");
     }
 }
