@@ -21,7 +21,9 @@
 
 mod build;
 mod config;
+mod console;
 mod daemon;
+mod dashboard;
 mod new;
 mod output;
 mod remote;
@@ -177,6 +179,41 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// A process's state as JSON, as its module exports it (OTP's sys:get_state).
+    State {
+        /// A registered name or a pid (<0.12.0>; see `relup status`).
+        #[arg(value_name = "NAME|PID")]
+        target: String,
+    },
+    /// Call a process with a request given as JSON (as serde writes the module's request
+    /// type, e.g. '"Get"' or '{"Add": 5}'); prints the reply as JSON.
+    Call {
+        /// A registered name or a pid.
+        #[arg(value_name = "NAME|PID")]
+        target: String,
+        /// The request, as JSON.
+        #[arg(value_name = "JSON", allow_hyphen_values = true)]
+        request: String,
+        /// How long to wait for the reply (default 5s, at most 300s).
+        #[arg(long, value_name = "DURATION", value_parser = remote::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Cast a message given as JSON to a process (it is not answered).
+    Cast {
+        /// A registered name or a pid.
+        #[arg(value_name = "NAME|PID")]
+        target: String,
+        /// The message, as JSON.
+        #[arg(value_name = "JSON", allow_hyphen_values = true)]
+        message: String,
+    },
+    /// Serve a live dashboard of the node on loopback, behind a random token printed at
+    /// start (the page talks to the node through the control socket).
+    Dashboard {
+        /// The loopback address to listen on (default 127.0.0.1 and a free port).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
+    },
     /// Appup tools.
     Appup {
         #[command(subcommand)]
@@ -320,6 +357,14 @@ fn run(cli: Cli, natives: Natives, beside: Option<Beside>) -> Result<(), Failure
         Command::Config {
             command: ConfigCommand::Set { line },
         } => config::set(&root(&cli)?, line, json),
+        Command::State { target } => console::state(&root(&cli)?, target, json),
+        Command::Call {
+            target,
+            request,
+            timeout,
+        } => console::call(&root(&cli)?, target, request, *timeout, json),
+        Command::Cast { target, message } => console::cast(&root(&cli)?, target, message, json),
+        Command::Dashboard { listen } => dashboard::run(&root(&cli)?, listen.as_deref(), json),
         Command::Appup {
             command: AppupCommand::Generate { old, new },
         } => build::generate(old, new),

@@ -72,6 +72,8 @@ fn may_be_silent(request: &Request) -> bool {
             | Request::Log
             | Request::ConfigGet { .. }
             | Request::Stop
+            | Request::State { .. }
+            | Request::Cast { .. }
     )
 }
 

@@ -6,9 +6,11 @@
 //! one JSON object per line.
 
 mod client;
+pub mod console;
 mod protocol;
 mod server;
 mod status;
+mod transcode;
 
 pub use client::{Client, ClientError};
 pub use protocol::{Event, MAX_REQUEST, Request};

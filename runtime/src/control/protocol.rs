@@ -111,6 +111,29 @@ pub enum Request {
     },
     /// Stop the node.
     Stop,
+    /// A process's state as its module exports it, as JSON (`relup state`).
+    State {
+        /// A registered name or a pid (`<0.12.0>`).
+        target: String,
+    },
+    /// Call a process with a request given as JSON, transcoded to the module codec
+    /// (`relup call`); the reply comes back as JSON.
+    Call {
+        /// A registered name or a pid (`<0.12.0>`).
+        target: String,
+        /// The request, as serde writes the module's request type in JSON.
+        request: serde_json::Value,
+        /// How long to wait for the reply, in milliseconds (default 5000, at most 300000).
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
+    /// Cast a message given as JSON to a process (`relup cast`).
+    Cast {
+        /// A registered name or a pid (`<0.12.0>`).
+        target: String,
+        /// The message, as serde writes the module's cast type in JSON.
+        message: serde_json::Value,
+    },
 }
 
 fn yes() -> bool {

@@ -1,5 +1,6 @@
 //! The node side of the control socket.
 
+use super::console;
 use super::protocol::{Event, MAX_REQUEST, Request};
 use super::status::status_report;
 use crate::handler::ReleaseHandler;
@@ -160,10 +161,34 @@ fn done<T: serde::Serialize>(value: &T) -> Event {
     }
 }
 
+/// The event ending a console request.
+fn console_result(result: Result<serde_json::Value, console::ConsoleError>) -> Event {
+    match result {
+        Ok(result) => Event::Done { result },
+        Err(e) => Event::Error {
+            message: e.to_string(),
+        },
+    }
+}
+
 /// Answers one request; returns true if the node should stop.
 fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -> bool {
     let result = match request {
         Request::Status => done(&status_report(handler)),
+        Request::State { target } => console_result(console::state(handler.node(), &target)),
+        Request::Call {
+            target,
+            request,
+            timeout_ms,
+        } => console_result(console::call(
+            handler.node(),
+            &target,
+            &request,
+            timeout_ms.map_or(console::DEFAULT_CALL_TIMEOUT, Duration::from_millis),
+        )),
+        Request::Cast { target, message } => {
+            console_result(console::cast(handler.node(), &target, &message))
+        }
         Request::Releases => match handler.releases() {
             Ok(releases) => done(&releases.releases),
             Err(e) => Event::Error {
