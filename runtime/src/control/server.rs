@@ -525,7 +525,7 @@ impl ControlServer {
         // handing over stops accepting on the socket it shares with the new one at once.
         let timeout = libc::timeval {
             tv_sec: 0,
-            tv_usec: 50_000,
+            tv_usec: 200_000,
         };
         // SAFETY: setsockopt with a valid option value of the right size on our descriptor.
         unsafe {

@@ -254,6 +254,9 @@ impl OldSide<'_> {
         self.seat
             .control_paused
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept thread if it waits in `accept` (only this node accepts until the
+        // commit): it serves this empty connection, sees the pause and stays out.
+        let _ = std::os::unix::net::UnixStream::connect(self.root.control_socket());
         let freeze_at = Instant::now();
         let inner = &self.node.inner;
         inner.ports.freeze();
@@ -335,7 +338,7 @@ impl OldSide<'_> {
         phase("restore");
         crate::fault::crash_point(|| "handover: new node ready".into());
         // From the commit the new node serves the control socket this one shares with it:
-        // this one's accept thread must be out of `accept` (it wakes every 50 ms).
+        // this one's accept thread must be out of `accept` (woken at the freeze).
         let out_of_accept = Instant::now() + Duration::from_secs(1);
         while !self
             .seat
