@@ -393,6 +393,58 @@ fn benchmark_loop(port: u16, stop: Arc<AtomicBool>) -> Vec<Output> {
     }
 }
 
+/// Stops the load of `stop`, joins the benchmark loop and the INCR client, and checks the
+/// INCR key: every INCR answered counted once (the key holds exactly the number of replies).
+fn stop_load(
+    kv: &Kv,
+    stop: &AtomicBool,
+    load: std::thread::JoinHandle<Vec<Output>>,
+    incr: std::thread::JoinHandle<Vec<(SystemTime, SystemTime)>>,
+) -> (Vec<Output>, Vec<(SystemTime, SystemTime)>) {
+    stop.store(true, Ordering::SeqCst);
+    let runs = load.join().expect("the benchmark loop");
+    let incrs = incr.join().expect("the INCR client");
+    assert_eq!(
+        redis_cli(kv.port, &[format!("GET {THROUGH}")]),
+        [incrs.len().to_string()],
+        "{THROUGH} after {} successful INCRs",
+        incrs.len()
+    );
+    (runs, incrs)
+}
+
+/// The INCR load ran through each window: a request answered before it began and one sent
+/// after it ended (one client, one request after the other, so every request in between was
+/// sent and answered meanwhile). Returns how many were in flight during each.
+fn assert_load_through(
+    windows: &[reliability::InstallWindow],
+    incrs: &[(SystemTime, SystemTime)],
+) -> Vec<usize> {
+    windows
+        .iter()
+        .map(|w| {
+            // The journal's times are cut to the millisecond: the window lies in [begin, end].
+            let begin = w.start - Duration::from_millis(1);
+            let end = w.end + Duration::from_millis(1);
+            let before = incrs
+                .iter()
+                .filter(|(_, answered)| *answered < begin)
+                .count();
+            let after = incrs.iter().filter(|(sent, _)| *sent > end).count();
+            assert!(
+                before > 0 && after > 0,
+                "{}: the INCR load did not run through it ({before} INCRs answered before, \
+                 {after} sent after)",
+                w.hop
+            );
+            incrs
+                .iter()
+                .filter(|(sent, answered)| *sent <= end && begin <= *answered)
+                .count()
+        })
+        .collect()
+}
+
 /// Every redis-benchmark run exited 0, saw no error and reported every test.
 fn assert_benchmark_runs_clean(runs: &[Output]) {
     for (i, run) in runs.iter().enumerate() {
@@ -456,20 +508,7 @@ fn redis_clients_see_no_error_and_no_lost_key_across_upgrades_and_downgrades() {
         assert_eq!(raw.ask(&["INCR", "counter"]), format!(":{counter}"));
         written.extend(kv.write_batch(&format!("down{cycle}")));
     }
-    stop.store(true, Ordering::SeqCst);
-    let runs = load.join().expect("the benchmark loop");
-    let incrs = incr.join().expect("the INCR client");
-
-    // Every INCR answered counted once: the key holds exactly the number of replies.
-    assert_eq!(
-        redis_cli(kv.port, &[format!("GET {THROUGH}")]),
-        [incrs.len().to_string()],
-        "{THROUGH} after {} successful INCRs",
-        incrs.len()
-    );
-    // The INCR load ran through each install the journal shows: a request answered before it
-    // began and one sent after it ended (one client, one request after the other, so every
-    // request in between was sent and answered meanwhile).
+    let (runs, incrs) = stop_load(&kv, &stop, load, incr);
     let journal = std::fs::read_to_string(kv.root.join("log/upgrade.log")).unwrap();
     let windows = install_windows(&journal);
     assert_eq!(
@@ -477,28 +516,9 @@ fn redis_clients_see_no_error_and_no_lost_key_across_upgrades_and_downgrades() {
         2 * CYCLES,
         "the installs in the journal:\n{journal}"
     );
-    for w in &windows {
-        // The journal's times are cut to the millisecond: the install lies in [begin, end].
-        let begin = w.start - Duration::from_millis(1);
-        let end = w.end + Duration::from_millis(1);
-        let before = incrs
-            .iter()
-            .filter(|(_, answered)| *answered < begin)
-            .count();
-        let after = incrs.iter().filter(|(sent, _)| *sent > end).count();
-        let across = incrs
-            .iter()
-            .filter(|(sent, answered)| *sent <= end && begin <= *answered)
-            .count();
-        assert!(
-            before > 0 && after > 0,
-            "install {}: the INCR load did not run through it ({before} INCRs answered before, \
-             {after} sent after)",
-            w.hop
-        );
+    for (w, across) in windows.iter().zip(assert_load_through(&windows, &incrs)) {
         eprintln!("install {}: {across} INCR(s) in flight during it", w.hop);
     }
-
     assert_benchmark_runs_clean(&runs);
 
     // The connection opened before the first upgrade still works, with its data.
@@ -647,35 +667,12 @@ fn redis_clients_see_no_error_and_no_lost_key_across_three_handovers() {
         assert_eq!(raw.ask(&["INCR", "counter"]), format!(":{counter}"));
         written.extend(kv.write_batch(&format!("handover{i}")));
     }
-    stop.store(true, Ordering::SeqCst);
-    let runs = load.join().expect("the benchmark loop");
-    let incrs = incr.join().expect("the INCR client");
-    assert_eq!(
-        redis_cli(kv.port, &[format!("GET {THROUGH}")]),
-        [incrs.len().to_string()],
-        "{THROUGH} after {} successful INCRs",
-        incrs.len()
-    );
+    let (runs, incrs) = stop_load(&kv, &stop, load, incr);
     // The INCR load ran through each handover: answered before it began, sent after it ended.
     let journal = std::fs::read_to_string(kv.root.join("log/upgrade.log")).unwrap();
     let windows = handover_windows(&journal);
     assert_eq!(windows.len(), 3, "the handovers in the journal:\n{journal}");
-    for w in &windows {
-        let (begin, end) = (
-            w.start - Duration::from_millis(1),
-            w.end + Duration::from_millis(1),
-        );
-        let before = incrs
-            .iter()
-            .filter(|(_, answered)| *answered < begin)
-            .count();
-        let after = incrs.iter().filter(|(sent, _)| *sent > end).count();
-        assert!(
-            before > 0 && after > 0,
-            "handover of {}: the INCR load did not run through it ({before} before, {after} after)",
-            w.hop
-        );
-    }
+    assert_load_through(&windows, &incrs);
     assert_benchmark_runs_clean(&runs);
     assert_eq!(raw.ask(&["PING"]), "+PONG");
     kv.check(&written, "at the end");

@@ -211,19 +211,7 @@ impl Service {
             })?;
         let server = ControlServer::bind(handler.clone(), &root.control_socket())
             .map_err(|e| stop_all(e.into()))?;
-        handler.set_seat(crate::handover::old::Seat {
-            lock: std::os::fd::AsRawFd::as_raw_fd(&lock),
-            control: server.listener_fd(),
-            control_paused: server.pause_flags().0,
-            control_idle: server.pause_flags().1,
-        });
-        {
-            // Once another node took over, the wait ends; the shutdown then only exits.
-            let stopper = server.stopper();
-            handler.on_handed_over(Box::new(move |reason| {
-                let _ = stopper.send(reason);
-            }));
-        }
+        seat_handler(&handler, &lock, &server);
         handler.start_scheduler();
         if let Some(set) = signals {
             signals::watch(set, root.node_log(), server.stopper())
@@ -376,6 +364,23 @@ impl Drop for RunningService {
     fn drop(&mut self) {
         self.shut_down();
     }
+}
+
+/// Gives `handler` what a handover passes on (the node lock, the control socket and its
+/// pause flags), and ends the service's wait once another node took over (the shutdown then
+/// only exits).
+fn seat_handler(handler: &ReleaseHandler, lock: &File, server: &ControlServer) {
+    let (control_paused, control_idle) = server.pause_flags();
+    handler.set_seat(crate::handover::old::Seat {
+        lock: std::os::fd::AsRawFd::as_raw_fd(lock),
+        control: server.listener_fd(),
+        control_paused,
+        control_idle,
+    });
+    let stopper = server.stopper();
+    handler.on_handed_over(Box::new(move |reason| {
+        let _ = stopper.send(reason);
+    }));
 }
 
 /// Whether a node answers a status request on the control socket of `root` (within 10 s).

@@ -7,11 +7,10 @@ use super::{RunningService, Service, Serving, lock, signals};
 use crate::control::ControlServer;
 use crate::handler::ReleaseHandler;
 use crate::handover::new::{self, Received};
-use crate::handover::old::{Lineage, Seat};
+use crate::handover::old::Lineage;
 use crate::node::Node;
 use crate::release::ReleaseRoot;
 use relup_module::Pid;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,18 +141,7 @@ impl Service {
             first_started: image.first_started,
             last_handover: Some(crate::release::now_unix()),
         });
-        handler.set_seat(Seat {
-            lock: lock.as_raw_fd(),
-            control: server.listener_fd(),
-            control_paused: server.pause_flags().0,
-            control_idle: server.pause_flags().1,
-        });
-        {
-            let stopper = server.stopper();
-            handler.on_handed_over(Box::new(move |reason| {
-                let _ = stopper.send(reason);
-            }));
-        }
+        super::seat_handler(&handler, &lock, &server);
         handler.start_scheduler();
         if let Some(set) = signals
             && let Err(e) = signals::watch(set, root.node_log(), server.stopper())
