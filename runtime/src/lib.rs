@@ -32,6 +32,7 @@ pub mod handler;
 mod host;
 pub mod install;
 mod loader;
+pub mod metrics;
 mod node;
 mod par;
 mod pidmap;
@@ -46,6 +47,7 @@ pub mod snapshot;
 mod supervisor;
 pub mod tables;
 mod timer;
+pub mod trace;
 mod upgrade;
 
 pub use behaviour::ProcessKind;

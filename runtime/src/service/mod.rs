@@ -30,6 +30,7 @@
 
 mod error;
 mod lock;
+mod metrics;
 mod natives;
 mod signals;
 
@@ -171,6 +172,7 @@ impl Service {
                     source,
                 })
             })?;
+        let metrics = metrics::serve(&handler).map_err(|e| stop_all(e.into()))?;
         let server = ControlServer::bind(handler.clone(), &root.control_socket())
             .map_err(|e| stop_all(e.into()))?;
         handler.start_scheduler();
@@ -182,7 +184,11 @@ impl Service {
             root,
             node,
             handler,
-            serving: Some(Serving { server, lock }),
+            serving: Some(Serving {
+                server,
+                lock,
+                metrics,
+            }),
             shutdown_timeout: self.shutdown_timeout,
         })
     }
@@ -230,10 +236,12 @@ pub struct RunningService {
     shutdown_timeout: Duration,
 }
 
-/// What a shutdown closes: the control socket, then (last) the node lock.
+/// What a shutdown closes: the metrics endpoint, the control socket, then (last) the node
+/// lock.
 struct Serving {
     server: ControlServer,
     lock: File,
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl std::fmt::Debug for RunningService {
@@ -258,6 +266,14 @@ impl RunningService {
     /// The release root.
     pub fn root(&self) -> &ReleaseRoot {
         &self.root
+    }
+
+    /// Where the metrics endpoint listens, when one is configured (see [`crate::metrics`]).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.serving
+            .as_ref()
+            .and_then(|s| s.metrics.as_ref())
+            .map(|m| m.addr())
     }
 
     /// A sender that asks the node to stop, with a reason ([`RunningService::wait`] returns
@@ -291,9 +307,15 @@ impl RunningService {
     }
 
     fn shut_down(&mut self) {
-        let Some(Serving { server, lock }) = self.serving.take() else {
+        let Some(Serving {
+            server,
+            lock,
+            metrics,
+        }) = self.serving.take()
+        else {
             return;
         };
+        drop(metrics);
         server.close();
         self.handler.stop(self.shutdown_timeout);
         self.node.shutdown(self.shutdown_timeout);
