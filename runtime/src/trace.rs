@@ -180,6 +180,6 @@ pub(crate) fn outcome(
         outcome = outcome,
         from = %from,
         to = %to,
-        "install {from} -> {to}: {outcome} {detail}"
+        "install done: {detail}"
     );
 }
