@@ -18,7 +18,7 @@
 mod reliability;
 
 use reliability::common::{self, RELUP, ok, relup};
-use reliability::install_windows;
+use reliability::{handover_windows, install_windows};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -367,6 +367,29 @@ fn benchmark_loop(port: u16, stop: Arc<AtomicBool>) -> Vec<Output> {
     }
 }
 
+/// Every redis-benchmark run exited 0, saw no error and reported every test.
+fn assert_benchmark_runs_clean(runs: &[Output]) {
+    for (i, run) in runs.iter().enumerate() {
+        let all = common::text(run);
+        assert!(
+            run.status.success(),
+            "redis-benchmark run {i} failed:\n{all}"
+        );
+        assert!(
+            !all.to_lowercase().contains("error"),
+            "redis-benchmark run {i} saw errors:\n{all}"
+        );
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        for test in ["PING_INLINE", "PING_MBULK", "SET", "GET", "INCR"] {
+            assert!(
+                stdout.contains(&format!("\"{test}\",\"")),
+                "run {i} has no {test} result:\n{all}"
+            );
+        }
+    }
+    assert!(!runs.is_empty());
+}
+
 #[test]
 fn redis_clients_see_no_error_and_no_lost_key_across_upgrades_and_downgrades() {
     ensure_redis_tools();
@@ -450,25 +473,7 @@ fn redis_clients_see_no_error_and_no_lost_key_across_upgrades_and_downgrades() {
         eprintln!("install {}: {across} INCR(s) in flight during it", w.hop);
     }
 
-    for (i, run) in runs.iter().enumerate() {
-        let all = common::text(run);
-        assert!(
-            run.status.success(),
-            "redis-benchmark run {i} failed:\n{all}"
-        );
-        assert!(
-            !all.to_lowercase().contains("error"),
-            "redis-benchmark run {i} saw errors:\n{all}"
-        );
-        let stdout = String::from_utf8_lossy(&run.stdout);
-        for test in ["PING_INLINE", "PING_MBULK", "SET", "GET", "INCR"] {
-            assert!(
-                stdout.contains(&format!("\"{test}\",\"")),
-                "run {i} has no {test} result:\n{all}"
-            );
-        }
-    }
-    assert!(!runs.is_empty());
+    assert_benchmark_runs_clean(&runs);
 
     // The connection opened before the first upgrade still works, with its data.
     assert_eq!(raw.ask(&["PING"]), "+PONG");
@@ -553,6 +558,119 @@ fn the_table_release_keeps_every_key_and_counter_up_and_down() {
     assert_eq!(raw.ask(&["DBSIZE"]), format!(":{keys}"));
     eprintln!(
         "{} INCRs through 6 installs; {} keys checked after each",
+        incrs.len(),
+        written.len()
+    );
+}
+
+/// The node's status as JSON.
+fn status_json(kv: &Kv) -> serde_json::Value {
+    serde_json::from_str(&ok(kv.run(&["--json", "status"]))).expect("status --json is JSON")
+}
+
+/// Three handovers (issue 18) under redis-benchmark and an INCR client: `relup restart` on
+/// 0.3.0, `upgrade 0.3.2` (whose appup is `restart_node`: a version change by handover,
+/// kv_server's state migrated by 0.3.2's code_change), and `relup restart` on 0.3.2. Each
+/// time a new node process takes over and the old one exits: no benchmark run fails or sees
+/// an error, no connection drops, every key reads back, the INCR count is exact, and a
+/// connection opened before the first handover still answers after the last.
+#[test]
+fn redis_clients_see_no_error_and_no_lost_key_across_three_handovers() {
+    ensure_redis_tools();
+    let kv = Kv::start_with(&["0.3.0", "0.3.2"]);
+    let mut raw = Raw::connect(kv.port);
+    assert_eq!(raw.ask(&["SET", "raw", "kept"]), "+OK");
+    assert_eq!(raw.ask(&["INCR", "counter"]), ":1");
+    let mut written = kv.write_batch("start");
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let port = kv.port;
+        std::thread::spawn(move || benchmark_loop(port, stop))
+    };
+    let incr = start_incr_client(kv.port, &stop);
+    let mut pid = status_json(&kv)["pid"]
+        .as_u64()
+        .expect("status has the pid");
+    let mut counter = 1;
+    let steps: [&[&str]; 3] = [&["restart"], &["upgrade", "0.3.2"], &["restart"]];
+    for (i, step) in steps.iter().enumerate() {
+        let out = ok(kv.run(step));
+        assert!(
+            out.contains(&format!("took over from node {pid}")),
+            "{step:?}: {out}"
+        );
+        let status = status_json(&kv);
+        let new_pid = status["pid"].as_u64().expect("status has the pid");
+        assert_ne!(new_pid, pid, "{step:?}: the same node answers");
+        assert_eq!(
+            status["lineage"]["handovers"].as_u64(),
+            Some(i as u64 + 1),
+            "{status}"
+        );
+        // The old node exits once it has answered.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reliability::alive(pid as i32) {
+            assert!(Instant::now() < deadline, "old node {pid} still runs");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pid = new_pid;
+        kv.check(&written, &format!("after handover {i}"));
+        assert_eq!(raw.ask(&["GET", "raw"]), "kept", "after handover {i}");
+        counter += 1;
+        assert_eq!(raw.ask(&["INCR", "counter"]), format!(":{counter}"));
+        written.extend(kv.write_batch(&format!("handover{i}")));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let runs = load.join().expect("the benchmark loop");
+    let incrs = incr.join().expect("the INCR client");
+    assert_eq!(
+        redis_cli(kv.port, &[format!("GET {THROUGH}")]),
+        [incrs.len().to_string()],
+        "{THROUGH} after {} successful INCRs",
+        incrs.len()
+    );
+    // The INCR load ran through each handover: answered before it began, sent after it ended.
+    let journal = std::fs::read_to_string(kv.root.join("log/upgrade.log")).unwrap();
+    let windows = handover_windows(&journal);
+    assert_eq!(windows.len(), 3, "the handovers in the journal:\n{journal}");
+    for w in &windows {
+        let (begin, end) = (
+            w.start - Duration::from_millis(1),
+            w.end + Duration::from_millis(1),
+        );
+        let before = incrs
+            .iter()
+            .filter(|(_, answered)| *answered < begin)
+            .count();
+        let after = incrs.iter().filter(|(sent, _)| *sent > end).count();
+        assert!(
+            before > 0 && after > 0,
+            "handover of {}: the INCR load did not run through it ({before} before, {after} after)",
+            w.hop
+        );
+    }
+    assert_benchmark_runs_clean(&runs);
+    assert_eq!(raw.ask(&["PING"]), "+PONG");
+    kv.check(&written, "at the end");
+    let status = ok(kv.run(&["status"]));
+    assert!(status.contains("kv_server 0.3.2"), "{status}");
+    // The upgrade asked for 0.3.2 to be permanent: the node that took over makes it so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let releases = ok(kv.run(&["releases"]));
+        if releases.contains("0.3.2 permanent") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "0.3.2 never became permanent: {releases}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "{} redis-benchmark runs and {} INCRs across 3 handovers; {} keys checked",
+        runs.len(),
         incrs.len(),
         written.len()
     );

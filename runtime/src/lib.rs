@@ -29,6 +29,7 @@ mod fault;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod handler;
+pub mod handover;
 mod host;
 pub mod install;
 mod loader;

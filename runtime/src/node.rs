@@ -214,6 +214,8 @@ pub(crate) struct NodeInner {
     pub(crate) restarts: AtomicU64,
     /// The latest crash: which process, running what, and why.
     last_crash: Mutex<Option<String>>,
+    /// While a node taken over by handover boots: the processes to restore, by place.
+    pub(crate) restoring: crate::handover::restore::Plan,
     /// Counters for the metrics endpoint (see [`crate::metrics`]).
     pub(crate) metrics: crate::metrics::Metrics,
 }
@@ -471,10 +473,34 @@ impl NodeInner {
         label: &str,
         init: impl FnOnce(&ProcCx<'_>) -> Result<Box<dyn Behaviour>, ExitReason>,
     ) -> Result<Pid, SpawnError> {
+        self.spawn_as(None, opts, parent, label, init)
+    }
+
+    /// [`NodeInner::spawn_with`] under a given pid (a process restored by a handover, its
+    /// pid kept; it starts suspended when `suspended`), or a new one.
+    pub(crate) fn spawn_as(
+        self: &Arc<Self>,
+        restored: Option<(Pid, bool)>,
+        opts: &SpawnOptions,
+        parent: Option<&ProcCx<'_>>,
+        label: &str,
+        init: impl FnOnce(&ProcCx<'_>) -> Result<Box<dyn Behaviour>, ExitReason>,
+    ) -> Result<Pid, SpawnError> {
         if self.stopped.load(Ordering::SeqCst) {
             return Err(SpawnError::ShuttingDown);
         }
-        let pid = Pid(self.next_pid.fetch_add(1, Ordering::Relaxed));
+        let pid = match restored {
+            Some((pid, _)) => {
+                if self.lookup(pid).is_some() {
+                    return Err(SpawnError::Init {
+                        module: label.to_string(),
+                        reason: ExitReason::Error(format!("{pid} is taken already")),
+                    });
+                }
+                pid
+            }
+            None => Pid(self.next_pid.fetch_add(1, Ordering::Relaxed)),
+        };
         let app = opts.app.as_deref().map(Arc::<str>::from);
         let process = Arc::new(Process::new(pid, app));
         self.shard(pid).write().insert(pid.0, process.clone());
@@ -516,6 +542,9 @@ impl NodeInner {
                 drop(code);
                 let runnable = {
                     let mut mb = process.mailbox.lock();
+                    if restored.is_some_and(|(_, suspended)| suspended) {
+                        mb.suspended = true;
+                    }
                     let pending = !mb.sys.is_empty() || !mb.user.is_empty();
                     mb.scheduled = pending;
                     pending
@@ -649,6 +678,25 @@ impl NodeInner {
         drop(user);
     }
 
+    /// Hands out pids and references from these on (numbers kept by a handover are below).
+    pub(crate) fn numbers_from(&self, next_pid: u64, next_ref: u64) {
+        self.next_pid.fetch_max(next_pid, Ordering::SeqCst);
+        self.next_ref.fetch_max(next_ref, Ordering::SeqCst);
+    }
+
+    /// The next pid and reference that would be handed out.
+    pub(crate) fn next_numbers(&self) -> (u64, u64) {
+        (
+            self.next_pid.load(Ordering::SeqCst),
+            self.next_ref.load(Ordering::SeqCst),
+        )
+    }
+
+    /// The top supervisors (started with no parent), in start order.
+    pub(crate) fn roots(&self) -> Vec<Pid> {
+        self.roots.lock().clone()
+    }
+
     pub(crate) fn all_pids(&self) -> Vec<Pid> {
         let mut pids: Vec<Pid> = self
             .shards
@@ -760,6 +808,7 @@ impl Node {
             crashes: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             last_crash: Mutex::new(None),
+            restoring: crate::handover::restore::Plan::default(),
             metrics: crate::metrics::Metrics::new(),
         });
         inner.scheduler.start(&inner);

@@ -417,6 +417,10 @@ fn start_child(
     args_override: Option<&[u8]>,
     by_hop: bool,
 ) -> Result<Pid, SpawnError> {
+    // A node taken over by handover restores the child the old node had at this place.
+    if let Some(image) = cx.node.restoring.take(cx.pid().0, &spec.id) {
+        return crate::handover::restore::child(cx, spec, image, by_hop);
+    }
     let opts = SpawnOptions {
         name: spec.name.clone(),
         app: spec.app.clone(),
@@ -437,14 +441,30 @@ fn start_child(
 pub(crate) fn spawn_supervisor(
     node: &Arc<crate::node::NodeInner>,
     spec: SupervisorSpec,
+    opts: SpawnOptions,
+    parent: Option<&ProcCx<'_>>,
+    by_hop: bool,
+) -> Result<Pid, SpawnError> {
+    spawn_supervisor_as(node, None, spec, opts, parent, by_hop)
+}
+
+/// [`spawn_supervisor`] under a pid kept by a handover (`pid`), or a new one.
+pub(crate) fn spawn_supervisor_as(
+    node: &Arc<crate::node::NodeInner>,
+    pid: Option<Pid>,
+    spec: SupervisorSpec,
     mut opts: SpawnOptions,
     parent: Option<&ProcCx<'_>>,
     by_hop: bool,
 ) -> Result<Pid, SpawnError> {
     opts.trap_exit = true;
-    node.spawn_with(&opts, parent, "supervisor", move |cx| {
-        Supervisor::init(cx, spec, by_hop).map(|s| Box::new(s) as Box<dyn Behaviour>)
-    })
+    node.spawn_as(
+        pid.map(|p| (p, false)),
+        &opts,
+        parent,
+        "supervisor",
+        move |cx| Supervisor::init(cx, spec, by_hop).map(|s| Box::new(s) as Box<dyn Behaviour>),
+    )
 }
 
 /// Stops one child: an exit signal, a wait, and a kill when the wait runs out.
@@ -1079,7 +1099,11 @@ impl Node {
             app: None,
             trap_exit: true,
         };
-        let pid = spawn_supervisor(&self.inner, spec, opts, None, by_hop)?;
+        // A node taken over by handover restores the top supervisor under its old pid.
+        let kept = name
+            .and_then(|name| self.inner.restoring.take(0, name))
+            .map(|image| Pid(image.pid));
+        let pid = spawn_supervisor_as(&self.inner, kept, spec, opts, None, by_hop)?;
         self.add_root(pid);
         Ok(pid)
     }

@@ -433,6 +433,82 @@ impl Tables {
             .collect()
     }
 
+    /// Every table with its rows, and the next id (for a handover: the processes that write
+    /// are suspended meanwhile).
+    pub(crate) fn export(&self) -> (Vec<crate::handover::image::TableImage>, u64) {
+        use serde_bytes::ByteBuf;
+        let registry = self.registry.read();
+        let mut ids: Vec<&TableId> = registry.by_id.keys().collect();
+        ids.sort();
+        let images = ids
+            .into_iter()
+            .filter_map(|id| registry.by_id.get(id))
+            .map(|table| {
+                let ownership = table.ownership.lock();
+                crate::handover::image::TableImage {
+                    id: table.id.0,
+                    name: table.name.clone(),
+                    public: table.access == Access::Public,
+                    owner: ownership.owner.0,
+                    heir: ownership
+                        .heir
+                        .as_ref()
+                        .map(|(pid, msg)| (pid.0, ByteBuf::from(msg.clone()))),
+                    rows: table
+                        .rows
+                        .read()
+                        .iter()
+                        .map(|(k, v)| (ByteBuf::from(k.clone()), ByteBuf::from(v.clone())))
+                        .collect(),
+                }
+            })
+            .collect();
+        (images, self.next_id.load(Ordering::SeqCst))
+    }
+
+    /// Puts handed-over tables in under their ids, names and owners; ids go on from
+    /// `next_id`. A name already taken here is refused.
+    pub(crate) fn import(
+        &self,
+        images: Vec<crate::handover::image::TableImage>,
+        next_id: u64,
+    ) -> Result<(), TableError> {
+        self.next_id.fetch_max(next_id, Ordering::SeqCst);
+        let mut registry = self.registry.write();
+        for image in images {
+            if registry.by_name.contains_key(&image.name) {
+                return Err(TableError::Exists(image.name));
+            }
+            let id = TableId(image.id);
+            let owner = Pid(image.owner);
+            let table = Arc::new(Table {
+                id,
+                name: image.name.clone(),
+                access: if image.public {
+                    Access::Public
+                } else {
+                    Access::Protected
+                },
+                ownership: Mutex::new(Ownership {
+                    owner,
+                    heir: image.heir.map(|(pid, msg)| (Pid(pid), msg.into_vec())),
+                }),
+                rows: RwLock::new(
+                    image
+                        .rows
+                        .into_iter()
+                        .map(|(k, v)| (k.into_vec(), v.into_vec()))
+                        .collect(),
+                ),
+            });
+            registry.by_name.insert(image.name, id);
+            registry.by_id.insert(id, table);
+            registry.by_owner.entry(owner).or_default().push(id);
+            self.live.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Deletes a table (its owner, or the node with `caller` None).
     pub fn delete(&self, caller: Option<Pid>, id: TableId) -> Result<(), TableError> {
         let mut registry = self.registry.write();

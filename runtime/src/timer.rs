@@ -27,6 +27,11 @@ pub(crate) struct Timers {
     cv: Condvar,
     next_id: AtomicU64,
     stopping: AtomicBool,
+    /// A handover is taking the timers: none fires.
+    paused: AtomicBool,
+    /// Held while a batch of due timers is taken and delivered, so that a pause waits for
+    /// one under way.
+    firing: Mutex<()>,
 }
 
 impl Timers {
@@ -36,6 +41,8 @@ impl Timers {
             cv: Condvar::new(),
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            firing: Mutex::new(()),
         }
     }
 
@@ -81,6 +88,64 @@ impl Timers {
         self.state.lock().entries.len()
     }
 
+    /// Stops firing (a handover takes the timers); returns once no delivery is under way.
+    pub(crate) fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        drop(self.firing.lock());
+    }
+
+    /// Fires again after [`Timers::pause`].
+    pub(crate) fn unpause(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        let _guard = self.state.lock();
+        self.cv.notify_all();
+    }
+
+    /// Every pending timer, and the next id (for a handover; paused meanwhile).
+    pub(crate) fn export(&self) -> (Vec<crate::handover::image::TimerImage>, u64) {
+        let state = self.state.lock();
+        let now = Instant::now();
+        let mut out: Vec<crate::handover::image::TimerImage> = state
+            .heap
+            .iter()
+            .filter_map(|Reverse((deadline, id))| {
+                let entry = state.entries.get(id)?;
+                Some(crate::handover::image::TimerImage {
+                    id: *id,
+                    target: entry.target.0,
+                    remaining_us: deadline.saturating_duration_since(now).as_micros() as u64,
+                    interval_us: entry.interval.map(|d| d.as_micros() as u64),
+                    message: entry.message.clone(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|t| t.id);
+        out.dedup_by_key(|t| t.id);
+        (out, self.next_id.load(Ordering::SeqCst))
+    }
+
+    /// Arms handed-over timers under their ids; ids go on from `next_id`.
+    pub(crate) fn import(&self, timers: &[crate::handover::image::TimerImage], next_id: u64) {
+        self.next_id.fetch_max(next_id, Ordering::SeqCst);
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        for timer in timers {
+            state.entries.insert(
+                timer.id,
+                Entry {
+                    target: Pid(timer.target),
+                    message: timer.message.clone(),
+                    interval: timer.interval_us.map(Duration::from_micros),
+                },
+            );
+            state.heap.push(Reverse((
+                now + Duration::from_micros(timer.remaining_us),
+                timer.id,
+            )));
+        }
+        self.cv.notify_one();
+    }
+
     pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let _guard = self.state.lock();
@@ -93,6 +158,12 @@ fn timer_loop(node: Weak<NodeInner>) {
         let Some(inner) = node.upgrade() else { return };
         let timers = &inner.timers;
         let mut due: Vec<(Pid, Vec<u8>)> = Vec::new();
+        let firing = timers.firing.lock();
+        if timers.paused.load(Ordering::SeqCst) {
+            drop(firing);
+            timers_wait(&inner, Duration::from_millis(500));
+            continue;
+        }
         {
             let mut state = timers.state.lock();
             if timers.stopping.load(Ordering::SeqCst) {
@@ -130,6 +201,7 @@ fn timer_loop(node: Weak<NodeInner>) {
                     .unwrap_or(Duration::from_millis(500))
                     .min(Duration::from_millis(500));
                 drop(state);
+                drop(firing);
                 timers_wait(&inner, wait);
                 continue;
             }
@@ -152,7 +224,8 @@ fn timers_wait(inner: &NodeInner, wait: Duration) {
         return;
     }
     let earliest = state.heap.peek().map(|Reverse((d, _))| *d);
-    if let Some(d) = earliest
+    if !timers.paused.load(Ordering::SeqCst)
+        && let Some(d) = earliest
         && d <= Instant::now()
     {
         return;

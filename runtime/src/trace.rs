@@ -110,6 +110,15 @@ pub(crate) fn module_line(
     );
 }
 
+/// A line of the runtime outside a node's own log calls (the control server): an event on
+/// `relup::node`, and standard error when no subscriber was ever set (as before tracing).
+pub(crate) fn runtime_line(level: u32, text: &str) {
+    node_line(level, None, None, text);
+    if !subscribed() {
+        eprintln!("{text}");
+    }
+}
+
 /// Whether any subscriber was ever set (global or scoped): if not, the node writes its lines
 /// to standard error itself.
 pub(crate) fn subscribed() -> bool {

@@ -95,6 +95,10 @@ enum Command {
     },
     /// Stop the node.
     Stop,
+    /// Hand the node over to a new node process (the running release's executable, else
+    /// this one), keeping every connection and process state: for what cannot be hot-loaded
+    /// (a new relup runtime, new native code in the node executable).
+    Restart,
     /// The running release, supervision tree, processes and module versions.
     Status,
     /// Every release with its status.
@@ -282,6 +286,7 @@ fn run(cli: Cli, natives: Natives, beside: Option<Beside>) -> Result<(), Failure
             daemon::start(&root(&cli)?, *foreground, natives, beside, json)
         }
         Command::Stop => daemon::stop(&root(&cli)?, json),
+        Command::Restart => remote::restart(&root(&cli)?, json),
         Command::Status => remote::status(&root(&cli)?, json),
         Command::Releases => remote::releases(&root(&cli)?, json),
         Command::Unpack { tarball, force } => remote::unpack(&root(&cli)?, tarball, *force, json),

@@ -226,6 +226,21 @@ pub fn status(root: &Path, json: bool) -> Result<(), Failure> {
     let report: StatusReport = serde_json::from_value(value)
         .map_err(|e| Failure(format!("malformed status from the node: {e}")))?;
     println!("release {} {}", report.name, report.version);
+    if let Some(lineage) = report.lineage.filter(|l| l.handovers > 0) {
+        println!(
+            "node {}: {} handover(s) since {} (last {})",
+            report.pid,
+            lineage.handovers,
+            relup_runtime::install::rfc3339(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(lineage.first_started)
+            ),
+            lineage.last_handover.map_or("-".to_string(), |t| {
+                relup_runtime::install::rfc3339(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+                )
+            })
+        );
+    }
     if releases_error.is_some() {
         println!("releases: unreadable (see the error below)");
     } else {
@@ -650,6 +665,26 @@ pub fn install(
     } else {
         "current, not permanent"
     };
+    if let Some(handover) = value.get("handover") {
+        let field = |k: &str| handover.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let permanent = handover.get("permanent_after").and_then(|v| v.as_bool()) == Some(true);
+        println!(
+            "{} {to} is running in node {} (restart_node: it took over from node {}, {} processes, {} ports and {} tables kept; clients waited at most {:.1} ms){}",
+            running.name,
+            field("to_pid"),
+            field("from_pid"),
+            field("processes"),
+            field("ports"),
+            field("tables"),
+            field("stall_micros") as f64 / 1000.0,
+            if permanent {
+                "; it makes the release permanent now"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
+    }
     println!(
         "{} {to} is running ({state}); {migrated} process(es) migrated, longest pause {:.3} ms",
         running.name,
@@ -790,6 +825,31 @@ pub fn permanent(root: &Path, version: &str, json: bool) -> Result<(), Failure> 
     } else {
         println!("{version} is permanent");
     }
+    Ok(())
+}
+
+/// `relup restart`: the node hands itself over to a new node process.
+pub fn restart(root: &Path, json: bool) -> Result<(), Failure> {
+    let value = ask(root, &Request::Restart, json)?;
+    if json {
+        print_json(&value);
+        return Ok(());
+    }
+    let report: relup_runtime::handover::HandoverReport = serde_json::from_value(value)
+        .map_err(|e| Failure(format!("malformed handover report from the node: {e}")))?;
+    println!(
+        "node {} took over from node {} running {} ({}): {} processes, {} ports, {} tables, {} timers kept; clients waited at most {:.1} ms; handover {} of this node",
+        report.to_pid,
+        report.from_pid,
+        report.version,
+        report.exe,
+        report.processes,
+        report.ports,
+        report.tables,
+        report.timers,
+        report.stall_micros as f64 / 1000.0,
+        report.handovers
+    );
     Ok(())
 }
 

@@ -384,6 +384,54 @@ pub fn install_windows(journal: &str) -> Vec<InstallWindow> {
     windows
 }
 
+/// The handovers of a journal's text that completed (issue 18), in order: from the old
+/// node's "handover of <vsn> to a new node" to its "took over ...; this node exits".
+pub fn handover_windows(journal: &str) -> Vec<InstallWindow> {
+    let mut windows = Vec::new();
+    let mut open: Option<(String, std::time::SystemTime)> = None;
+    for line in journal.lines() {
+        let Some((time, text)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(at) = humantime::parse_rfc3339(time) else {
+            continue;
+        };
+        if let Some(version) = text
+            .strip_prefix("handover of ")
+            .and_then(|t| t.split_once(" to a new node"))
+            .map(|(v, _)| v.to_string())
+        {
+            open = Some((version, at + Duration::from_millis(1)));
+        } else if text.starts_with("handover: node ")
+            && text.ends_with("this node exits")
+            && let Some((hop, start)) = open.take()
+        {
+            windows.push(InstallWindow {
+                hop,
+                start,
+                end: at,
+            });
+        }
+    }
+    windows
+}
+
+#[test]
+fn handover_windows_pair_the_start_and_the_take_over() {
+    let journal = "2026-01-02T03:04:06.000Z handover of 0.3.0 to a new node (/bin/relup) starts\n\
+        2026-01-02T03:04:06.010Z handover: image sent (2 processes)\n\
+        2026-01-02T03:04:06.020Z handover: node 7 took over from node 6 (1 processes restored)\n\
+        2026-01-02T03:04:06.021Z handover: node 7 took over (2 processes); this node exits\n\
+        2026-01-02T03:04:08.000Z handover of 0.3.0 to a new node (/bin/relup) starts\n\
+        2026-01-02T03:04:08.100Z handover FAILED, this node resumed: no\n";
+    let w = handover_windows(journal);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].hop, "0.3.0");
+    let t = |s| humantime::parse_rfc3339(s).unwrap();
+    assert_eq!(w[0].start, t("2026-01-02T03:04:06.001Z"));
+    assert_eq!(w[0].end, t("2026-01-02T03:04:06.021Z"));
+}
+
 #[test]
 fn install_windows_pair_the_first_and_last_line_of_each_install() {
     let journal = "2026-01-02T03:04:05.006Z boot demo 0.1.0\n\

@@ -37,6 +37,9 @@ pub enum Request {
         #[serde(default)]
         skip_check: bool,
     },
+    /// Hand the node over to a new node process running the same release (`relup restart`):
+    /// every connection and process state is kept (see `crate::handover`).
+    Restart,
     /// Load a version's code and dry-run its code changes on copies of the live states.
     Check {
         /// Target version.

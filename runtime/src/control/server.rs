@@ -67,6 +67,8 @@ pub enum ServeError {
 /// A running control socket server.
 pub struct ControlServer {
     path: PathBuf,
+    /// The listening socket's descriptor (open while the accept thread runs).
+    listener_fd: std::os::fd::RawFd,
     closing: Arc<AtomicBool>,
     stop_tx: Sender<String>,
     stop_rx: Receiver<String>,
@@ -205,6 +207,11 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
                     ..UpgradeOptions::default()
                 };
                 match handler.upgrade(&version, &opts, &mut progress) {
+                    Ok(report) if report.handover.is_some() => {
+                        // A new node serves now: answer, then go without closing anything.
+                        let _ = send(stream, &done(&report));
+                        handler.exit_handed_over();
+                    }
                     Ok(report) => done(&report),
                     Err(e) => Event::Error {
                         message: e.to_string(),
@@ -325,6 +332,15 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
                 message: format!("rejected: {e}"),
             },
         },
+        Request::Restart => match handler.restart_node() {
+            Ok(report) => {
+                let _ = send(stream, &done(&report));
+                handler.exit_handed_over();
+            }
+            Err(e) => Event::Error {
+                message: e.to_string(),
+            },
+        },
         Request::Stop => {
             let _ = send(stream, &done(&serde_json::json!({ "stopping": true })));
             return true;
@@ -416,7 +432,10 @@ fn spawn_client(handler: &Arc<ReleaseHandler>, stream: UnixStream, stop_tx: &Sen
             })
     };
     let Err(error) = spawned else { return };
-    eprintln!("relup-control: cannot start a thread for a request ({error}); refused it");
+    crate::trace::runtime_line(
+        0,
+        &format!("relup-control: cannot start a thread for a request ({error}); refused it"),
+    );
     let Some(mut stream) = slot.lock().take() else {
         return;
     };
@@ -459,6 +478,21 @@ impl ControlServer {
         }
         let listener = UnixListener::bind(path).map_err(io)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        Self::serve(handler, path, listener)
+    }
+
+    /// Serves `handler` on a control socket already listening at `path` (handed over by
+    /// the node this one took over from).
+    pub(crate) fn serve(
+        handler: Arc<ReleaseHandler>,
+        path: &Path,
+        listener: UnixListener,
+    ) -> Result<ControlServer, ServeError> {
+        let io = |source| ServeError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         let closing = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
         let accept = {
@@ -479,7 +513,10 @@ impl ControlServer {
                             }
                             Err(e) => {
                                 if !failing {
-                                    eprintln!("relup-control: cannot accept a connection: {e}");
+                                    crate::trace::runtime_line(
+                                        0,
+                                        &format!("relup-control: cannot accept a connection: {e}"),
+                                    );
                                 }
                                 failing = true;
                                 // Out of descriptors (EMFILE) fails at once and again: no spin.
@@ -492,11 +529,17 @@ impl ControlServer {
         };
         Ok(ControlServer {
             path: path.to_path_buf(),
+            listener_fd,
             closing,
             stop_tx,
             stop_rx,
             accept: Some(accept),
         })
+    }
+
+    /// The listening socket's descriptor (what a handover passes on).
+    pub(crate) fn listener_fd(&self) -> std::os::fd::RawFd {
+        self.listener_fd
     }
 
     /// A sender that asks the node to stop (for signal handlers), with a reason.

@@ -74,6 +74,13 @@ pub struct StatusReport {
     /// Whether an upgrade is scheduled (`scheduled` lists them).
     #[serde(default)]
     pub scheduled_pending: bool,
+    /// The node process's pid.
+    #[serde(default)]
+    pub pid: u32,
+    /// Handovers (`relup restart`, `restart_node`) this node's line has been through, and
+    /// since when it serves.
+    #[serde(default)]
+    pub lineage: Option<crate::handover::old::Lineage>,
 }
 
 fn walk(node: &Node, id: String, pid: Pid, depth: usize, out: &mut Vec<TreeEntry>) {
@@ -157,5 +164,7 @@ pub fn status_report(handler: &ReleaseHandler) -> StatusReport {
         probation,
         scheduled,
         schedule_error,
+        pid: std::process::id(),
+        lineage: Some(handler.lineage()),
     }
 }

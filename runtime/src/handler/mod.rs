@@ -209,6 +209,9 @@ pub enum HandlerError {
     /// The schedule could not be read or changed.
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    /// A handover (`restart_node`) did not happen; the node serves as before.
+    #[error(transparent)]
+    Handover(#[from] crate::handover::HandoverError),
 }
 
 /// What [`ReleaseHandler::remove`] did.
@@ -250,6 +253,10 @@ pub struct InstallReport {
     /// The probation, when one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probation: Option<ProbationReport>,
+    /// The handover that carried out the plan's `restart_node`, when it ended with one: the
+    /// new node serves, and the node that answered exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<crate::handover::HandoverReport>,
 }
 
 /// A node's release handler.
@@ -275,25 +282,42 @@ pub struct ReleaseHandler {
     boot_id: String,
     probation: probation::ProbationWatch,
     scheduler: upgrade::ScheduleRunner,
+    /// The node lock and control socket a handover passes on (set by the service).
+    seat: Mutex<Option<crate::handover::old::Seat>>,
+    /// Handovers this line of nodes has been through.
+    lineage: Mutex<crate::handover::old::Lineage>,
 }
 
 impl ReleaseHandler {
     /// Boots the root's permanent release on `node` (an installed but not permanent release
     /// is not booted again, as in OTP: it goes back to unpacked).
     pub fn start(node: Node, root: ReleaseRoot) -> Result<ReleaseHandler, HandlerError> {
+        Self::start_booting(node, root, None)
+    }
+
+    /// [`ReleaseHandler::start`] booting `version` rather than the permanent release when
+    /// given (a node taking over by handover boots what the old one ran; `RELEASES` is left
+    /// as it is).
+    pub(crate) fn start_booting(
+        node: Node,
+        root: ReleaseRoot,
+        version: Option<Version>,
+    ) -> Result<ReleaseHandler, HandlerError> {
         let releases = Releases::load(&root)?;
         let permanent = releases
             .permanent()
             .map(|e| e.version.clone())
             .ok_or_else(|| HandlerError::NothingToBoot(root.path.display().to_string()))?;
-        // Only the permanent release must read: a corrupt other one does not stop the boot.
+        let handed_over = version.is_some();
+        let boot = version.unwrap_or_else(|| permanent.clone());
+        // Only the booted release must read: a corrupt other one does not stop the boot.
         let release = known_releases_each(&root)?
             .into_iter()
-            .find(|(vsn, _)| vsn == &permanent)
+            .find(|(vsn, _)| vsn == &boot)
             .map(|(_, known)| known.map(|k| k.release))
             .transpose()?
             .ok_or_else(|| HandlerError::Unknown {
-                version: permanent.clone(),
+                version: boot.clone(),
                 known: releases.known_list(),
             })?;
         let journal = Journal::new(&root.upgrade_log());
@@ -314,14 +338,13 @@ impl ReleaseHandler {
         // start with them (boot only fills in defaults for keys that are still unset).
         let config = Arc::new(ConfigStore::new(node.clone(), root.clone()));
         config.load_live(&release)?;
-        let booted =
-            boot_release(&node, &release, &root.release_dir(&permanent)).map_err(|error| {
-                HandlerError::Boot {
-                    version: permanent.clone(),
-                    error,
-                }
-            })?;
-        if releases.running().map(|e| &e.version) != Some(&permanent) {
+        let booted = boot_release(&node, &release, &root.release_dir(&boot)).map_err(|error| {
+            HandlerError::Boot {
+                version: boot.clone(),
+                error,
+            }
+        })?;
+        if !handed_over && releases.running().map(|e| &e.version) != Some(&permanent) {
             Releases::update(&root, |releases| {
                 releases.set_current(&permanent, now_unix())?;
                 Ok::<(), HandlerError>(())
@@ -361,7 +384,85 @@ impl ReleaseHandler {
             ),
             probation: probation::ProbationWatch::default(),
             scheduler: upgrade::ScheduleRunner::default(),
+            seat: Mutex::new(None),
+            lineage: Mutex::new(crate::handover::old::Lineage {
+                handovers: 0,
+                first_started: now_unix(),
+                last_handover: None,
+            }),
         })
+    }
+
+    /// Writes one line to the journal (`log/upgrade.log`).
+    pub(crate) fn journal_line(&self, line: &str) {
+        let _ = self.journal.record(line);
+    }
+
+    /// Gives the handler what a handover passes on: the node lock and the control socket.
+    pub(crate) fn set_seat(&self, seat: crate::handover::old::Seat) {
+        *self.seat.lock() = Some(seat);
+    }
+
+    /// The handovers this line of nodes has been through, and since when it serves.
+    pub fn lineage(&self) -> crate::handover::old::Lineage {
+        *self.lineage.lock()
+    }
+
+    pub(crate) fn set_lineage(&self, lineage: crate::handover::old::Lineage) {
+        *self.lineage.lock() = lineage;
+    }
+
+    /// `relup restart`: hands this node over to a new node process running the same
+    /// release (the running release's executable, else this one's), keeping every
+    /// connection and state (see [`crate::handover`]). On success the caller answers and
+    /// then must exit at once ([`ReleaseHandler::exit_handed_over`]).
+    pub fn restart_node(&self) -> Result<crate::handover::HandoverReport, HandlerError> {
+        let _one_at_a_time = self.installing.try_lock().ok_or_else(|| self.busy())?;
+        self.refuse_if_stopping()?;
+        self.hand_over_locked(false)
+    }
+
+    /// The handover itself; the caller holds the install lock. `permanent_after`: the new
+    /// node makes the running release permanent once it serves.
+    pub(crate) fn hand_over_locked(
+        &self,
+        permanent_after: bool,
+    ) -> Result<crate::handover::HandoverReport, HandlerError> {
+        let seat = (*self.seat.lock()).ok_or(crate::handover::HandoverError::NoSeat)?;
+        let version = self.booted.lock().release.version.clone();
+        let carried = self.root.release_executable(&version);
+        let exe = if carried.is_file() {
+            carried
+        } else {
+            std::env::current_exe().map_err(|source| crate::handover::HandoverError::Spawn {
+                exe: "the current executable".into(),
+                source,
+            })?
+        };
+        let _ = self.journal.record(&format!(
+            "handover of {version} to a new node ({}) starts",
+            exe.display()
+        ));
+        let log = |line: &str| {
+            let _ = self.journal.record(line);
+        };
+        let report = crate::handover::old::hand_over(
+            &self.node,
+            &self.root,
+            &exe,
+            &version,
+            seat,
+            self.lineage(),
+            permanent_after,
+            &log,
+        )?;
+        Ok(report)
+    }
+
+    /// Ends this process after a handover (the new node serves): no socket is shut down,
+    /// no process stopped.
+    pub fn exit_handed_over(&self) -> ! {
+        crate::handover::exit_handed_over()
     }
 
     /// The config store (`config/config.toml` and its change files).
@@ -677,6 +778,7 @@ impl ReleaseHandler {
             checked: None,
             restored_from: None,
             probation: None,
+            handover: None,
         };
         let without_restore = InstallOptions {
             restore: None,

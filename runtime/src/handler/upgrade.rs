@@ -138,6 +138,22 @@ impl ReleaseHandler {
         report.checked = checked;
         report.restored_from = restore.map(|(manifest, _)| manifest.id);
         if report.restart_required {
+            // What cannot be hot-loaded (the runtime, native code) takes a new node process:
+            // the node hands itself over, sockets and states kept (issue 18).
+            progress(&note(&format!(
+                "{}: the plan ends with restart_node: handing the node over to a new node process (connections and states kept)",
+                report.to
+            )));
+            match self.hand_over_locked(opts.permanent) {
+                Ok(handover) => report.handover = Some(handover),
+                Err(error) => {
+                    progress(&note(&format!(
+                        "the hops to {} are installed, but their restart_node did not happen; this node runs on (retry with `relup restart`)",
+                        report.to
+                    )));
+                    return Err(error);
+                }
+            }
             return Ok(report);
         }
         let fallback = Releases::load(&self.root)?
@@ -510,6 +526,16 @@ impl ReleaseHandler {
                 other => break other,
             }
         };
+        if let Ok(report) = &result
+            && report.handover.is_some()
+        {
+            let _ = self.journal.record(&format!(
+                "scheduled upgrade {} done: running {} in the node that took over",
+                entry.id, report.to
+            ));
+            // The new node serves: this one goes, closing nothing.
+            self.exit_handed_over();
+        }
         let line = match result {
             Ok(report) => format!("scheduled upgrade {} done: running {}", entry.id, report.to),
             Err(e) => format!("scheduled upgrade {} FAILED: {e}", entry.id),

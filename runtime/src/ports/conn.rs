@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use relup_module::{CloseReason, Pid, PortId};
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
-use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 /// Whether the connection takes output.
@@ -82,6 +82,8 @@ pub(crate) struct Conn {
     /// A `Closed` event was delivered (at most one is).
     pub(super) notified: AtomicBool,
     out: Mutex<Output>,
+    /// The node's handover hold: while set, output queues and nothing is written.
+    held: Arc<AtomicBool>,
     shared: Weak<Shared>,
     limits: PortLimits,
 }
@@ -114,6 +116,7 @@ impl Conn {
                 pos: 0,
                 state: OutState::Open,
             }),
+            held: shared.held.clone(),
             shared: shared.me.clone(),
             limits: shared.limits,
         }
@@ -174,7 +177,10 @@ impl Conn {
             return Err(SendFail::Closed);
         }
         let mut rest = bytes;
-        if out.pending() == 0 && !self.connecting.load(Ordering::SeqCst) {
+        if out.pending() == 0
+            && !self.connecting.load(Ordering::SeqCst)
+            && !self.held.load(Ordering::SeqCst)
+        {
             while !rest.is_empty() {
                 match (&self.stream).write(rest) {
                     Ok(0) => return Err(SendFail::Broken(CloseReason::Reset)),
@@ -205,6 +211,9 @@ impl Conn {
     /// is left.
     pub(super) fn flush(&self) -> Result<bool, CloseReason> {
         let mut out = self.out.lock();
+        if self.held.load(Ordering::SeqCst) {
+            return Ok(out.pending() == 0);
+        }
         while out.pending() > 0 {
             let pos = out.pos;
             match (&self.stream).write(&out.buf[pos..]) {
@@ -221,6 +230,19 @@ impl Conn {
         }
         self.unsent.store(out.pending(), Ordering::SeqCst);
         Ok(out.pending() == 0)
+    }
+
+    /// A copy of the output not sent yet (a handover takes it while output is held).
+    pub(super) fn unsent_bytes(&self) -> Vec<u8> {
+        let out = self.out.lock();
+        out.buf[out.pos..].to_vec()
+    }
+
+    /// Queues output handed over from another node; the poller sends it when it may.
+    pub(super) fn queue(&self, bytes: &[u8]) {
+        let mut out = self.out.lock();
+        out.buf.extend_from_slice(bytes);
+        self.unsent.store(out.pending(), Ordering::SeqCst);
     }
 
     /// Starts a graceful close: no new output; queued output goes until `deadline`. False if

@@ -48,6 +48,14 @@ pub enum PortError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// A socket handed over by another node could not be taken in.
+    #[error("cannot adopt the socket of {port} handed over by the old node: {source}")]
+    Adopt {
+        /// The port.
+        port: PortId,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
 }
 
 impl PortError {
@@ -59,7 +67,8 @@ impl PortError {
             | PortError::Listen { .. }
             | PortError::Connect { .. }
             | PortError::Poller(_)
-            | PortError::ShuttingDown => port_status::NO_PORT,
+            | PortError::ShuttingDown
+            | PortError::Adopt { .. } => port_status::NO_PORT,
             PortError::NotOwner { .. } => port_status::NOT_OWNER,
             PortError::OutputFull(_) => port_status::OUTPUT_FULL,
             PortError::NoProc(_) => port_status::NO_PROC,

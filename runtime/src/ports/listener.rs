@@ -52,6 +52,28 @@ impl Listener {
         })
     }
 
+    /// A listener handed over from another node, already bound and non-blocking.
+    pub(super) fn adopt(
+        std_listener: std::net::TcpListener,
+        owner: Pid,
+        register: impl FnOnce(&mut mio::net::TcpListener) -> std::io::Result<()>,
+    ) -> std::io::Result<Listener> {
+        let local = std_listener.local_addr()?;
+        let mut socket = mio::net::TcpListener::from_std(std_listener);
+        register(&mut socket)?;
+        Ok(Listener {
+            socket: Mutex::new(Some(socket)),
+            local,
+            owner: AtomicU64::new(owner.0),
+        })
+    }
+
+    /// Its descriptor, while open.
+    pub(super) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.socket.lock().as_ref().map(|s| s.as_raw_fd())
+    }
+
     pub(super) fn owner(&self) -> Pid {
         Pid(self.owner.load(Ordering::SeqCst))
     }

@@ -59,6 +59,7 @@
 mod conn;
 mod error;
 mod event;
+pub(crate) mod handover;
 mod listener;
 mod poller;
 mod shared;

@@ -149,6 +149,17 @@ impl Poller {
                     self.finalize(&conn, Some(reason));
                 }
             }
+            Command::Thaw => {
+                for (id, port) in self.shared.all() {
+                    match port {
+                        Port::Listener(_) => self.accept(id),
+                        Port::Conn(conn) => {
+                            self.flush(&conn);
+                            self.pump(&conn);
+                        }
+                    }
+                }
+            }
             Command::Added(id) => match self.shared.get(id) {
                 Some(Port::Listener(_)) => self.accept(id),
                 Some(Port::Conn(conn))
@@ -185,6 +196,9 @@ impl Poller {
     /// Accepts every pending connection of listener `id`.
     fn accept(&mut self, id: PortId) {
         loop {
+            if self.shared.frozen.load(Ordering::SeqCst) {
+                return;
+            }
             let Some(Port::Listener(listener)) = self.shared.get(id) else {
                 return;
             };
@@ -266,7 +280,8 @@ impl Poller {
     /// bytes.
     fn pump(&mut self, conn: &Arc<Conn>) {
         loop {
-            if !conn.active.load(Ordering::SeqCst)
+            if self.shared.frozen.load(Ordering::SeqCst)
+                || !conn.active.load(Ordering::SeqCst)
                 || conn.eof.load(Ordering::SeqCst)
                 || conn.out_state() != OutState::Open
             {

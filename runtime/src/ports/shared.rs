@@ -32,6 +32,9 @@ pub(crate) enum Command {
     Fail(PortId, CloseReason),
     /// These ports' owner exited: close those it still owns.
     OwnerExited(Pid, Vec<PortId>),
+    /// Reading and writing may go on again after a handover that did not happen (or in the
+    /// node that took over): flush every connection, read it, accept on every listener.
+    Thaw,
     /// A port was just added to the table: look at it as if it had an event. The socket is
     /// registered with the poller before it is in the table, and an edge-triggered event the
     /// poller saw in between (a connect done, a connection waiting to be accepted) was for
@@ -50,6 +53,10 @@ pub(crate) struct Shared {
     owners: Mutex<HashMap<Pid, HashSet<u64>>>,
     next_id: AtomicU64,
     pub(super) stopping: AtomicBool,
+    /// A handover is under way: no reading, no accepting (see [`super::handover`]).
+    pub(super) frozen: AtomicBool,
+    /// A handover is taking the output: nothing is written (sends queue).
+    pub(super) held: Arc<AtomicBool>,
     pub(super) thread: Mutex<Option<JoinHandle<()>>>,
     pub(super) me: Weak<Shared>,
 }
@@ -73,6 +80,8 @@ impl Shared {
             // Token 0 is the poller's waker.
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
+            held: Arc::new(AtomicBool::new(false)),
             thread: Mutex::new(None),
             me,
         }
@@ -92,6 +101,28 @@ impl Shared {
         if first {
             let _ = self.waker.wake();
         }
+    }
+
+    /// Every port in the table, by id.
+    pub(super) fn all(&self) -> Vec<(PortId, Port)> {
+        let mut all: Vec<(PortId, Port)> = self
+            .table
+            .read()
+            .iter()
+            .map(|(id, port)| (PortId(*id), port.clone()))
+            .collect();
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
+    /// Hands out ids from `next` on (ids handed over from another node are below it).
+    pub(super) fn ids_from(&self, next: u64) {
+        self.next_id.fetch_max(next, Ordering::SeqCst);
+    }
+
+    /// The next id that would be handed out.
+    pub(super) fn peek_next_id(&self) -> u64 {
+        self.next_id.load(Ordering::SeqCst)
     }
 
     pub(super) fn take_commands(&self) -> Vec<Command> {

@@ -80,6 +80,9 @@ pub enum ServiceError {
     /// The thread that waits for stop signals could not be started.
     #[error("cannot start the signal thread: {0}")]
     Signals(#[source] std::io::Error),
+    /// This process was started as the new side of a handover and cannot be one.
+    #[error("handover: {0}")]
+    Handover(String),
 }
 
 impl From<HandlerError> for ServiceError {

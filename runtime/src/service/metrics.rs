@@ -31,3 +31,31 @@ pub(super) fn serve(handler: &Arc<ReleaseHandler>) -> Result<Option<MetricsServe
     );
     Ok(Some(server))
 }
+
+/// [`serve`] for a node that took over by handover: the old node holds the address until it
+/// has stopped, so a bind refused with "address in use" is tried again for up to
+/// [`HANDOVER_BIND_WAIT`]. A failure leaves the node without metrics (said in the journal and
+/// the log), not without service.
+pub(super) fn serve_after_handover(handler: &Arc<ReleaseHandler>) -> Option<MetricsServer> {
+    let started = std::time::Instant::now();
+    loop {
+        match serve(handler) {
+            Ok(server) => return server,
+            Err(MetricsError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && started.elapsed() < HANDOVER_BIND_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => {
+                let line = format!("handover: no metrics endpoint: {e}");
+                tracing::warn!(target: "relup::node", "{line}");
+                handler.journal_line(&line);
+                return None;
+            }
+        }
+    }
+}
+
+/// How long a node that took over waits for the old node to free the metrics address.
+pub(super) const HANDOVER_BIND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

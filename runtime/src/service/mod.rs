@@ -33,6 +33,7 @@ mod lock;
 mod metrics;
 mod natives;
 mod signals;
+mod takeover;
 
 pub use error::ServiceError;
 pub use lock::NodeLock;
@@ -128,6 +129,18 @@ impl Service {
             path: self.root.clone(),
             source,
         })?;
+        // Started by a node handing itself over: take over from it (or start as usual when
+        // it went away before it handed anything over).
+        if let Some(channel) = crate::handover::new::incoming() {
+            let mut channel = channel.map_err(ServiceError::Handover)?;
+            match crate::handover::new::receive(&mut channel) {
+                Ok(Some(received)) => return Ok(self.take_over(root, channel, received)),
+                Ok(None) => eprintln!(
+                    "relup: handover: the old node went away before it handed anything over; starting as a plain start does"
+                ),
+                Err(reason) => crate::handover::new::give_up(&mut channel, &reason),
+            }
+        }
         // Before anything is booted or written over: one node per root, for its whole life.
         let lock = match NodeLock::take(&root)? {
             NodeLock::Held(lock) => lock,
@@ -175,6 +188,10 @@ impl Service {
         let metrics = metrics::serve(&handler).map_err(|e| stop_all(e.into()))?;
         let server = ControlServer::bind(handler.clone(), &root.control_socket())
             .map_err(|e| stop_all(e.into()))?;
+        handler.set_seat(crate::handover::old::Seat {
+            lock: std::os::fd::AsRawFd::as_raw_fd(&lock),
+            control: server.listener_fd(),
+        });
         handler.start_scheduler();
         if let Some(set) = signals {
             signals::watch(set, root.node_log(), server.stopper())

@@ -341,7 +341,7 @@ impl Server for KvServer {
                     pending,
                 })
             }
-            (_, "0.3.0" | "0.3.1") => old.decode::<KvServer>().map_err(bad),
+            (_, "0.3.0" | "0.3.1" | "0.3.2") => old.decode::<KvServer>().map_err(bad),
             (direction, other) => Err(format!(
                 "kv_server {VERSION} cannot take the state of {other} ({direction:?}); it \
                  migrates up from 0.2.0 and between 0.3.x"

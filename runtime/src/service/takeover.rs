@@ -1,0 +1,145 @@
+//! A node taking over from one that hands itself over (see [`crate::handover`]): it boots
+//! the release the old node ran with every process restored at its place, says ready, and
+//! on the old node's go serves the root: its pid, the node lock and the control socket it
+//! was handed, its processes resumed and its sockets read again.
+
+use super::{RunningService, Service, Serving, lock, signals};
+use crate::control::ControlServer;
+use crate::handler::ReleaseHandler;
+use crate::handover::new::{self, Received};
+use crate::handover::old::{Lineage, Seat};
+use crate::node::Node;
+use crate::release::ReleaseRoot;
+use relup_module::Pid;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+impl Service {
+    /// Takes over from the node that handed `received` over on `channel`. Any failure
+    /// before the take-over gives up (the old node resumes) and ends this process.
+    pub(super) fn take_over(
+        self,
+        root: ReleaseRoot,
+        mut channel: UnixStream,
+        received: Received,
+    ) -> RunningService {
+        let Received {
+            mut image,
+            lock,
+            control,
+            ports,
+            arrived,
+        } = received;
+        let signals = self.signals.then(signals::block_stop_signals);
+        let node = match Node::start(self.config.clone()) {
+            Ok(node) => node,
+            Err(e) => new::give_up(&mut channel, &format!("the node did not start: {e}")),
+        };
+        if let Err(e) = self.natives.register(node.code()) {
+            new::give_up(&mut channel, &e.to_string());
+        }
+        if let Err(e) = new::restore_node_parts(&node, &mut image, ports) {
+            new::give_up(&mut channel, &e);
+        }
+        let version = match semver::Version::parse(&image.version) {
+            Ok(v) => v,
+            Err(e) => new::give_up(
+                &mut channel,
+                &format!("the old node runs {:?}: {e}", image.version),
+            ),
+        };
+        let handler = match ReleaseHandler::start_booting(node.clone(), root.clone(), Some(version))
+        {
+            Ok(handler) => Arc::new(handler),
+            Err(e) => new::give_up(&mut channel, &format!("boot: {e}")),
+        };
+        // Dynamic children (simple_one_for_one) start once their supervisor runs.
+        for (parent, key, count) in node.inner.restoring.waiting() {
+            for _ in 0..count {
+                if let Err(e) = node.start_simple_child(Pid(parent), &()) {
+                    handler.journal_line(&format!(
+                        "handover: child {key} of {} not restored: {e}",
+                        Pid(parent)
+                    ));
+                    break;
+                }
+            }
+        }
+        let (left, restored) = node.inner.restoring.disarm();
+        for image in &left {
+            let pid = Pid(image.pid);
+            handler.journal_line(&format!(
+                "handover: {pid} ({}) has no place in the release's tree: not restored, its ports and tables close",
+                image.key
+            ));
+            node.inner.ports.owner_exited(pid);
+            node.inner.tables.owner_exited(&node.inner, pid);
+        }
+        node.inner.timers.import(&image.timers, image.next_timer);
+        let micros = arrived.elapsed().as_micros() as u64;
+        new::ready(&mut channel, restored.len(), micros);
+        if let Err(e) = new::wait_commit(&mut channel) {
+            new::give_up(&mut channel, &e);
+        }
+        // The take-over: from here this node serves the root.
+        crate::fault::crash_point(|| "handover: new node takes over".into());
+        let _ = lock::write_pid(&root, &lock);
+        let _ = crate::release::write_atomic(
+            &root.pid_file(),
+            format!("{}\n", std::process::id()).as_bytes(),
+        );
+        let server = match ControlServer::serve(handler.clone(), &root.control_socket(), control) {
+            Ok(server) => server,
+            Err(e) => new::give_up(&mut channel, &format!("control socket: {e}")),
+        };
+        node.resume(&restored);
+        node.inner.ports.thaw();
+        handler.set_lineage(Lineage {
+            handovers: image.handovers + 1,
+            first_started: image.first_started,
+            last_handover: Some(crate::release::now_unix()),
+        });
+        handler.set_seat(Seat {
+            lock: lock.as_raw_fd(),
+            control: server.listener_fd(),
+        });
+        handler.start_scheduler();
+        if let Some(set) = signals
+            && let Err(e) = signals::watch(set, root.node_log(), server.stopper())
+        {
+            handler.journal_line(&format!("handover: no signal thread: {e}"));
+        }
+        handler.journal_line(&format!(
+            "handover: node {} took over from node {} ({} processes restored, restore {} ms)",
+            std::process::id(),
+            image.from_pid,
+            restored.len(),
+            micros / 1000
+        ));
+        new::taken(&mut channel);
+        if image.permanent_after {
+            let running = handler.running().release.version;
+            match handler.make_permanent(&running) {
+                Ok(()) => handler.journal_line(&format!(
+                    "handover: {running} made permanent, as the install asked"
+                )),
+                Err(e) => handler.journal_line(&format!(
+                    "handover: {running} NOT made permanent: {e}; run `relup permanent {running}`"
+                )),
+            }
+        }
+        let metrics = super::metrics::serve_after_handover(&handler);
+        RunningService {
+            root,
+            node,
+            handler,
+            serving: Some(Serving {
+                server,
+                lock,
+                metrics,
+            }),
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+}
