@@ -118,6 +118,31 @@ fn redis_cli(port: u16, commands: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The tarballs of kv `versions`, built once per test process (in target/fixtures, as the
+/// other fixtures: never waits on the lock of the `cargo test` that runs this).
+fn kv_tarballs(versions: &[&str]) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("relup-kv-{}-tarballs", std::process::id()));
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    for version in versions {
+        if built.iter().any(|v| v == version) {
+            continue;
+        }
+        let made = Command::new(RELUP)
+            .current_dir(workspace)
+            .env("CARGO_TARGET_DIR", workspace.join("target/fixtures"))
+            .args(["release", &format!("examples/kv/v{version}"), "--out"])
+            .arg(&out)
+            .output()
+            .expect("relup release runs");
+        ok(made);
+        built.push(version.to_string());
+    }
+    out
+}
+
 /// A root with kv 0.1.0 deployed and the later releases unpacked, its node running on a
 /// free port.
 struct Kv {
@@ -133,28 +158,18 @@ impl Kv {
 
     /// Builds `versions` (the first is deployed and started, the others unpacked).
     fn start_with(versions: &[&str]) -> Kv {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
-        // One directory per set of versions: the tests of this file run at once in one
-        // process, and a shared one was removed under the other test's feet.
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "relup-kv-{}-{}",
-            std::process::id(),
-            versions.join("-")
-        ));
+        Kv::launch(&versions.join("-"), versions, &[])
+    }
+
+    /// [`Kv::start_with`] in a directory of its own named by `tag`, the node started with
+    /// `env` set (fault injection).
+    fn launch(tag: &str, versions: &[&str], env: &[(&str, String)]) -> Kv {
+        // One directory per tag: the tests of this file run at once in one process, and a
+        // shared one was removed under the other test's feet.
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("relup-kv-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
-        let out = base.join("out");
-        for version in versions {
-            // Built in target/fixtures, as the other fixtures: never waits on the lock of the
-            // `cargo test` that runs this.
-            let built = Command::new(RELUP)
-                .current_dir(workspace)
-                .env("CARGO_TARGET_DIR", workspace.join("target/fixtures"))
-                .args(["release", &format!("examples/kv/v{version}"), "--out"])
-                .arg(&out)
-                .output()
-                .expect("relup release runs");
-            ok(built);
-        }
+        let out = kv_tarballs(versions);
         let root = base.join("root");
         ok(relup(&[
             "deploy",
@@ -175,7 +190,7 @@ impl Kv {
             root,
             port: 0,
         };
-        ok(kv.run(&["start"]));
+        ok(kv.run_env(&["start"], env));
         let log = std::fs::read_to_string(kv.root.join("log/node.log")).unwrap();
         let addr = log
             .lines()
@@ -195,9 +210,20 @@ impl Kv {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let mut all = vec!["--root", self.root.to_str().unwrap()];
-        all.extend_from_slice(args);
-        relup(&all)
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, String)]) -> Output {
+        let mut command = Command::new(RELUP);
+        command
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .env("RUST_BACKTRACE", "0");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().expect("relup runs")
     }
 
     /// Writes a batch of keys with redis-cli; returns them with their values.
@@ -674,4 +700,324 @@ fn redis_clients_see_no_error_and_no_lost_key_across_three_handovers() {
         incrs.len(),
         written.len()
     );
+}
+
+/// Which node a handover crash point kills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// The node handing itself over.
+    Old,
+    /// The node taking over.
+    New,
+}
+
+impl Side {
+    /// The variables that kill this side at its `n`-th crash point and trace its points.
+    fn env(self, kill_at: Option<usize>, trace: &Path) -> Vec<(&'static str, String)> {
+        let (kill, trace_var) = match self {
+            Side::Old => ("RELUP_FAULT_KILL_AT", "RELUP_FAULT_TRACE"),
+            Side::New => ("RELUP_FAULT_NEW_KILL_AT", "RELUP_FAULT_NEW_TRACE"),
+        };
+        let mut env = vec![(trace_var, trace.display().to_string())];
+        if let Some(n) = kill_at {
+            env.push((kill, n.to_string()));
+        }
+        env
+    }
+}
+
+/// Crash points tried per side in an ordinary run (every one with `RELUP_CRASH_ALL=1`).
+const HANDOVER_POINTS: usize = 4;
+
+/// The numbered crash points of a trace file (`<n> <label>` lines).
+fn trace_points(trace: &Path) -> Vec<(usize, String)> {
+    std::fs::read_to_string(trace)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (n, label) = l.split_once(' ')?;
+            Some((n.parse().ok()?, label.to_string()))
+        })
+        .collect()
+}
+
+/// A trace label with its numbers (pids, times) blanked: what must match between runs.
+fn shape(label: &str) -> String {
+    let mut out = String::new();
+    for c in label.chars() {
+        if c.is_ascii_digit() {
+            if !out.ends_with('#') {
+                out.push('#');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The pid of the node that answers on the root, if one does.
+fn serving_pid(kv: &Kv) -> Option<u64> {
+    let out = kv.run(&["--json", "status"]);
+    if !out.status.success() {
+        return None;
+    }
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    status["pid"].as_u64()
+}
+
+/// The new node's pid, from the old node's journal.
+fn new_node_pid(kv: &Kv) -> Option<i32> {
+    std::fs::read_to_string(kv.root.join("log/upgrade.log"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.split("handover: started the new node ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// The port the node listens on now (the last listening line of its log).
+fn listening_port(kv: &Kv) -> u16 {
+    let log = std::fs::read_to_string(kv.root.join("log/node.log")).unwrap_or_default();
+    log.lines()
+        .rev()
+        .find_map(|l| l.split("listening on ").nth(1))
+        .and_then(|addr| addr.trim().rsplit(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no listening line in the node log:\n{log}"))
+}
+
+/// The handover points of `side`: a numbering run of `relup restart` with its trace on.
+fn handover_points(side: Side) -> Vec<(usize, String)> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("relup-kv-{}-traces", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join(format!("numbering-{side:?}"));
+    let _ = std::fs::remove_file(&trace);
+    let kv = Kv::launch(
+        &format!("numbering-{side:?}"),
+        &["0.3.0"],
+        &side.env(None, &trace),
+    );
+    let before = trace_points(&trace).len();
+    ok(kv.run(&["restart"]));
+    let points: Vec<(usize, String)> = trace_points(&trace).into_iter().skip(before).collect();
+    assert!(
+        points.iter().any(|(_, l)| l.contains("handover")),
+        "no handover crash point on the {side:?} side: {points:?}"
+    );
+    points
+}
+
+/// Runs `relup restart` with `side` killed at crash point `n` (labelled `label`), then
+/// checks: exactly one node serves the root (after a `relup start` when both died), the
+/// other is gone, RELEASES is valid with 0.3.0 permanent, and unless the old node died before
+/// it had handed everything over, every key and the connection opened before are still there.
+fn crash_handover_at(side: Side, n: usize, label: &str, image_sent_at: usize) {
+    let what = format!("{side:?} node killed at crash point {n} ({label})");
+    let trace = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("relup-kv-{}-traces", std::process::id()))
+        .join(format!("kill-{side:?}-{n}"));
+    let _ = std::fs::remove_file(&trace);
+    let kv = Kv::launch(
+        &format!("crash-{side:?}-{n}"),
+        &["0.3.0"],
+        &side.env(Some(n), &trace),
+    );
+    let written = kv.write_batch("before");
+    let mut raw = Raw::connect(kv.port);
+    assert_eq!(raw.ask(&["SET", "raw", "kept"]), "+OK", "{what}");
+    let old = serving_pid(&kv).expect("the node answers") as i32;
+    // It may fail (the old node killed mid-request) or succeed (the new one killed and the
+    // old resumed, or the old one killed after it answered).
+    let _ = kv.run(&["restart"]);
+    let new = new_node_pid(&kv);
+    // Settle: the survivor serves, the other is gone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let serving = loop {
+        let alive: Vec<i32> = [Some(old), new]
+            .into_iter()
+            .flatten()
+            .filter(|p| reliability::alive(*p))
+            .collect();
+        match serving_pid(&kv) {
+            Some(pid) if alive == [pid as i32] => break Some(pid as i32),
+            None if alive.is_empty() => break None,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no single node serves (alive: {alive:?}, old {old}, new {new:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Labels name files under each run's own directory.
+    let killed_trace = trace_points(&trace);
+    assert_eq!(
+        killed_trace
+            .last()
+            .map(|(_, l)| shape(&l.replace(&format!("crash-{side:?}-{n}"), "RUN"))),
+        Some(shape(&label.replace(&format!("numbering-{side:?}"), "RUN"))),
+        "{what}: the killed run stopped elsewhere (numbering not deterministic?)"
+    );
+    let serving = match serving {
+        Some(pid) => pid,
+        None => {
+            // Both gone: the new node died after it took over. A plain start boots the root.
+            ok(kv.run(&["start"]));
+            serving_pid(&kv).expect("the restarted node answers") as i32
+        }
+    };
+    let releases =
+        relup_runtime::release::Releases::load(&relup_runtime::release::ReleaseRoot::new(&kv.root))
+            .unwrap_or_else(|e| panic!("{what}: RELEASES is not valid: {e}"));
+    assert_eq!(
+        releases.permanent().map(|e| e.version.to_string()),
+        Some("0.3.0".to_string()),
+        "{what}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(kv.root.join("run/node.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok()),
+        Some(serving),
+        "{what}: run/node.pid"
+    );
+    let status = status_json(&kv);
+    assert_eq!(status["running"].as_str(), Some("0.3.0"), "{what}");
+    // Killed before the old node handed anything over, the new one booted the root as a
+    // plain start does; the new node killed after it told the old one it took over (its
+    // journal line comes after), nobody served until the harness started the root again.
+    // Either way the clients reconnect; the table was in the dead node's memory.
+    let cold = (side == Side::Old && n < image_sent_at)
+        || (side == Side::New && label.contains("took over from"));
+    if cold {
+        assert_eq!(status["lineage"]["handovers"].as_u64(), Some(0), "{what}");
+        assert_ne!(serving, old, "{what}");
+    } else {
+        let handovers = status["lineage"]["handovers"].as_u64();
+        assert!(
+            (serving == old && handovers == Some(0)) || handovers == Some(1),
+            "{what}: node {serving} with {handovers:?} handovers: {status}"
+        );
+        assert_eq!(listening_port(&kv), kv.port, "{what}");
+        kv.check(&written, &what);
+        assert_eq!(raw.ask(&["GET", "raw"]), "kept", "{what}");
+    }
+    let _ = kv.run(&["stop"]);
+}
+
+fn handover_crash_sweep(side: Side) {
+    ensure_redis_tools();
+    let points = handover_points(side);
+    let image_sent_at = match side {
+        Side::Old => points
+            .iter()
+            .find(|(_, l)| l.contains("image sent"))
+            .map(|(n, _)| *n)
+            .expect("the old node passes a point once the image is sent"),
+        Side::New => 0,
+    };
+    let all = std::env::var("RELUP_CRASH_ALL").is_ok_and(|v| v == "1");
+    let chosen: Vec<&(usize, String)> = if all || points.len() <= HANDOVER_POINTS {
+        points.iter().collect()
+    } else {
+        // One point from each of HANDOVER_POINTS slices, rotating with the clock.
+        let spin = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as usize)
+            .unwrap_or(0);
+        (0..HANDOVER_POINTS)
+            .map(|i| {
+                let (lo, hi) = (
+                    i * points.len() / HANDOVER_POINTS,
+                    (i + 1) * points.len() / HANDOVER_POINTS,
+                );
+                &points[lo + spin % (hi - lo)]
+            })
+            .collect()
+    };
+    eprintln!(
+        "{side:?} side: {} handover crash points, trying {:?}",
+        points.len(),
+        chosen.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    for (n, label) in chosen {
+        crash_handover_at(side, *n, label, image_sent_at);
+    }
+}
+
+/// SIGKILL of the old node at its handover crash points (a sample; all with
+/// `RELUP_CRASH_ALL=1`): afterwards exactly one node serves, RELEASES is valid, and the keys
+/// and connections survive unless it died before it handed anything over.
+#[test]
+fn sigkill_of_the_old_node_at_each_step_of_a_handover() {
+    handover_crash_sweep(Side::Old);
+}
+
+/// SIGKILL of the new node at its crash points during a handover: the old node resumes (or,
+/// killed after it took over, a plain start boots the root); no key or connection is lost.
+#[test]
+fn sigkill_of_the_new_node_at_each_step_of_a_handover() {
+    handover_crash_sweep(Side::New);
+}
+
+/// A handover whose new node fails (its executable exits at once, or never says hello):
+/// `relup restart` fails with the reason, the old node serves on with every key and
+/// connection, and a handover to a working executable afterwards succeeds.
+#[test]
+fn a_failed_handover_leaves_the_old_node_serving() {
+    ensure_redis_tools();
+    let kv = Kv::launch(
+        "failed-handover",
+        &["0.3.0"],
+        &[("RELUP_HANDOVER_PATIENCE_MS", "1500".to_string())],
+    );
+    let written = kv.write_batch("before");
+    let mut raw = Raw::connect(kv.port);
+    assert_eq!(raw.ask(&["SET", "raw", "kept"]), "+OK");
+    let pid = serving_pid(&kv).expect("the node answers");
+    // The release carries the node executable the handover starts.
+    let exe = kv.root.join("releases/0.3.0/bin/relup-node");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    for (i, (script, reason)) in [
+        ("#!/bin/sh\nexit 3\n", "the new node exited"),
+        (
+            "#!/bin/sh\nexec sleep 600\n",
+            "the new node did not answer in time",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(&exe, script).unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let out = kv.run(&["restart"]);
+        let text = common::text(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("handover failed at hello") && text.contains(reason),
+            "{text}"
+        );
+        assert_eq!(serving_pid(&kv), Some(pid), "{text}");
+        kv.check(
+            &written,
+            &format!("after a handover that failed ({reason})"),
+        );
+        assert_eq!(raw.ask(&["GET", "raw"]), "kept");
+        assert_eq!(raw.ask(&["INCR", "after-failure"]), format!(":{}", i + 1));
+    }
+    let journal = std::fs::read_to_string(kv.root.join("log/upgrade.log")).unwrap();
+    assert_eq!(
+        journal
+            .matches("handover FAILED, this node resumed")
+            .count(),
+        2,
+        "{journal}"
+    );
+    // Without the broken executable the node hands over to `relup` itself.
+    std::fs::remove_file(&exe).unwrap();
+    let out = ok(kv.run(&["restart"]));
+    assert!(out.contains(&format!("took over from node {pid}")), "{out}");
+    kv.check(&written, "after the handover that worked");
+    assert_eq!(raw.ask(&["GET", "raw"]), "kept");
 }

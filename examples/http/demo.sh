@@ -3,9 +3,9 @@
 # the todo service, deploy 0.1.0 into a temporary root, run the service's own binary
 # (`relup-http serve`: the relup node and an axum HTTP server) on a free loopback port, write
 # todos with curl, then run wrk back to back (reads and writes) and a curl writer (one todo
-# after the other) while the plain `relup` CLI upgrades to 0.2.0 and downgrades to 0.1.0
-# three times. It checks what a person would: every wrk run had 0 non-2xx responses and 0
-# socket errors, every curl write answered 201, 0.2.0's endpoints answer only on 0.2.0, and at
+# after the other) while the plain `relup` CLI upgrades to 0.2.0, downgrades to 0.1.0 and
+# hands the node over to a new relup-http process (`relup restart`) three times. It checks
+# what a person would: every wrk run had 0 non-2xx responses and 0 socket errors, every curl write answered 201, 0.2.0's endpoints answer only on 0.2.0, and at
 # the end every todo (ids 1 to the last, wrk's included) reads back, with its title for every
 # one whose title the demo knows. Only 127.0.0.1 is used. Needs wrk (installed with apt-get
 # when missing, as root) and curl.
@@ -119,6 +119,14 @@ for c in $(seq 1 "$CYCLES"); do
     echo "   GET /stats -> 404 (0.1.0 has no such endpoint)"
     write_batch "down$c"
     sleep 1
+    say "cycle $c: relup restart under load (a new relup-http process takes over, issue 18)"
+    before="$(cat "$ROOT/run/node.pid")"
+    "$RELUP" --root "$ROOT" restart
+    after="$(cat "$ROOT/run/node.pid")"
+    [ "$after" != "$before" ] || die "relup restart: the same node ($before) still serves"
+    check_written "after handover $c"
+    write_batch "handover$c"
+    sleep 1
 done
 rm -f "$WORK/running"
 wait "$LOAD"
@@ -153,4 +161,4 @@ RELEASES_NOW="$("$RELUP" --root "$ROOT" releases)"
 echo "$RELEASES_NOW"
 grep -q '0.1.0 permanent' <<<"$RELEASES_NOW" || die "0.1.0 is not permanent: $RELEASES_NOW"
 "$RELUP" --root "$ROOT" stop
-say "http demo passed: $CYCLES upgrade/downgrade cycles under wrk, 0 non-2xx, 0 socket errors, every todo intact"
+say "http demo passed: $CYCLES upgrade/downgrade/handover cycles under wrk, 0 non-2xx, 0 socket errors, every todo intact"

@@ -26,6 +26,9 @@ pub enum CallError {
     /// A process called itself.
     #[error("a process cannot call itself")]
     CallingSelf,
+    /// The call was forwarded to the node that took over (a handover) and failed there.
+    #[error("forwarded to the node that took over: {0}")]
+    Forwarded(String),
 }
 
 /// Why a message could not be sent.

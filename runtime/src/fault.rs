@@ -9,6 +9,10 @@
 //! - `RELUP_FAULT_TRACE=<file>`: appends `<n> <label>` to `<file>` at every crash point, so a
 //!   harness can learn which number is which step.
 //!
+//! A node handing itself over (`crate::handover`) starts the new node without these two; it
+//! gives it `RELUP_FAULT_NEW_KILL_AT` and `RELUP_FAULT_NEW_TRACE` as them instead, so that a
+//! test kills either side at each of its own steps.
+//!
 //! With neither set (the normal case) a crash point costs one check of a `OnceLock`. The
 //! numbering is deterministic for a given sequence of operations, since the points are passed
 //! by the one thread doing the operation.

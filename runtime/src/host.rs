@@ -216,6 +216,11 @@ unsafe extern "C" fn host_call(
                 put(text.as_bytes());
                 call_status::BAD_MESSAGE
             }
+            // Only host threads' calls are forwarded; said as an exit for completeness.
+            Err(crate::error::CallError::Forwarded(text)) => {
+                put(text.as_bytes());
+                call_status::EXITED
+            }
         }
     })
 }

@@ -216,6 +216,9 @@ pub(crate) struct NodeInner {
     last_crash: Mutex<Option<String>>,
     /// While a node taken over by handover boots: the processes to restore, by place.
     pub(crate) restoring: crate::handover::restore::Plan,
+    /// Set once another node took over from this one: what host threads still send goes
+    /// there (see [`crate::handover::forward`]).
+    pub(crate) forward: std::sync::OnceLock<Arc<crate::handover::forward::Forwarder>>,
     /// Counters for the metrics endpoint (see [`crate::metrics`]).
     pub(crate) metrics: crate::metrics::Metrics,
 }
@@ -407,10 +410,24 @@ impl NodeInner {
     }
 
     pub(crate) fn send_info(&self, pid: Pid, info: InfoMsg) -> bool {
+        if let Some(forwarder) = self.forward.get()
+            && let InfoMsg::Message(Payload::Bytes(bytes)) = info
+        {
+            use crate::handover::forward::Kind;
+            forwarder.forward(pid, Kind::Message, bytes, None);
+            return true;
+        }
         self.push(pid, Envelope::Info(info)).is_ok()
     }
 
     pub(crate) fn cast_payload(&self, pid: Pid, payload: Payload) -> bool {
+        if let Some(forwarder) = self.forward.get()
+            && let Payload::Bytes(bytes) = payload
+        {
+            use crate::handover::forward::Kind;
+            forwarder.forward(pid, Kind::Cast, bytes, None);
+            return true;
+        }
         self.push(pid, Envelope::Cast(payload)).is_ok()
     }
 
@@ -433,6 +450,21 @@ impl NodeInner {
         if Some(pid) == from {
             return Err(CallError::CallingSelf);
         }
+        // Another node took over: a host thread's call is answered there.
+        let payload = match (self.forward.get(), payload) {
+            (Some(forwarder), Payload::Bytes(bytes)) => {
+                let (tx, rx) = crate::reply::channel();
+                forwarder.forward(pid, crate::handover::forward::Kind::Call, bytes, Some(tx));
+                return match self.scheduler.blocking(self, || rx.wait(timeout)) {
+                    Ok(reply) => reply,
+                    Err(crate::reply::WaitError::Timeout) => Err(CallError::Timeout(who())),
+                    Err(crate::reply::WaitError::Closed) => Err(CallError::Forwarded(
+                        "the node that took over is gone".into(),
+                    )),
+                };
+            }
+            (_, payload) => payload,
+        };
         let process = self.lookup(pid).ok_or_else(|| CallError::NoProc(who()))?;
         let (tx, rx) = crate::reply::channel();
         let started = std::time::Instant::now();
@@ -809,6 +841,7 @@ impl Node {
             restarts: AtomicU64::new(0),
             last_crash: Mutex::new(None),
             restoring: crate::handover::restore::Plan::default(),
+            forward: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::new(),
         });
         inner.scheduler.start(&inner);

@@ -76,6 +76,14 @@ pub enum TableError {
     /// A bad name.
     #[error("bad table name: {0}")]
     BadName(String),
+    /// A table handed over by another node does not read (see [`crate::handover`]).
+    #[error("table {name:?} handed over by the old node: {reason}")]
+    HandedOver {
+        /// Its name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl TableError {
@@ -89,7 +97,7 @@ impl TableError {
             TableError::Overflow => table_status::OVERFLOW,
             TableError::Transform { .. } => table_status::FAILED,
             TableError::NoProc(_) => table_status::NO_PROC,
-            TableError::BadName(_) => table_status::BAD_ARG,
+            TableError::BadName(_) | TableError::HandedOver { .. } => table_status::BAD_ARG,
         }
     }
 }
@@ -454,12 +462,16 @@ impl Tables {
                         .heir
                         .as_ref()
                         .map(|(pid, msg)| (pid.0, ByteBuf::from(msg.clone()))),
-                    rows: table
-                        .rows
-                        .read()
-                        .iter()
-                        .map(|(k, v)| (ByteBuf::from(k.clone()), ByteBuf::from(v.clone())))
-                        .collect(),
+                    count: table.rows.read().len() as u64,
+                    rows: {
+                        let rows = table.rows.read();
+                        let bytes: usize = rows.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+                        let mut flat = Vec::with_capacity(bytes);
+                        for (k, v) in rows.iter() {
+                            crate::handover::image::put_row(&mut flat, k, v);
+                        }
+                        flat
+                    },
                 }
             })
             .collect();
@@ -479,6 +491,12 @@ impl Tables {
             if registry.by_name.contains_key(&image.name) {
                 return Err(TableError::Exists(image.name));
             }
+            let rows = crate::handover::image::rows(&image.rows).map_err(|reason| {
+                TableError::HandedOver {
+                    name: image.name.clone(),
+                    reason,
+                }
+            })?;
             let id = TableId(image.id);
             let owner = Pid(image.owner);
             let table = Arc::new(Table {
@@ -493,13 +511,7 @@ impl Tables {
                     owner,
                     heir: image.heir.map(|(pid, msg)| (Pid(pid), msg.into_vec())),
                 }),
-                rows: RwLock::new(
-                    image
-                        .rows
-                        .into_iter()
-                        .map(|(k, v)| (k.into_vec(), v.into_vec()))
-                        .collect(),
-                ),
+                rows: RwLock::new(rows.into_iter().collect()),
             });
             registry.by_name.insert(image.name, id);
             registry.by_id.insert(id, table);

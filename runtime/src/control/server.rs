@@ -70,6 +70,8 @@ pub struct ControlServer {
     /// The listening socket's descriptor (open while the accept thread runs).
     listener_fd: std::os::fd::RawFd,
     closing: Arc<AtomicBool>,
+    /// Set while another node takes over: this one accepts no connection.
+    paused: Arc<AtomicBool>,
     stop_tx: Sender<String>,
     stop_rx: Receiver<String>,
     accept: Option<JoinHandle<()>>,
@@ -210,7 +212,8 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
                     Ok(report) if report.handover.is_some() => {
                         // A new node serves now: answer, then go without closing anything.
                         let _ = send(stream, &done(&report));
-                        handler.exit_handed_over();
+                        handler.finish_handover();
+                        return false;
                     }
                     Ok(report) => done(&report),
                     Err(e) => Event::Error {
@@ -335,7 +338,8 @@ fn answer(handler: &ReleaseHandler, stream: &mut UnixStream, request: Request) -
         Request::Restart => match handler.restart_node() {
             Ok(report) => {
                 let _ = send(stream, &done(&report));
-                handler.exit_handed_over();
+                handler.finish_handover();
+                return false;
             }
             Err(e) => Event::Error {
                 message: e.to_string(),
@@ -493,24 +497,57 @@ impl ControlServer {
             source,
         };
         let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+        // Accepting wakes up now and then (SO_RCVTIMEO applies to accept), so that a node
+        // handing over stops accepting on the socket it shares with the new one at once.
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: setsockopt with a valid option value of the right size on our descriptor.
+        unsafe {
+            libc::setsockopt(
+                listener_fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const timeout).cast(),
+                size_of::<libc::timeval>() as libc::socklen_t,
+            );
+        }
         let closing = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
         let accept = {
-            let (closing, stop_tx) = (closing.clone(), stop_tx.clone());
+            let (closing, paused, stop_tx) = (closing.clone(), paused.clone(), stop_tx.clone());
             std::thread::Builder::new()
                 .name("relup-control".into())
                 .spawn(move || {
                     // Whether accepting failed last time: a failure is logged once, not per try.
                     let mut failing = false;
-                    for stream in listener.incoming() {
+                    loop {
                         if closing.load(Ordering::SeqCst) {
                             break;
                         }
-                        match stream {
-                            Ok(stream) => {
+                        if paused.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                        match listener.accept() {
+                            Ok((stream, _)) => {
+                                if closing.load(Ordering::SeqCst) {
+                                    break;
+                                }
                                 failing = false;
+                                // Accepted streams block (they do not inherit the timeout).
+                                let _ = stream.set_read_timeout(None);
                                 spawn_client(&handler, stream, &stop_tx);
                             }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock
+                                        | std::io::ErrorKind::TimedOut
+                                        | std::io::ErrorKind::Interrupted
+                                ) => {}
                             Err(e) => {
                                 if !failing {
                                     crate::trace::runtime_line(
@@ -531,10 +568,16 @@ impl ControlServer {
             path: path.to_path_buf(),
             listener_fd,
             closing,
+            paused,
             stop_tx,
             stop_rx,
             accept: Some(accept),
         })
+    }
+
+    /// The flag that stops accepting while set (a handover sets it at its commit).
+    pub(crate) fn pause_flag(&self) -> Arc<AtomicBool> {
+        self.paused.clone()
     }
 
     /// The listening socket's descriptor (what a handover passes on).

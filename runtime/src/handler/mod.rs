@@ -214,6 +214,20 @@ pub enum HandlerError {
     Handover(#[from] crate::handover::HandoverError),
 }
 
+/// What a service runs once another node took over (ends its wait with this reason).
+pub(crate) type HandedOverHook = Box<dyn Fn(String) + Send + Sync>;
+
+/// The path of this node's executable, as it was started: Linux names a file replaced since
+/// (a new build or package installed over it) `<path> (deleted)`; the path is what counts.
+fn node_executable() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let text = exe.to_string_lossy();
+    Ok(match text.strip_suffix(" (deleted)") {
+        Some(path) if !exe.exists() => PathBuf::from(path),
+        _ => exe,
+    })
+}
+
 /// What [`ReleaseHandler::remove`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removed {
@@ -286,6 +300,14 @@ pub struct ReleaseHandler {
     seat: Mutex<Option<crate::handover::old::Seat>>,
     /// Handovers this line of nodes has been through.
     lineage: Mutex<crate::handover::old::Lineage>,
+    /// Listening sockets of the host (beside the node) that a handover passes on, by name.
+    listeners: Mutex<Vec<(String, std::os::fd::OwnedFd)>>,
+    /// Listening sockets the node this one took over from passed on, by name.
+    inherited: Mutex<Vec<(String, std::os::fd::OwnedFd)>>,
+    /// Set once another node took over: this one must not stop anything, only exit.
+    handed_over: std::sync::atomic::AtomicBool,
+    /// What the service runs once another node took over (ends its wait, which exits).
+    on_handed_over: Mutex<Option<HandedOverHook>>,
 }
 
 impl ReleaseHandler {
@@ -390,7 +412,61 @@ impl ReleaseHandler {
                 first_started: now_unix(),
                 last_handover: None,
             }),
+            listeners: Mutex::new(Vec::new()),
+            inherited: Mutex::new(Vec::new()),
+            handed_over: std::sync::atomic::AtomicBool::new(false),
+            on_handed_over: Mutex::new(None),
         })
+    }
+
+    /// A listening TCP socket for a server the host runs beside the node (an HTTP server):
+    /// the one named `name` that the node this one took over from passed on, else a new one
+    /// bound to `addr`. Either way a handover passes it on under `name`, so the server's
+    /// address keeps accepting across `relup restart` (connections already accepted by the
+    /// host's server stay with the old process, which finishes them and exits).
+    pub fn listener(&self, name: &str, addr: &str) -> std::io::Result<std::net::TcpListener> {
+        let inherited = {
+            let mut inherited = self.inherited.lock();
+            inherited
+                .iter()
+                .position(|(n, _)| n == name)
+                .map(|i| inherited.remove(i).1)
+        };
+        let listener = match inherited {
+            Some(fd) => std::net::TcpListener::from(fd),
+            None => std::net::TcpListener::bind(addr)?,
+        };
+        let kept = std::os::fd::OwnedFd::from(listener.try_clone()?);
+        let mut listeners = self.listeners.lock();
+        listeners.retain(|(n, _)| n != name);
+        listeners.push((name.to_string(), kept));
+        Ok(listener)
+    }
+
+    pub(crate) fn set_inherited(&self, listeners: Vec<(String, std::os::fd::OwnedFd)>) {
+        *self.inherited.lock() = listeners;
+    }
+
+    /// Sets what runs once another node took over (the service ends its wait and exits).
+    pub(crate) fn on_handed_over(&self, hook: HandedOverHook) {
+        *self.on_handed_over.lock() = Some(hook);
+    }
+
+    /// Whether another node took over from this one: nothing may be stopped or closed.
+    pub fn is_handed_over(&self) -> bool {
+        self.handed_over.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Called once the request that asked for a handover is answered: the service's wait
+    /// ends (its host finishes what it serves beside the node) and the process exits without
+    /// stopping anything; a node with no service around it exits at once.
+    pub fn finish_handover(&self) {
+        self.handed_over
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        match self.on_handed_over.lock().as_ref() {
+            Some(hook) => hook("handed over to a new node".to_string()),
+            None => crate::handover::exit_handed_over(),
+        }
     }
 
     /// Writes one line to the journal (`log/upgrade.log`).
@@ -428,13 +504,19 @@ impl ReleaseHandler {
         &self,
         permanent_after: bool,
     ) -> Result<crate::handover::HandoverReport, HandlerError> {
-        let seat = (*self.seat.lock()).ok_or(crate::handover::HandoverError::NoSeat)?;
+        let seat = self
+            .seat
+            .lock()
+            .clone()
+            .ok_or(crate::handover::HandoverError::NoSeat)?;
         let version = self.booted.lock().release.version.clone();
         let carried = self.root.release_executable(&version);
+        // The release's own executable, else the path this node was started from: a new
+        // `relup` installed over it (the point of a runtime upgrade) is what runs next.
         let exe = if carried.is_file() {
             carried
         } else {
-            std::env::current_exe().map_err(|source| crate::handover::HandoverError::Spawn {
+            node_executable().map_err(|source| crate::handover::HandoverError::Spawn {
                 exe: "the current executable".into(),
                 source,
             })?
@@ -446,23 +528,26 @@ impl ReleaseHandler {
         let log = |line: &str| {
             let _ = self.journal.record(line);
         };
+        let listeners: Vec<(String, std::os::fd::RawFd)> = self
+            .listeners
+            .lock()
+            .iter()
+            .map(|(name, fd)| (name.clone(), std::os::fd::AsRawFd::as_raw_fd(fd)))
+            .collect();
         let report = crate::handover::old::hand_over(
             &self.node,
             &self.root,
             &exe,
             &version,
-            seat,
-            self.lineage(),
-            permanent_after,
+            crate::handover::old::Passed {
+                seat,
+                listeners,
+                lineage: self.lineage(),
+                permanent_after,
+            },
             &log,
         )?;
         Ok(report)
-    }
-
-    /// Ends this process after a handover (the new node serves): no socket is shut down,
-    /// no process stopped.
-    pub fn exit_handed_over(&self) -> ! {
-        crate::handover::exit_handed_over()
     }
 
     /// The config store (`config/config.toml` and its change files).

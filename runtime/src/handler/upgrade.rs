@@ -534,7 +534,8 @@ impl ReleaseHandler {
                 entry.id, report.to
             ));
             // The new node serves: this one goes, closing nothing.
-            self.exit_handed_over();
+            self.finish_handover();
+            return;
         }
         let line = match result {
             Ok(report) => format!("scheduled upgrade {} done: running {}", entry.id, report.to),

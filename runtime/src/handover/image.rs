@@ -41,6 +41,8 @@ pub(crate) struct NodeImage {
     pub ports: Vec<PortImage>,
     /// Every pending timer.
     pub timers: Vec<TimerImage>,
+    /// The names of the host's listening sockets; their descriptors follow the ports'.
+    pub listeners: Vec<String>,
 }
 
 /// One process of the supervision tree.
@@ -52,6 +54,9 @@ pub(crate) struct ProcessImage {
     pub parent: u64,
     /// Its child id under that supervisor (a top supervisor's registered name).
     pub key: String,
+    /// The name it is registered under (by its child spec, or by its own code at init).
+    #[serde(default)]
+    pub name: Option<String>,
     /// A worker's module, version and exported state (None for a supervisor).
     pub worker: Option<WorkerImage>,
     /// Ordinary messages it had not handled (casts and plain messages).
@@ -92,8 +97,67 @@ pub(crate) struct TableImage {
     pub owner: u64,
     /// The heir and its message.
     pub heir: Option<(u64, serde_bytes::ByteBuf)>,
-    /// Keys and values, in key order.
-    pub rows: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
+    /// How many rows [`TableImage::rows`] holds.
+    pub count: u64,
+    /// Keys and values in key order, flat: for each row the key's length (u32, little
+    /// endian), the key, the value's length, the value. One buffer, not two allocations per
+    /// row: a table's rows go over in one copy.
+    #[serde(with = "serde_bytes")]
+    pub rows: Vec<u8>,
+}
+
+/// Appends one row to a flat row buffer (see [`TableImage::rows`]).
+pub(crate) fn put_row(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value);
+}
+
+/// One table row: key and value.
+pub(crate) type Row = (Vec<u8>, Vec<u8>);
+
+/// The rows of a flat row buffer, or where it is cut short.
+pub(crate) fn rows(mut flat: &[u8]) -> Result<Vec<Row>, String> {
+    let mut out = Vec::new();
+    let take = |flat: &mut &[u8]| -> Result<Vec<u8>, String> {
+        let (len, rest) = flat
+            .split_first_chunk::<4>()
+            .ok_or("a row length cut short")?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(format!("a row of {len} bytes with {} left", rest.len()));
+        }
+        let (bytes, rest) = rest.split_at(len);
+        *flat = rest;
+        Ok(bytes.to_vec())
+    };
+    while !flat.is_empty() {
+        let key = take(&mut flat)?;
+        let value = take(&mut flat)?;
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_rows_come_back_as_they_went_and_a_cut_is_an_error() {
+        let mut flat = Vec::new();
+        put_row(&mut flat, b"k1", b"value one");
+        put_row(&mut flat, b"", b"");
+        put_row(&mut flat, b"k3", &[0u8; 300]);
+        let back = rows(&flat).unwrap();
+        assert_eq!(back.len(), 3);
+        assert_eq!(back[0], (b"k1".to_vec(), b"value one".to_vec()));
+        assert_eq!(back[1], (Vec::new(), Vec::new()));
+        assert_eq!(back[2].1.len(), 300);
+        assert!(rows(&flat[..flat.len() - 1]).is_err());
+        assert!(rows(&flat[..3]).is_err());
+    }
 }
 
 /// One port (its socket travels as a descriptor).

@@ -27,6 +27,7 @@
 //! If the old node dies after sending the image, the new node takes over on its own;
 //! before that, it boots the root as a plain start does.
 
+pub(crate) mod forward;
 pub(crate) mod image;
 pub(crate) mod new;
 pub(crate) mod old;
@@ -38,6 +39,10 @@ pub use old::HandoverReport;
 /// The environment variable that tells a node it is the new side of a handover: the
 /// descriptor number of its end of the handover socket.
 pub const HANDOVER_FD_ENV: &str = "RELUP_HANDOVER_FD";
+
+/// The release version the old node runs, for the new node to load its modules before it
+/// says hello (module loading is then outside the clients' stall).
+pub(crate) const HANDOVER_VERSION_ENV: &str = "RELUP_HANDOVER_VERSION";
 
 /// Why a handover did not happen.
 #[derive(Debug, thiserror::Error)]

@@ -43,6 +43,35 @@ fn adopt_channel(value: &str) -> Result<UnixStream, String> {
     }
 }
 
+/// Loads the modules of the release the old node runs (named by `RELUP_HANDOVER_VERSION`)
+/// before the new node says hello: the boot after the image finds them loaded, so loading
+/// them (copy, sha256, dlopen) is not part of the clients' stall. Best effort: the boot
+/// loads what this did not.
+pub(crate) fn preload(node: &Node, root: &crate::release::ReleaseRoot) {
+    let Some(version) = std::env::var(super::HANDOVER_VERSION_ENV)
+        .ok()
+        .and_then(|v| semver::Version::parse(&v).ok())
+    else {
+        return;
+    };
+    let Ok(releases) = crate::release::known_releases_each(root) else {
+        return;
+    };
+    let Some(Ok(known)) = releases
+        .into_iter()
+        .find(|(v, _)| *v == version)
+        .map(|(_, known)| known)
+    else {
+        return;
+    };
+    let dir = root.release_dir(&version);
+    for app in &known.release.applications {
+        for module in &app.modules {
+            let _ = crate::install::boot::load_checked(node, &dir, module, "handover: preload");
+        }
+    }
+}
+
 /// What the old node handed over.
 pub(crate) struct Received {
     /// The image.
@@ -53,6 +82,8 @@ pub(crate) struct Received {
     pub control: UnixListener,
     /// Each port with its socket.
     pub ports: Vec<(PortImage, OwnedFd)>,
+    /// The host's listening sockets, by name.
+    pub listeners: Vec<(String, OwnedFd)>,
     /// When the image arrived.
     pub arrived: Instant,
 }
@@ -96,18 +127,23 @@ fn receive_image(channel: &mut UnixStream) -> Result<Option<Received>, String> {
             image.format
         ));
     }
-    if fds.len() != image.ports.len() + 2 {
+    if fds.len() != image.ports.len() + image.listeners.len() + 2 {
         return Err(format!(
-            "{} descriptors for {} ports (expected the lock, the control socket and one per port)",
+            "{} descriptors for {} ports and {} listeners (expected the lock, the control socket and one per port and listener)",
             fds.len(),
-            image.ports.len()
+            image.ports.len(),
+            image.listeners.len()
         ));
     }
     let mut fds = fds.into_iter();
     let (Some(lock), Some(control)) = (fds.next(), fds.next()) else {
         return Err("the node lock and control socket are missing".into());
     };
-    let ports = std::mem::take(&mut image.ports)
+    let ports: Vec<(PortImage, OwnedFd)> = std::mem::take(&mut image.ports)
+        .into_iter()
+        .zip(fds.by_ref())
+        .collect();
+    let listeners = std::mem::take(&mut image.listeners)
         .into_iter()
         .zip(fds)
         .collect();
@@ -116,6 +152,7 @@ fn receive_image(channel: &mut UnixStream) -> Result<Option<Received>, String> {
         lock: File::from(lock),
         control: UnixListener::from(control),
         ports,
+        listeners,
         arrived,
     }))
 }

@@ -19,18 +19,40 @@ use std::time::{Duration, Instant};
 const DRAIN: Duration = Duration::from_secs(5);
 /// How long a suspend or a state export may take per process.
 const PROCESS: Duration = Duration::from_secs(5);
-/// How long the new node may take to start and say hello, and to restore and say ready.
+/// How long the new node may take to start and say hello, and to restore and say ready
+/// (`RELUP_HANDOVER_PATIENCE_MS` overrides it, for slow machines and tests).
 const NEW_NODE: Duration = Duration::from_secs(60);
+
+fn new_node_patience() -> Duration {
+    std::env::var("RELUP_HANDOVER_PATIENCE_MS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(NEW_NODE, Duration::from_millis)
+}
 /// How long the new node may take to take over once told to.
 const TAKE_OVER: Duration = Duration::from_secs(30);
 
 /// What a node hands over besides its ports: its node lock and its control socket.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Seat {
     /// The open node lock file (its `flock` goes with it).
     pub lock: RawFd,
     /// The listening control socket.
     pub control: RawFd,
+    /// Set, this node's control server accepts nothing (the new node serves the socket).
+    pub control_paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What a handover passes on besides the node's own state.
+pub(crate) struct Passed {
+    /// The node lock and the control socket.
+    pub seat: Seat,
+    /// The host's listening sockets, by name (see `ReleaseHandler::listener`).
+    pub listeners: Vec<(String, RawFd)>,
+    /// The handovers so far.
+    pub lineage: Lineage,
+    /// Whether the new node makes the release permanent once it serves.
+    pub permanent_after: bool,
 }
 
 /// How many handovers a line of nodes has been through, and since when it serves.
@@ -75,6 +97,10 @@ pub struct HandoverReport {
     /// Whether the new node makes the release permanent once it serves (an install that
     /// asked for it; the new node's journal says when it is done).
     pub permanent_after: bool,
+    /// Where the stall went, in microseconds: drain and suspend, export (states, tables,
+    /// mailboxes, ports), send (encode and write the image and descriptors), restore (until
+    /// the new node says ready), take-over (commit to taken).
+    pub phases: Vec<(String, u64)>,
 }
 
 /// Hands this node over to a new one running `exe` (see [`super`]). On success the new
@@ -86,11 +112,15 @@ pub(crate) fn hand_over(
     root: &ReleaseRoot,
     exe: &std::path::Path,
     version: &Version,
-    seat: Seat,
-    lineage: Lineage,
-    permanent_after: bool,
+    passed: Passed,
     log: &dyn Fn(&str),
 ) -> Result<HandoverReport, HandoverError> {
+    let Passed {
+        seat,
+        listeners,
+        lineage,
+        permanent_after,
+    } = passed;
     let (mut ours, theirs) = UnixStream::pair().map_err(|e| fail("the socket pair", e))?;
     let their_fd = theirs.as_raw_fd();
     let mut command = Command::new(exe);
@@ -99,6 +129,7 @@ pub(crate) fn hand_over(
         .arg(&root.path)
         .args(["start", "--foreground"])
         .env(HANDOVER_FD_ENV, their_fd.to_string())
+        .env(super::HANDOVER_VERSION_ENV, version.to_string())
         .stdin(Stdio::null())
         // This node's fault injection is its own; the new node's comes from its own variables
         // (the crash-consistency tests kill either side at each of its steps).
@@ -140,8 +171,16 @@ pub(crate) fn hand_over(
         committed: false,
         root,
         seat,
+        exported: std::collections::HashMap::new(),
     };
-    match old.run(&mut ours, version, lineage, permanent_after, log) {
+    match old.run(
+        &mut ours,
+        version,
+        &listeners,
+        lineage,
+        permanent_after,
+        log,
+    ) {
         Ok(mut report) => {
             report.to_pid = to_pid;
             report.exe = exe.display().to_string();
@@ -182,6 +221,8 @@ struct OldSide<'a> {
     committed: bool,
     root: &'a ReleaseRoot,
     seat: Seat,
+    /// Per process, how many queued messages went over in the image.
+    exported: std::collections::HashMap<Pid, usize>,
 }
 
 impl OldSide<'_> {
@@ -189,12 +230,13 @@ impl OldSide<'_> {
         &mut self,
         channel: &mut UnixStream,
         version: &Version,
+        listeners: &[(String, RawFd)],
         lineage: Lineage,
         permanent_after: bool,
         log: &dyn Fn(&str),
     ) -> Result<HandoverReport, HandoverError> {
         channel
-            .set_read_timeout(Some(NEW_NODE))
+            .set_read_timeout(Some(new_node_patience()))
             .map_err(|e| fail("the socket pair", e))?;
         match wire::recv(channel) {
             Ok(Msg::Hello { .. }) => {}
@@ -236,6 +278,13 @@ impl OldSide<'_> {
         inner.timers.pause();
         inner.ports.hold();
         crate::fault::crash_point(|| "handover: frozen".into());
+        let mut phases = Vec::new();
+        let mut lap = freeze_at;
+        let mut phase = |name: &str| {
+            phases.push((name.to_string(), lap.elapsed().as_micros() as u64));
+            lap = Instant::now();
+        };
+        phase("drain and suspend");
         let mut image = self.image(processes, version, lineage)?;
         image.permanent_after = permanent_after;
         let ports = inner
@@ -246,6 +295,8 @@ impl OldSide<'_> {
         image.next_port = ports.next_id;
         let mut fds = vec![self.seat.lock, self.seat.control];
         fds.extend(ports.fds);
+        image.listeners = listeners.iter().map(|(name, _)| name.clone()).collect();
+        fds.extend(listeners.iter().map(|(_, fd)| *fd));
         let counts = (
             image.processes.len(),
             image.ports.len(),
@@ -256,11 +307,10 @@ impl OldSide<'_> {
             image: Box::new(image),
             fds: fds.len(),
         };
-        let image_bytes = rmp_serde::to_vec_named(&msg)
-            .map(|b| b.len() as u64)
-            .unwrap_or(0);
-        wire::send(channel, &msg).map_err(|e| fail("send the image", gone(e)))?;
+        phase("export");
+        let image_bytes = wire::send(channel, &msg).map_err(|e| fail("send the image", gone(e)))?;
         wire::send_fds(channel, &fds).map_err(|e| fail("send the sockets", gone(e)))?;
+        phase("send");
         log(&format!(
             "handover: image sent ({} processes, {} ports, {} tables, {} timers, {image_bytes} bytes)",
             counts.0, counts.1, counts.2, counts.3
@@ -272,7 +322,12 @@ impl OldSide<'_> {
             Ok(other) => return Err(fail("restore", format!("unexpected {other:?}"))),
             Err(e) => return Err(fail("restore in the new node", gone(e))),
         };
+        phase("restore");
         crate::fault::crash_point(|| "handover: new node ready".into());
+        // From the commit the new node serves the control socket this one shares with it.
+        self.seat
+            .control_paused
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.committed = true;
         wire::send(channel, &Msg::Commit).map_err(|e| fail("commit", gone(e)))?;
         crate::fault::crash_point(|| "handover: committed".into());
@@ -284,7 +339,15 @@ impl OldSide<'_> {
             Ok(other) => return Err(fail("take-over", format!("unexpected {other:?}"))),
             Err(e) => return Err(fail("take-over", gone(e))),
         }
+        phase("take-over");
         crate::fault::crash_point(|| "handover: taken".into());
+        // What this node's host threads still send goes to the new node from now on.
+        match super::forward::Forwarder::start(channel) {
+            Ok(forwarder) => super::forward::switch_on(self.node, forwarder, &self.exported),
+            Err(e) => log(&format!(
+                "handover: cannot forward to the new node ({e}): calls from this node's host threads fail until it exits"
+            )),
+        }
         Ok(HandoverReport {
             from_pid: std::process::id(),
             to_pid: 0,
@@ -299,12 +362,13 @@ impl OldSide<'_> {
             restore_micros,
             handovers: lineage.handovers + 1,
             permanent_after,
+            phases,
         })
     }
 
     /// The image of everything but the ports.
     fn image(
-        &self,
+        &mut self,
         mut processes: Vec<ProcessImage>,
         version: &Version,
         lineage: Lineage,
@@ -320,7 +384,9 @@ impl OldSide<'_> {
                 worker.version = loaded.version().to_string();
                 worker.state = state;
             }
-            process.mailbox = mailbox(self.node, pid)?;
+            let (mail, queued) = mailbox(self.node, pid)?;
+            process.mailbox = mail;
+            self.exported.insert(pid, queued);
         }
         let (tables, next_table) = inner.tables.export();
         let (timers, next_timer) = inner.timers.export();
@@ -341,6 +407,7 @@ impl OldSide<'_> {
             tables,
             ports: Vec::new(),
             timers,
+            listeners: Vec::new(),
         })
     }
 
@@ -360,6 +427,9 @@ impl OldSide<'_> {
             inner.ports.thaw();
             self.frozen = false;
         }
+        self.seat
+            .control_paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         if self.committed {
             // The new node may have written its pid before it died.
             let pid = format!("{}\n", std::process::id());
@@ -436,6 +506,7 @@ fn walk(node: &Node) -> Result<Vec<ProcessImage>, HandoverError> {
         out.push(ProcessImage {
             pid: root.0,
             parent: 0,
+            name: Some(name.clone()),
             key: name,
             worker: None,
             mailbox: Vec::new(),
@@ -467,6 +538,7 @@ fn children(node: &Node, sup: Pid, out: &mut Vec<ProcessImage>) -> Result<(), Ha
         out.push(ProcessImage {
             pid: pid.0,
             parent: sup.0,
+            name: node.process_info(pid).and_then(|i| i.name),
             key: child.id,
             worker,
             mailbox: Vec::new(),
@@ -478,9 +550,10 @@ fn children(node: &Node, sup: Pid, out: &mut Vec<ProcessImage>) -> Result<(), Ha
     Ok(())
 }
 
-/// The ordinary messages waiting for a suspended process. Calls are left: their callers
-/// (threads of this node) get an error when it exits.
-fn mailbox(node: &Node, pid: Pid) -> Result<Vec<Mail>, HandoverError> {
+/// The ordinary messages waiting for a suspended process, and how many envelopes were
+/// queued. Calls are left: a host thread's call is forwarded to the new node once it took
+/// over ([`super::forward`]).
+fn mailbox(node: &Node, pid: Pid) -> Result<(Vec<Mail>, usize), HandoverError> {
     let Some(process) = node.inner.lookup(pid) else {
         return Err(fail(
             "export a mailbox",
@@ -488,7 +561,7 @@ fn mailbox(node: &Node, pid: Pid) -> Result<Vec<Mail>, HandoverError> {
         ));
     };
     let mailbox = process.mailbox.lock();
-    Ok(mailbox
+    let mail = mailbox
         .user
         .iter()
         .filter_map(|envelope| match envelope {
@@ -496,5 +569,6 @@ fn mailbox(node: &Node, pid: Pid) -> Result<Vec<Mail>, HandoverError> {
             Envelope::Info(InfoMsg::Message(Payload::Bytes(b))) => Some(Mail::Message(b.clone())),
             _ => None,
         })
-        .collect())
+        .collect();
+    Ok((mail, mailbox.user.len()))
 }

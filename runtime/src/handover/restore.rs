@@ -115,6 +115,17 @@ pub(crate) fn child(
                 .spawn_as(Some((pid, true)), &opts, Some(cx), &label, move |_| {
                     Ok(Box::new(instance) as Box<dyn Behaviour>)
                 })?;
+            // A name the code registered at init (not by its spec) is registered again.
+            if let Some(name) = image.name.filter(|n| spec.name.as_ref() != Some(n))
+                && let Some(process) = cx.node.lookup(pid)
+                && let Err(e) = cx.node.register(&name, &process)
+            {
+                cx.node.log(
+                    1,
+                    Some(&process),
+                    &format!("handover: cannot register {pid} as {name:?} again: {e}"),
+                );
+            }
             deliver_mailbox(cx.node, pid, image.mailbox);
             cx.node.restoring.restored.lock().push(pid);
             Ok(pid)

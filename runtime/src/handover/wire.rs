@@ -46,14 +46,33 @@ pub(crate) enum Msg {
     Commit,
     /// New → old: it serves the root now.
     Taken,
+    /// Old → new, after the take-over: a message from the old node's host threads.
+    Forward {
+        /// Matches the reply of a call.
+        id: u64,
+        /// The target (pids are the same in both nodes).
+        pid: u64,
+        /// Call, cast or plain message.
+        kind: super::forward::Kind,
+        /// The encoded message.
+        payload: serde_bytes::ByteBuf,
+    },
+    /// New → old: the reply of a forwarded call, or why it failed.
+    Reply {
+        /// The call's id.
+        id: u64,
+        /// The reply's bytes, or the error.
+        result: Result<serde_bytes::ByteBuf, String>,
+    },
 }
 
-/// Writes one frame.
-pub(crate) fn send(stream: &mut UnixStream, msg: &Msg) -> io::Result<()> {
+/// Writes one frame; returns its length.
+pub(crate) fn send(stream: &mut UnixStream, msg: &Msg) -> io::Result<u64> {
     let bytes = rmp_serde::to_vec_named(msg).map_err(|e| io::Error::other(e.to_string()))?;
     stream.write_all(&(bytes.len() as u64).to_le_bytes())?;
     stream.write_all(&bytes)?;
-    stream.flush()
+    stream.flush()?;
+    Ok(bytes.len() as u64)
 }
 
 /// Reads one frame (an end of stream is `UnexpectedEof`).

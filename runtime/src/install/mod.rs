@@ -5,7 +5,7 @@
 //! old states, every process resumed — and the error names the step, the module and the
 //! process. Until a hop commits, the old code stays loaded and the old states stay alive.
 
-mod boot;
+pub(crate) mod boot;
 mod convert;
 mod defaults;
 mod error;

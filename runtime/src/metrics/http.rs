@@ -87,9 +87,29 @@ impl MetricsServer {
                 origin: origin.to_string(),
             });
         }
+        let listener =
+            TcpListener::bind(addr).map_err(|source| MetricsError::Io { addr, source })?;
+        MetricsServer::serve(listener, origin, render)
+    }
+
+    /// Serves `render`'s page on `listener`, a loopback socket already listening (one a
+    /// handover passed on, say); `origin` names where its address came from.
+    pub fn serve(
+        listener: TcpListener,
+        origin: &str,
+        render: Render,
+    ) -> Result<MetricsServer, MetricsError> {
+        let addr = listener.local_addr().map_err(|source| MetricsError::Io {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            source,
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(MetricsError::NotLoopback {
+                addr,
+                origin: origin.to_string(),
+            });
+        }
         let io = |source| MetricsError::Io { addr, source };
-        let listener = TcpListener::bind(addr).map_err(io)?;
-        let addr = listener.local_addr().map_err(io)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()

@@ -132,13 +132,29 @@ impl Service {
         // Started by a node handing itself over: take over from it (or start as usual when
         // it went away before it handed anything over).
         if let Some(channel) = crate::handover::new::incoming() {
+            use crate::handover::new;
             let mut channel = channel.map_err(ServiceError::Handover)?;
-            match crate::handover::new::receive(&mut channel) {
-                Ok(Some(received)) => return Ok(self.take_over(root, channel, received)),
-                Ok(None) => eprintln!(
-                    "relup: handover: the old node went away before it handed anything over; starting as a plain start does"
-                ),
-                Err(reason) => crate::handover::new::give_up(&mut channel, &reason),
+            // Blocked before any thread of the node starts, as on a plain start.
+            let signals = self.signals.then(signals::block_stop_signals);
+            let node = match Node::start(self.config.clone()) {
+                Ok(node) => node,
+                Err(e) => new::give_up(&mut channel, &format!("the node did not start: {e}")),
+            };
+            if let Err(e) = self.natives.register(node.code()) {
+                new::give_up(&mut channel, &e.to_string());
+            }
+            new::preload(&node, &root);
+            match new::receive(&mut channel) {
+                Ok(Some(received)) => {
+                    return Ok(self.take_over(root, node, signals, channel, received));
+                }
+                Ok(None) => {
+                    eprintln!(
+                        "relup: handover: the old node went away before it handed anything over; starting as a plain start does"
+                    );
+                    node.shutdown(self.shutdown_timeout);
+                }
+                Err(reason) => new::give_up(&mut channel, &reason),
             }
         }
         // Before anything is booted or written over: one node per root, for its whole life.
@@ -191,7 +207,15 @@ impl Service {
         handler.set_seat(crate::handover::old::Seat {
             lock: std::os::fd::AsRawFd::as_raw_fd(&lock),
             control: server.listener_fd(),
+            control_paused: server.pause_flag(),
         });
+        {
+            // Once another node took over, the wait ends; the shutdown then only exits.
+            let stopper = server.stopper();
+            handler.on_handed_over(Box::new(move |reason| {
+                let _ = stopper.send(reason);
+            }));
+        }
         handler.start_scheduler();
         if let Some(set) = signals {
             signals::watch(set, root.node_log(), server.stopper())
@@ -293,6 +317,13 @@ impl RunningService {
             .map(|m| m.addr())
     }
 
+    /// A listening TCP socket for a server run beside the node, passed on by handovers
+    /// under `name` (see [`ReleaseHandler::listener`]): bind through this, not directly, and
+    /// `relup restart` keeps the address accepting.
+    pub fn listener(&self, name: &str, addr: &str) -> std::io::Result<std::net::TcpListener> {
+        self.handler.listener(name, addr)
+    }
+
     /// A sender that asks the node to stop, with a reason ([`RunningService::wait`] returns
     /// it); what `relup stop` and the signals use. `None` once the node stopped.
     pub fn stopper(&self) -> Option<Sender<String>> {
@@ -324,6 +355,12 @@ impl RunningService {
     }
 
     fn shut_down(&mut self) {
+        if self.handler.is_handed_over() {
+            // Another node serves the root with this one's sockets, lock and control socket:
+            // nothing may be closed, stopped or removed. What ran beside the node (dropped
+            // before this) has finished what it served.
+            crate::handover::exit_handed_over();
+        }
         let Some(Serving {
             server,
             lock,

@@ -14,6 +14,10 @@ use relup_module::Pid;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a restored process may take for its health check before the take-over.
+const HEALTH_CHECK: Duration = Duration::from_secs(5);
 
 impl Service {
     /// Takes over from the node that handed `received` over on `channel`. Any failure
@@ -21,6 +25,8 @@ impl Service {
     pub(super) fn take_over(
         self,
         root: ReleaseRoot,
+        node: Node,
+        signals: Option<libc::sigset_t>,
         mut channel: UnixStream,
         received: Received,
     ) -> RunningService {
@@ -29,19 +35,14 @@ impl Service {
             lock,
             control,
             ports,
+            listeners,
             arrived,
         } = received;
-        let signals = self.signals.then(signals::block_stop_signals);
-        let node = match Node::start(self.config.clone()) {
-            Ok(node) => node,
-            Err(e) => new::give_up(&mut channel, &format!("the node did not start: {e}")),
-        };
-        if let Err(e) = self.natives.register(node.code()) {
-            new::give_up(&mut channel, &e.to_string());
-        }
+        let parts_at = std::time::Instant::now();
         if let Err(e) = new::restore_node_parts(&node, &mut image, ports) {
             new::give_up(&mut channel, &e);
         }
+        let parts = parts_at.elapsed();
         let version = match semver::Version::parse(&image.version) {
             Ok(v) => v,
             Err(e) => new::give_up(
@@ -49,11 +50,13 @@ impl Service {
                 &format!("the old node runs {:?}: {e}", image.version),
             ),
         };
+        let boot_at = std::time::Instant::now();
         let handler = match ReleaseHandler::start_booting(node.clone(), root.clone(), Some(version))
         {
             Ok(handler) => Arc::new(handler),
             Err(e) => new::give_up(&mut channel, &format!("boot: {e}")),
         };
+        let boot = boot_at.elapsed();
         // Dynamic children (simple_one_for_one) start once their supervisor runs.
         for (parent, key, count) in node.inner.restoring.waiting() {
             for _ in 0..count {
@@ -66,6 +69,7 @@ impl Service {
                 }
             }
         }
+        handler.set_inherited(listeners);
         let (left, restored) = node.inner.restoring.disarm();
         for image in &left {
             let pid = Pid(image.pid);
@@ -76,8 +80,36 @@ impl Service {
             node.inner.ports.owner_exited(pid);
             node.inner.tables.owner_exited(&node.inner, pid);
         }
+        // Ports and tables whose owner is not here (a process outside the supervision
+        // trees, not handed over) close as at their owner's exit.
+        for owner in node.inner.ports.owners() {
+            if !node.is_alive(owner) {
+                node.inner.ports.owner_exited(owner);
+            }
+        }
+        for table in node.inner.tables.list() {
+            if !node.is_alive(table.owner) {
+                node.inner.tables.owner_exited(&node.inner, table.owner);
+            }
+        }
         node.inner.timers.import(&image.timers, image.next_timer);
+        // Proven before the old node lets go: every restored process passes its module's
+        // health check (on the state it was handed), or the old node resumes.
+        for pid in &restored {
+            if let Err(e) = node.health_check(*pid, HEALTH_CHECK) {
+                new::give_up(
+                    &mut channel,
+                    &format!("health check of restored process {pid}: {e}"),
+                );
+            }
+        }
         let micros = arrived.elapsed().as_micros() as u64;
+        let restore_detail = format!(
+            "restore {} ms: tables, ports and counters {} ms, boot with the states {} ms",
+            micros / 1000,
+            parts.as_millis(),
+            boot.as_millis()
+        );
         new::ready(&mut channel, restored.len(), micros);
         if let Err(e) = new::wait_commit(&mut channel) {
             new::give_up(&mut channel, &e);
@@ -93,6 +125,11 @@ impl Service {
             Ok(server) => server,
             Err(e) => new::give_up(&mut channel, &format!("control socket: {e}")),
         };
+        // Said before anything is read or answered: past this the old node exits, and it
+        // must never resume on its state after this node has answered a client.
+        new::taken(&mut channel);
+        // What the old node's host threads still send is answered here.
+        crate::handover::forward::serve(node.clone(), channel);
         node.resume(&restored);
         node.inner.ports.thaw();
         handler.set_lineage(Lineage {
@@ -103,7 +140,14 @@ impl Service {
         handler.set_seat(Seat {
             lock: lock.as_raw_fd(),
             control: server.listener_fd(),
+            control_paused: server.pause_flag(),
         });
+        {
+            let stopper = server.stopper();
+            handler.on_handed_over(Box::new(move |reason| {
+                let _ = stopper.send(reason);
+            }));
+        }
         handler.start_scheduler();
         if let Some(set) = signals
             && let Err(e) = signals::watch(set, root.node_log(), server.stopper())
@@ -111,13 +155,11 @@ impl Service {
             handler.journal_line(&format!("handover: no signal thread: {e}"));
         }
         handler.journal_line(&format!(
-            "handover: node {} took over from node {} ({} processes restored, restore {} ms)",
+            "handover: node {} took over from node {} ({} processes restored, {restore_detail})",
             std::process::id(),
             image.from_pid,
             restored.len(),
-            micros / 1000
         ));
-        new::taken(&mut channel);
         if image.permanent_after {
             let running = handler.running().release.version;
             match handler.make_permanent(&running) {

@@ -28,6 +28,8 @@ use relup_runtime::Node;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How long a request waits for `todo_server` (an install suspends it for milliseconds).
@@ -39,6 +41,12 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// How long a stop waits for the HTTP server to finish the requests in flight.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
+
+/// How long a stopping server keeps answering on its open connections, each response saying
+/// `connection: close`, before it closes those that stayed idle: a busy keep-alive client
+/// (wrk) then sees its connection end after a response, never under a request it just sent.
+/// After a handover (`relup restart`) the requests are answered by the node that took over.
+const HTTP_LINGER: Duration = Duration::from_millis(500);
 
 const USAGE: &str = "usage: relup-http serve [--root ROOT] [--listen ADDR]   (ROOT defaults to \
                      RELUP_ROOT, ADDR to 127.0.0.1:8080; port 0 picks a free one)\n       \
@@ -99,6 +107,15 @@ struct HttpServer {
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     done: std::sync::mpsc::Receiver<()>,
+    /// Set when it stops: every response says `connection: close`.
+    closing: Arc<AtomicBool>,
+}
+
+/// What every request reaches: the node, and whether the server is closing.
+#[derive(Clone)]
+struct Bridge {
+    node: Node,
+    closing: Arc<AtomicBool>,
 }
 
 impl HttpServer {
@@ -107,15 +124,25 @@ impl HttpServer {
             .enable_io()
             .build()
             .map_err(|e| format!("cannot start tokio: {e}"))?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(listen))
+        // Through the node, so that `relup restart` (a handover to a new node process) passes
+        // the listening socket on: the address never stops accepting.
+        let listener = running
+            .listener("http", listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?
+        };
         let addr = listener
             .local_addr()
             .map_err(|e| format!("no local address: {e}"))?;
-        let app = Router::new()
-            .fallback(bridge)
-            .with_state(running.node().clone());
+        let closing = Arc::new(AtomicBool::new(false));
+        let app = Router::new().fallback(bridge).with_state(Bridge {
+            node: running.node().clone(),
+            closing: closing.clone(),
+        });
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let (finished, done) = std::sync::mpsc::channel();
         runtime.spawn(async move {
@@ -132,12 +159,15 @@ impl HttpServer {
             runtime: Some(runtime),
             shutdown: Some(shutdown),
             done,
+            closing,
         })
     }
 }
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        std::thread::sleep(HTTP_LINGER);
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -151,7 +181,19 @@ impl Drop for HttpServer {
 /// Where the async world meets relup's processes: every HTTP request, whatever its method and
 /// path, becomes one call to `todo_server`, made on tokio's blocking pool so that no runtime
 /// thread waits on the node.
-async fn bridge(State(node): State<Node>, method: Method, uri: Uri, body: Bytes) -> Response {
+async fn bridge(State(bridge): State<Bridge>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let mut response = answer(bridge.node, method, uri, body).await;
+    if bridge.closing.load(Ordering::SeqCst) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// One request's answer from `todo_server`.
+async fn answer(node: Node, method: Method, uri: Uri, body: Bytes) -> Response {
     let Ok(body) = String::from_utf8(body.to_vec()) else {
         return reply(HttpResponse::error(400, "the body is not UTF-8"));
     };
