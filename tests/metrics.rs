@@ -3,7 +3,8 @@
 //! here on loopback (temporary config and storage, a short scrape interval), and its query
 //! API read for the values: the process count `relup status` gives, the running release,
 //! an upgrade counted as `ok` after a real `relup upgrade`, the libraries mapped, a rejected
-//! config line.
+//! config line; then a handover (`relup restart`), after which the same address answers from
+//! the new node.
 //!
 //! Needs the `prometheus` binary (Debian package `prometheus`; `.ci/run` installs it, or
 //! `PROMETHEUS=/path/to/prometheus`): without it this test fails and says so.
@@ -331,5 +332,30 @@ fn prometheus_scrapes_the_node_and_sees_an_upgrade() {
         )
         .map(|_| ()),
         Ok(())
+    );
+
+    // A handover (relup restart) passes the endpoint's socket on: the same address is
+    // scraped from the new node, whose counters start afresh (no install in this process).
+    ok(setup.run(&["restart"]));
+    assert_eq!(
+        await_value(
+            prometheus_port,
+            "relup_upgrades_total{outcome=\"ok\"}",
+            |v| v == 0.0
+        ),
+        Ok(0.0),
+        "the new node never answered on {endpoint}"
+    );
+    assert_eq!(
+        await_value(prometheus_port, "up{job=\"relup\"}", |v| v == 1.0),
+        Ok(1.0)
+    );
+    assert_eq!(
+        await_value(
+            prometheus_port,
+            "relup_release_info{version=\"0.2.0\"}",
+            |v| v == 1.0
+        ),
+        Ok(1.0)
     );
 }
