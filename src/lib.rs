@@ -6,6 +6,7 @@
 //! `docs/your-service.md`).
 
 pub mod cli;
+pub mod node_log;
 
 pub use relup_appup as appup;
 pub use relup_module as module;

@@ -21,6 +21,9 @@ pub struct Release {
     pub probation: Option<Probation>,
     /// Snapshot retention used by the runtime, if given.
     pub snapshots: Option<Snapshots>,
+    /// The node's metrics endpoint, if given.
+    #[serde(default)]
+    pub metrics: Option<Metrics>,
     /// The applications of the release, in file order.
     pub applications: Vec<Application>,
 }
@@ -42,6 +45,13 @@ pub struct Probation {
 pub struct Snapshots {
     /// Snapshots kept.
     pub keep: Option<usize>,
+}
+
+/// `[metrics]`: where the node serves its Prometheus metrics (read when the node starts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// A loopback `IP:PORT` such as `127.0.0.1:9568`; `None` serves none.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// One application of a release: its modules, supervision tree and config keys.
@@ -421,6 +431,8 @@ struct RawRelease {
     #[serde(default)]
     snapshots: Option<RawSnapshots>,
     #[serde(default)]
+    metrics: Option<RawMetrics>,
+    #[serde(default)]
     applications: Vec<Spanned<RawApplication>>,
 }
 
@@ -430,6 +442,12 @@ struct RawProbation {
     seconds: Option<u64>,
     max_crashes: Option<u32>,
     health_interval_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -534,6 +552,22 @@ fn invalid(src: &Source<'_>, s: &Spanned<String>, what: &str, expected: &str) ->
     }
 }
 
+/// `[metrics] listen`: a loopback `IP:PORT` (the endpoint serves loopback only).
+fn parse_listen(
+    src: &Source<'_>,
+    listen: &Spanned<String>,
+    errs: &mut Vec<Error>,
+) -> Option<std::net::SocketAddr> {
+    let expected = "a loopback IP:PORT such as 127.0.0.1:9568 or [::1]:9568";
+    match listen.get_ref().trim().parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_loopback() => Some(addr),
+        _ => {
+            errs.push(invalid(src, listen, "[metrics] listen", expected));
+            None
+        }
+    }
+}
+
 fn convert_release(
     src: &Source<'_>,
     raw: RawRelease,
@@ -544,6 +578,9 @@ fn convert_release(
     if raw.name.get_ref().trim().is_empty() {
         errs.push(invalid(src, &raw.name, "release name", "a non-empty name"));
     }
+    let metrics = raw.metrics.map(|m| Metrics {
+        listen: m.listen.and_then(|l| parse_listen(src, &l, errs)),
+    });
     let mut apps = Vec::new();
     for a in raw.applications {
         let pos = src.pos(&a.span());
@@ -562,6 +599,7 @@ fn convert_release(
             health_interval_ms: p.health_interval_ms,
         }),
         snapshots: raw.snapshots.map(|s| Snapshots { keep: s.keep }),
+        metrics,
         applications: apps,
     })
 }

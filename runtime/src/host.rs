@@ -292,7 +292,7 @@ unsafe extern "C" fn host_log(ctx: *mut c_void, level: u32, line: Slice) {
     let line = unsafe { bytes(line) };
     with_cx(ctx, (), |cx| {
         cx.node
-            .log(level, Some(cx.process), &String::from_utf8_lossy(line))
+            .log_module(level, cx.process, &String::from_utf8_lossy(line))
     })
 }
 

@@ -33,6 +33,7 @@ pub mod handover;
 mod host;
 pub mod install;
 mod loader;
+pub mod metrics;
 mod node;
 mod par;
 mod pidmap;
@@ -47,6 +48,7 @@ pub mod snapshot;
 mod supervisor;
 pub mod tables;
 mod timer;
+pub mod trace;
 mod upgrade;
 
 pub use behaviour::ProcessKind;

@@ -41,8 +41,9 @@ pub struct LogLine<'a> {
     pub text: &'a str,
 }
 
-/// Where log lines go. The default writes `<RFC 3339 time> [level] <name> <pid>: text` to
-/// standard error, info and above.
+/// Where log lines go, besides the `tracing` event every line is (see [`crate::trace`]).
+/// Without one and without any tracing subscriber, the node writes
+/// `<RFC 3339 time> [level] <name> <pid>: text` to standard error, info and above.
 pub type Logger = Arc<dyn Fn(&LogLine<'_>) + Send + Sync>;
 
 /// How to start a node.
@@ -54,7 +55,8 @@ pub struct NodeConfig {
     pub max_threads: usize,
     /// Where private copies of loaded libraries go (default: a fresh temporary directory).
     pub copy_dir: Option<PathBuf>,
-    /// Where log lines go (default: standard error, info and above).
+    /// Where log lines go besides their `tracing` events (default: none; with no tracing
+    /// subscriber set either, standard error, info and above).
     pub logger: Option<Logger>,
     /// Buffering limits of TCP ports (see [`crate::ports`]).
     pub ports: PortLimits,
@@ -200,7 +202,8 @@ pub(crate) struct NodeInner {
     next_pid: AtomicU64,
     next_ref: AtomicU64,
     env: RwLock<HashMap<String, AppEnv>>,
-    logger: Logger,
+    /// The embedder's logger, if any (lines are tracing events in any case).
+    logger: Option<Logger>,
     roots: Mutex<Vec<Pid>>,
     timer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     stopped: AtomicBool,
@@ -216,25 +219,26 @@ pub(crate) struct NodeInner {
     /// Set once another node took over from this one: what host threads still send goes
     /// there (see [`crate::handover::forward`]).
     pub(crate) forward: std::sync::OnceLock<Arc<crate::handover::forward::Forwarder>>,
+    /// Counters for the metrics endpoint (see [`crate::metrics`]).
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
-fn default_logger() -> Logger {
-    Arc::new(|line: &LogLine<'_>| {
-        if line.level <= 2 {
-            let level = ["error", "warn", "info", "debug", "trace"]
-                .get(line.level as usize)
-                .copied()
-                .unwrap_or("log");
-            let at = crate::install::rfc3339(std::time::SystemTime::now());
-            match (&line.name, line.pid) {
-                (Some(name), Some(pid)) => {
-                    eprintln!("{at} [{level}] {name} {pid}: {}", line.text)
-                }
-                (None, Some(pid)) => eprintln!("{at} [{level}] {pid}: {}", line.text),
-                _ => eprintln!("{at} [{level}] {}", line.text),
-            }
-        }
-    })
+/// The node's line on standard error: `<RFC 3339 time> [level] <name> <pid>: text`, info and
+/// above.
+fn stderr_line(line: &LogLine<'_>) {
+    if line.level > 2 {
+        return;
+    }
+    let level = ["error", "warn", "info", "debug", "trace"]
+        .get(line.level as usize)
+        .copied()
+        .unwrap_or("log");
+    let at = crate::install::rfc3339(std::time::SystemTime::now());
+    match (&line.name, line.pid) {
+        (Some(name), Some(pid)) => eprintln!("{at} [{level}] {name} {pid}: {}", line.text),
+        (None, Some(pid)) => eprintln!("{at} [{level}] {pid}: {}", line.text),
+        _ => eprintln!("{at} [{level}] {}", line.text),
+    }
 }
 
 impl NodeInner {
@@ -323,13 +327,45 @@ impl NodeInner {
     }
 
     pub(crate) fn log(&self, level: u32, process: Option<&Arc<Process>>, text: &str) {
+        let name = process.and_then(|p| p.name.lock().clone());
+        let pid = process.map(|p| p.pid);
+        crate::trace::node_line(level, pid, name.as_deref(), text);
+        self.to_logger(level, pid, name, text);
+    }
+
+    /// A module's `ctx.log` line: a tracing event with the module, its version and the pid
+    /// (see [`crate::trace`]), and the logger's line.
+    pub(crate) fn log_module(&self, level: u32, process: &Arc<Process>, text: &str) {
+        let name = process.name.lock().clone();
+        let module = process.running.lock().module.clone();
+        match &module {
+            Some(module) => crate::trace::module_line(
+                level,
+                process.pid,
+                name.as_deref(),
+                module.name(),
+                &module.version().to_string(),
+                text,
+            ),
+            None => crate::trace::node_line(level, Some(process.pid), name.as_deref(), text),
+        }
+        self.to_logger(level, Some(process.pid), name, text);
+    }
+
+    /// The configured logger's line; without one, standard error when no tracing subscriber
+    /// was ever set (the node's output before tracing).
+    fn to_logger(&self, level: u32, pid: Option<Pid>, name: Option<String>, text: &str) {
         let line = LogLine {
             level,
-            pid: process.map(|p| p.pid),
-            name: process.and_then(|p| p.name.lock().clone()),
+            pid,
+            name,
             text,
         };
-        (self.logger)(&line);
+        match &self.logger {
+            Some(logger) => logger(&line),
+            None if !crate::trace::subscribed() => stderr_line(&line),
+            None => {}
+        }
     }
 
     pub(crate) fn env(&self, app: &str, key: &str) -> Option<ConfigValue> {
@@ -353,6 +389,7 @@ impl NodeInner {
             // Another node took over: it gets the message.
             Err(envelope) => return self.forward_refused(pid, envelope),
         };
+        self.metrics.hot.message();
         if pushed.needs_schedule() {
             let process = process.clone();
             drop(shard);
@@ -414,6 +451,7 @@ impl NodeInner {
         }
         let process = self.lookup(pid).ok_or_else(|| CallError::NoProc(who()))?;
         let (tx, rx) = crate::reply::channel();
+        let started = std::time::Instant::now();
         match process.push_user(Envelope::Call {
             from,
             payload,
@@ -431,6 +469,7 @@ impl NodeInner {
             }
         }
         let result = self.scheduler.blocking(self, || rx.wait(timeout));
+        self.metrics.hot.call(started.elapsed());
         match result {
             Ok(reply) => reply,
             Err(crate::reply::WaitError::Timeout) => Err(CallError::Timeout(who())),
@@ -693,6 +732,22 @@ impl NodeInner {
     pub(crate) fn count(&self) -> usize {
         self.shards.iter().map(|s| s.read().len()).sum()
     }
+
+    /// Live processes, and the messages waiting in their mailboxes: summed, and the most in
+    /// one. One shard's read lock at a time, one mailbox lock at a time.
+    pub(crate) fn mailbox_stats(&self) -> (usize, usize, usize) {
+        let (mut count, mut sum, mut max) = (0, 0, 0);
+        for shard in self.shards.iter() {
+            let processes: Vec<Arc<Process>> = shard.read().values().cloned().collect();
+            for process in processes {
+                let len = process.mailbox.lock().user.len();
+                count += 1;
+                sum += len;
+                max = max.max(len);
+            }
+        }
+        (count, sum, max)
+    }
 }
 
 /// Waits for one process's exit (see [`Node::watch`]).
@@ -767,7 +822,7 @@ impl Node {
             next_pid: AtomicU64::new(1),
             next_ref: AtomicU64::new(1),
             env: RwLock::new(HashMap::new()),
-            logger: config.logger.unwrap_or_else(default_logger),
+            logger: config.logger,
             roots: Mutex::new(Vec::new()),
             timer_thread: Mutex::new(None),
             stopped: AtomicBool::new(false),
@@ -777,6 +832,7 @@ impl Node {
             last_crash: Mutex::new(None),
             restoring: crate::handover::restore::Plan::default(),
             forward: std::sync::OnceLock::new(),
+            metrics: crate::metrics::Metrics::new(),
         });
         inner.scheduler.start(&inner);
         *inner.timer_thread.lock() = Some(Timers::start(&inner)?);
@@ -786,6 +842,47 @@ impl Node {
     /// The code server (load module libraries, register native modules, purge).
     pub fn code(&self) -> &CodeServer {
         &self.inner.code
+    }
+
+    /// Writes the node's metric families (processes, mailboxes, messages, calls, crashes,
+    /// restarts, libraries, installs, config lines) to `page`; see [`crate::metrics`].
+    pub fn write_metrics(&self, page: &mut crate::metrics::Exposition) {
+        use crate::metrics::Kind;
+        let (processes, sum, max) = self.inner.mailbox_stats();
+        page.single(
+            "relup_processes",
+            Kind::Gauge,
+            "Live processes.",
+            processes as f64,
+        );
+        let name = "relup_mailbox_messages";
+        page.family(
+            name,
+            Kind::Gauge,
+            "Messages waiting in mailboxes: summed over every process, and the most in one.",
+        )
+        .sample(name, &[("stat", "sum")], sum as f64)
+        .sample(name, &[("stat", "max")], max as f64);
+        page.single(
+            "relup_process_crashes_total",
+            Kind::Counter,
+            "Processes that exited with an error reason.",
+            self.inner.crashes.load(Ordering::Relaxed) as f64,
+        );
+        let code = self.code().stats();
+        page.single(
+            "relup_libraries_mapped",
+            Kind::Gauge,
+            "Module libraries mapped since the node started (each stays mapped).",
+            code.images_mapped as f64,
+        );
+        page.single(
+            "relup_library_bytes",
+            Kind::Gauge,
+            "Sizes of the mapped libraries' files, summed.",
+            code.bytes_mapped as f64,
+        );
+        self.inner.metrics.write(page);
     }
 
     /// Crashes (exits with an error reason) and supervisor restarts since the node started:

@@ -596,6 +596,10 @@ impl Supervisor {
         cx.node
             .restarts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let label = cx.process.name.lock().clone();
+        cx.node
+            .metrics
+            .restart(&label.unwrap_or_else(|| cx.pid().to_string()));
         let now = Instant::now();
         self.restarts.push_back(now);
         while let Some(first) = self.restarts.front() {

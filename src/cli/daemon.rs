@@ -78,6 +78,8 @@ pub fn start(
     check_dirs(root)?;
     let root = ReleaseRoot::open(root)?;
     if foreground {
+        // Standard error is log/node.log: every tracing event of the node goes there.
+        crate::node_log::install();
         let service = Service::new(&root.path).natives(natives);
         match beside {
             Some(beside) => service.run_beside(beside)?,

@@ -428,6 +428,8 @@ impl ConfigStore {
                 applied(line, &c)
             })
             .collect();
+        let metrics = &self.node.inner.metrics;
+        metrics.config_lines(applied.len(), rejected.len());
         Ok(BatchReport {
             file: file.to_string(),
             atomic: batch.atomic,
@@ -505,6 +507,7 @@ impl ConfigStore {
         self.validate(release, &change)
             .map_err(ConfigError::Rejected)?;
         self.commit(release, std::slice::from_ref(&change))?;
+        self.node.inner.metrics.config_lines(1, 0);
         self.log(
             2,
             &format!(

@@ -463,7 +463,10 @@ fn spawn_client(handler: &Arc<ReleaseHandler>, stream: UnixStream, stop_tx: &Sen
             })
     };
     let Err(error) = spawned else { return };
-    eprintln!("relup-control: cannot start a thread for a request ({error}); refused it");
+    crate::trace::runtime_line(
+        0,
+        &format!("relup-control: cannot start a thread for a request ({error}); refused it"),
+    );
     let Some(mut stream) = slot.lock().take() else {
         return;
     };
@@ -582,7 +585,10 @@ impl ControlServer {
                                 ) => {}
                             Err(e) => {
                                 if !failing {
-                                    eprintln!("relup-control: cannot accept a connection: {e}");
+                                    crate::trace::runtime_line(
+                                        0,
+                                        &format!("relup-control: cannot accept a connection: {e}"),
+                                    );
                                 }
                                 failing = true;
                                 // Out of descriptors (EMFILE) fails at once and again: no spin.

@@ -12,6 +12,7 @@
 //! automatic rollback, permanent.
 
 mod check;
+mod observe;
 mod probation;
 mod schedule;
 mod upgrade;
@@ -613,6 +614,8 @@ impl ReleaseHandler {
     pub fn unpack(&self, tarball: &Path, force: bool) -> Result<UnpackedRelease, HandlerError> {
         self.repair_releases()?;
         let running = self.booted.lock().release.version.clone();
+        let span = crate::trace::phase(crate::trace::Phase::Unpack, &running, &tarball.display());
+        let _in_span = span.enter();
         let unpacked = match unpack(&self.root, tarball) {
             // The running release is `current` in memory only (see `releases`): say so, and
             // never replace it.
@@ -656,6 +659,7 @@ impl ReleaseHandler {
             unpacked.release.version,
             tarball.display()
         ));
+        span.record("to", unpacked.release.version.to_string());
         Ok(unpacked)
     }
 
@@ -770,6 +774,18 @@ impl ReleaseHandler {
     /// Installs `target` (upgrade or downgrade, through a chain when needed), then makes it
     /// permanent if `permanent`. Progress goes to `progress` step by step.
     pub fn install(
+        &self,
+        target: &Version,
+        opts: &InstallOptions,
+        permanent: bool,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<InstallReport, HandlerError> {
+        let from = self.running().release.version;
+        let result = self.install_unobserved(target, opts, permanent, progress);
+        self.observed(&from, target, result)
+    }
+
+    fn install_unobserved(
         &self,
         target: &Version,
         opts: &InstallOptions,
@@ -917,6 +933,7 @@ impl ReleaseHandler {
         let _ = self
             .journal
             .record(&format!("install done, running {}", report.to));
+        self.node.inner.metrics.last_pause(report.max_pause_micros);
         Ok(report)
     }
 

@@ -21,6 +21,7 @@ use crate::release::Releases;
 use crate::snapshot::{
     DEFAULT_KEEP, LoadedSnapshot, SnapshotError, SnapshotManifest, SnapshotStore,
 };
+use crate::trace::{self, Phase, PhaseSpan};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use relup_module::Pid;
@@ -67,6 +68,17 @@ impl ReleaseHandler {
         opts: &UpgradeOptions,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<InstallReport, HandlerError> {
+        let from = self.running().release.version;
+        let result = self.upgrade_unobserved(target, opts, progress);
+        self.observed(&from, target, result)
+    }
+
+    fn upgrade_unobserved(
+        &self,
+        target: &Version,
+        opts: &UpgradeOptions,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<InstallReport, HandlerError> {
         // The operator's window, from the socket or a SCHEDULE entry: bounded (issue 16).
         if let Some(window) = opts.probation {
             Schedule::check_probation(window)?;
@@ -94,7 +106,10 @@ impl ReleaseHandler {
         )));
         let mut checked = None;
         if !opts.skip_check && restore.is_none() {
-            let report = self.dry_run(plan, &chains, &exports, started);
+            let span = trace::phase(Phase::Check, &from, target);
+            let report = span.in_scope(|| self.dry_run(plan, &chains, &exports, started));
+            span.processes(report.modules.iter().map(|m| m.processes).sum());
+            drop(span);
             if report.failed() > 0 {
                 let error = HandlerError::CheckFailed {
                     report: Box::new(report),
@@ -157,9 +172,13 @@ impl ReleaseHandler {
                 settings.health_interval_ms,
                 settings.max_crashes
             )));
-            let outcome = self
-                .probation
-                .run(&self.node, &release, &fallback, settings);
+            let span = trace::phase(Phase::Probation, &fallback, target);
+            span.processes(self.node.process_count());
+            let outcome = span.in_scope(|| {
+                self.probation
+                    .run(&self.node, &release, &fallback, settings)
+            });
+            drop(span);
             let verdict = outcome.verdict.clone();
             report.probation = Some(outcome);
             match verdict {
@@ -203,9 +222,16 @@ impl ReleaseHandler {
         progress(&note(&format!(
             "probation of {failed} failed: {reason}; rolling back to {fallback}"
         )));
-        let back = self.prepare(fallback, progress).and_then(|prepared| {
-            self.install_locked(&prepared, &InstallOptions::default(), None, false, progress)
+        let span = trace::phase(Phase::Rollback, failed, fallback);
+        let back = span.in_scope(|| {
+            self.prepare(fallback, progress).and_then(|prepared| {
+                self.install_locked(&prepared, &InstallOptions::default(), None, false, progress)
+            })
         });
+        if let Ok(report) = &back {
+            span.processes(report.migrated);
+        }
+        drop(span);
         match back {
             Ok(_) => {
                 let _ = self.journal.record(&format!(

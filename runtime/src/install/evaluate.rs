@@ -15,6 +15,7 @@ use crate::code_server::LoadedModule;
 use crate::error::CodeChangeError;
 use crate::node::Node;
 use crate::supervisor::{ChildSpec, Strategy};
+use crate::trace::{self, Phase, PhaseSpan};
 use crate::upgrade::{CodeChange, UpgradeError};
 use relup_appup::{self as appup, Hop, Release, Step};
 use relup_module::{Direction, ExitReason, Pid};
@@ -313,7 +314,15 @@ pub fn run_hop(
         // Written before the step too, so that a crash mid-step leaves a readable trail.
         let _ = journal.record(&format!("hop={label} step=\"{step}\" begin"));
         let started = Instant::now();
-        match hopper.step(step) {
+        let span = step_span(hop, step);
+        let entered = span.as_ref().map(|(span, _)| span.enter());
+        let result = hopper.step(step);
+        if let Some((span, module)) = &span {
+            let count = hopper.suspended_by_module.get(*module).map_or(0, Vec::len);
+            span.processes(count);
+        }
+        drop(entered);
+        match result {
             Ok(detail) => {
                 let told = record(hopper.holds(), step.to_string(), true, started, detail);
                 if let Some((step, message)) = told {
@@ -332,7 +341,10 @@ pub fn run_hop(
     if let Some(error) = failure {
         let started = Instant::now();
         hopper.settled = true;
-        let undone = hopper.rollback();
+        let span = trace::phase(Phase::Rollback, &hop.from, &hop.to);
+        let undone = span.in_scope(|| hopper.rollback());
+        span.processes(hopper.suspended.len());
+        drop(span);
         record(
             false,
             "rollback".into(),
@@ -347,7 +359,10 @@ pub fn run_hop(
     }
     let started = Instant::now();
     hopper.settled = true;
-    let (migrated, pause) = hopper.commit();
+    let span = trace::phase(Phase::Commit, &hop.from, &hop.to);
+    let (migrated, pause) = span.in_scope(|| hopper.commit());
+    span.processes(migrated);
+    drop(span);
     // A callback that panics now has the commit behind it: the hop is done (journal line).
     let _ = record(
         false,
@@ -365,6 +380,21 @@ pub fn run_hop(
         migrated,
         pause,
     })
+}
+
+/// The span of a step that is a phase of its own (see [`crate::trace`]), with the module
+/// whose processes it counts.
+fn step_span<'s>(hop: &Hop, step: &'s Step) -> Option<(tracing::Span, &'s String)> {
+    let (phase, module) = match step {
+        Step::LoadObjectCode { module, .. } | Step::Load { module, .. } => (Phase::Load, module),
+        Step::Suspend { module, .. } => (Phase::Suspend, module),
+        Step::CodeChange { module, .. } => (Phase::CodeChange, module),
+        Step::Resume { module } => (Phase::Resume, module),
+        _ => return None,
+    };
+    let span = trace::phase(phase, &hop.from, &hop.to);
+    span.module(module);
+    Some((span, module))
 }
 
 /// The text of a panic's payload.

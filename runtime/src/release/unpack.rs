@@ -72,7 +72,7 @@ pub fn unpack_with(
 ) -> Result<UnpackedRelease, UnpackError> {
     let releases = Releases::load(root)?;
     let tmp = TempDir::create(root)?;
-    let verified = verify(root, &releases, tarball, limits, &tmp.path, None)?;
+    let verified = verify_traced(root, &releases, tarball, limits, &tmp.path, None)?;
     crate::fault::crash_point(|| format!("unpack: extracted into {}", tmp.path.display()));
     // From here to the RELEASES write, no other writer runs; RELEASES is read again, as the
     // verification may have taken seconds (another unpack or `permanent` may have written it).
@@ -123,7 +123,7 @@ pub fn unpack_in_place(root: &ReleaseRoot, vsn: &Version) -> Result<UnpackedRele
     };
     let tarball = dir.join(&tarball_name);
     let tmp = TempDir::create(root)?;
-    let verified = verify(
+    let verified = verify_traced(
         root,
         &releases,
         &tarball,
@@ -273,6 +273,23 @@ struct Verified {
     release: Release,
     appups: Vec<Appup>,
     manifest: Manifest,
+}
+
+/// [`verify`] in a `verify` span (see [`crate::trace`]): `from` is the tarball, `to` the
+/// version it holds once verified.
+fn verify_traced(
+    root: &ReleaseRoot,
+    releases: &Releases,
+    tarball: &Path,
+    limits: Limits,
+    tmp: &Path,
+    expect_vsn: Option<&Version>,
+) -> Result<Verified, UnpackError> {
+    let to = expect_vsn.map_or(String::new(), Version::to_string);
+    let span = crate::trace::phase(crate::trace::Phase::Verify, &tarball.display(), &to);
+    let verified = span.in_scope(|| verify(root, releases, tarball, limits, tmp, expect_vsn))?;
+    span.record("to", verified.release.version.to_string());
+    Ok(verified)
 }
 
 /// Extracts `tarball` into `tmp` and checks everything; `expect_vsn` for in-place unpacks.

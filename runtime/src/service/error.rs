@@ -11,6 +11,10 @@ use std::path::PathBuf;
 /// the pid file is removed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The metrics endpoint (`[metrics] listen` or `RELUP_METRICS_LISTEN`) could not start;
+    /// the node was stopped.
+    #[error("{0}; the node was stopped")]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// What the binary runs beside the node ([`super::Beside`]) failed to start; the node
     /// was stopped.
     #[error("{0}; the node was stopped")]

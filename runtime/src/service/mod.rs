@@ -30,6 +30,7 @@
 
 mod error;
 mod lock;
+mod metrics;
 mod natives;
 mod signals;
 mod takeover;
@@ -209,6 +210,7 @@ impl Service {
                     source,
                 })
             })?;
+        let metrics = metrics::serve(&handler).map_err(|e| stop_all(e.into()))?;
         let server = ControlServer::bind(handler.clone(), &root.control_socket())
             .map_err(|e| stop_all(e.into()))?;
         seat_handler(&handler, &lock, &server);
@@ -221,7 +223,11 @@ impl Service {
             root,
             node,
             handler,
-            serving: Some(Serving { server, lock }),
+            serving: Some(Serving {
+                server,
+                lock,
+                metrics,
+            }),
             shutdown_timeout: self.shutdown_timeout,
         })
     }
@@ -269,10 +275,12 @@ pub struct RunningService {
     shutdown_timeout: Duration,
 }
 
-/// What a shutdown closes: the control socket, then (last) the node lock.
+/// What a shutdown closes: the metrics endpoint, the control socket, then (last) the node
+/// lock.
 struct Serving {
     server: ControlServer,
     lock: File,
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl std::fmt::Debug for RunningService {
@@ -297,6 +305,14 @@ impl RunningService {
     /// The release root.
     pub fn root(&self) -> &ReleaseRoot {
         &self.root
+    }
+
+    /// Where the metrics endpoint listens, when one is configured (see [`crate::metrics`]).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.serving
+            .as_ref()
+            .and_then(|s| s.metrics.as_ref())
+            .map(|m| m.addr())
     }
 
     /// A listening TCP socket for a server run beside the node, passed on by handovers
@@ -343,15 +359,21 @@ impl RunningService {
             // before this) has finished what it served.
             crate::handover::exit_handed_over();
         }
-        let Some(Serving { server, lock }) = self.serving.take() else {
+        let Some(Serving {
+            server,
+            lock,
+            metrics,
+        }) = self.serving.take()
+        else {
             return;
         };
         // First the handler: it waits for an install or a handover under way. Only then the
-        // control socket, which a handover shares with the new node.
+        // control socket and the metrics endpoint, which a handover shares with the new node.
         self.handler.stop(self.shutdown_timeout);
         if self.handler.is_handed_over() {
             crate::handover::exit_handed_over();
         }
+        drop(metrics);
         server.close();
         self.node.shutdown(self.shutdown_timeout);
         let _ = std::fs::remove_file(self.root.pid_file());

@@ -165,11 +165,16 @@ impl Service {
                 )),
             }
         }
+        let metrics = super::metrics::serve_after_handover(&handler);
         RunningService {
             root,
             node,
             handler,
-            serving: Some(Serving { server, lock }),
+            serving: Some(Serving {
+                server,
+                lock,
+                metrics,
+            }),
             shutdown_timeout: self.shutdown_timeout,
         }
     }

@@ -59,6 +59,8 @@ pub enum Call {
     /// Register this process under the name; replies `Count(1)` if it was registered,
     /// `Count(0)` if the node refused.
     Register(String),
+    /// Write this line to the node's log with `ctx.log` at info level.
+    Log(String),
 }
 
 /// Replies.

@@ -5,7 +5,7 @@
 use relup_fixture_counter_api::{Args, Call, Cast, Info as Note, PANIC_IN_CONFIG_CHANGE, Reply};
 #[cfg(feature = "v2")]
 use relup_module::Direction;
-use relup_module::{ConfigChange, Context, ExitReason, Info, OldState, Server};
+use relup_module::{ConfigChange, Context, ExitReason, Info, LogLevel, OldState, Server};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -130,6 +130,10 @@ impl Server for Counter {
             Call::DownOrder => Reply::Pids(self.down_order.clone()),
             Call::Env(key) => Reply::Value(ctx.env(&key).map(|v| format!("{v:?}"))),
             Call::Register(name) => Reply::Count(i64::from(ctx.register(&name))),
+            Call::Log(line) => {
+                ctx.log(LogLevel::Info, &line);
+                Reply::Ok
+            }
         }
     }
 
