@@ -25,19 +25,7 @@ impl Node {
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
         let dir = release_dir(&base, "0.1.0", &fixtures().counter_v1, "1.0.0", None);
-        let out = base.join("out");
-        ok(relup(&[
-            "release",
-            dir.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]));
-        let root = base.join("root");
-        ok(relup(&[
-            "deploy",
-            out.join("demo-0.1.0.tar.gz").to_str().unwrap(),
-            root.to_str().unwrap(),
-        ]));
+        let root = common::pack_and_deploy(&base, &[&dir]);
         let node = Node { base, root };
         ok(node.run(&["start"]));
         node

@@ -379,7 +379,6 @@ instructions = [ { update = "counter" } ]
 to = "0.1.0"
 instructions = [ { update = "counter" } ]
 "#;
-    let out = base.join("out");
     let v1 = release_dir(&base, "0.1.0", &f.counter_v1, "1.0.0", None);
     let v2 = release_dir(&base, "0.2.0", &f.counter_v2, "2.0.0", Some(appup));
     for dir in [&v1, &v2] {
@@ -390,27 +389,17 @@ instructions = [ { update = "counter" } ]
             + "\n[[applications.config]]\nmodule = \"counter\"\nkey = \"limit\"\ntype = \"integer\"\ndefault = 10\nrange = [0, 100]\n";
         std::fs::write(dir.join("release.toml"), manifest).unwrap();
     }
-    for dir in [v1, v2] {
-        ok(relup(&[
-            "release",
-            dir.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]));
-    }
-    let root = base.join("root");
-    ok(relup(&[
-        "deploy",
-        out.join("demo-0.1.0.tar.gz").to_str().unwrap(),
-        root.to_str().unwrap(),
-    ]));
+    let root = common::pack_and_deploy(&base, &[&v1, &v2]);
     let node = Node {
         base,
         root,
         dashboard: None,
     };
     ok(node.run(&["start"]));
-    ok(node.run(&["unpack", out.join("demo-0.2.0.tar.gz").to_str().unwrap()]));
+    ok(node.run(&[
+        "unpack",
+        node.base.join("out/demo-0.2.0.tar.gz").to_str().unwrap(),
+    ]));
     node
 }
 

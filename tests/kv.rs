@@ -393,17 +393,31 @@ fn benchmark_loop(port: u16, stop: Arc<AtomicBool>) -> Vec<Output> {
     }
 }
 
-/// Stops the load of `stop`, joins the benchmark loop and the INCR client, and checks the
-/// INCR key: every INCR answered counted once (the key holds exactly the number of replies).
-fn stop_load(
-    kv: &Kv,
-    stop: &AtomicBool,
-    load: std::thread::JoinHandle<Vec<Output>>,
+/// The load of a kv test: redis-benchmark runs back to back and the INCR client.
+struct Load {
+    stop: Arc<AtomicBool>,
+    bench: std::thread::JoinHandle<Vec<Output>>,
     incr: std::thread::JoinHandle<Vec<(SystemTime, SystemTime)>>,
-) -> (Vec<Output>, Vec<(SystemTime, SystemTime)>) {
-    stop.store(true, Ordering::SeqCst);
-    let runs = load.join().expect("the benchmark loop");
-    let incrs = incr.join().expect("the INCR client");
+}
+
+/// Starts the load (the INCR client is under way when this returns); [`stop_load`] stops it.
+fn start_load(kv: &Kv) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let bench = {
+        let stop = stop.clone();
+        let port = kv.port;
+        std::thread::spawn(move || benchmark_loop(port, stop))
+    };
+    let incr = start_incr_client(kv.port, &stop);
+    Load { stop, bench, incr }
+}
+
+/// Stops the load, joins the benchmark loop and the INCR client, and checks the INCR key:
+/// every INCR answered counted once (the key holds exactly the number of replies).
+fn stop_load(kv: &Kv, load: Load) -> (Vec<Output>, Vec<(SystemTime, SystemTime)>) {
+    load.stop.store(true, Ordering::SeqCst);
+    let runs = load.bench.join().expect("the benchmark loop");
+    let incrs = load.incr.join().expect("the INCR client");
     assert_eq!(
         redis_cli(kv.port, &[format!("GET {THROUGH}")]),
         [incrs.len().to_string()],
@@ -478,14 +492,8 @@ fn redis_clients_see_no_error_and_no_lost_key_across_upgrades_and_downgrades() {
     assert_eq!(raw.ask(&["INCR", "counter"]), ":1");
 
     let mut written = kv.write_batch("start");
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        let port = kv.port;
-        std::thread::spawn(move || benchmark_loop(port, stop))
-    };
     // The INCR client is under way before the first upgrade.
-    let incr = start_incr_client(kv.port, &stop);
+    let load = start_load(&kv);
 
     let mut counter = 1;
     for cycle in 0..CYCLES {
@@ -508,7 +516,7 @@ fn redis_clients_see_no_error_and_no_lost_key_across_upgrades_and_downgrades() {
         assert_eq!(raw.ask(&["INCR", "counter"]), format!(":{counter}"));
         written.extend(kv.write_batch(&format!("down{cycle}")));
     }
-    let (runs, incrs) = stop_load(&kv, &stop, load, incr);
+    let (runs, incrs) = stop_load(&kv, load);
     let journal = std::fs::read_to_string(kv.root.join("log/upgrade.log")).unwrap();
     let windows = install_windows(&journal);
     assert_eq!(
@@ -628,13 +636,7 @@ fn redis_clients_see_no_error_and_no_lost_key_across_three_handovers() {
     assert_eq!(raw.ask(&["SET", "raw", "kept"]), "+OK");
     assert_eq!(raw.ask(&["INCR", "counter"]), ":1");
     let mut written = kv.write_batch("start");
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let stop = stop.clone();
-        let port = kv.port;
-        std::thread::spawn(move || benchmark_loop(port, stop))
-    };
-    let incr = start_incr_client(kv.port, &stop);
+    let load = start_load(&kv);
     let mut pid = status_json(&kv)["pid"]
         .as_u64()
         .expect("status has the pid");
@@ -667,7 +669,7 @@ fn redis_clients_see_no_error_and_no_lost_key_across_three_handovers() {
         assert_eq!(raw.ask(&["INCR", "counter"]), format!(":{counter}"));
         written.extend(kv.write_batch(&format!("handover{i}")));
     }
-    let (runs, incrs) = stop_load(&kv, &stop, load, incr);
+    let (runs, incrs) = stop_load(&kv, load);
     // The INCR load ran through each handover: answered before it began, sent after it ended.
     let journal = std::fs::read_to_string(kv.root.join("log/upgrade.log")).unwrap();
     let windows = handover_windows(&journal);

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{RELUP, ok, release_dir, relup};
+use common::{RELUP, ok, release_dir};
 use relup_testkit::fixtures;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -85,21 +85,7 @@ impl Setup {
                 format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n[probation]");
             std::fs::write(&manifest, text.replacen("[probation]", &metrics, 1)).unwrap();
         }
-        let out = base.join("out");
-        for dir in [&r1, &r2] {
-            ok(relup(&[
-                "release",
-                dir.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ]));
-        }
-        let root = base.join("root");
-        ok(relup(&[
-            "deploy",
-            out.join("demo-0.1.0.tar.gz").to_str().unwrap(),
-            root.to_str().unwrap(),
-        ]));
+        let root = common::pack_and_deploy(&base, &[&r1, &r2]);
         Setup {
             base,
             root,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{RELUP, fails, ok, release_dir, relup, text};
+use common::{RELUP, fails, ok, release_dir, text};
 
 use relup_testkit::fixtures;
 use std::io::{BufRead, BufReader, Write};
@@ -41,21 +41,7 @@ impl Root {
         let r1 = release_dir(&base, "0.1.0", &f.counter_v1, "1.0.0", None);
         let r2 = release_dir(&base, "0.2.0", &f.counter_v2, "2.0.0", None);
         std::fs::write(r2.join("appup.toml"), APPUP).unwrap();
-        let out = base.join("out");
-        for dir in [&r1, &r2] {
-            ok(relup(&[
-                "release",
-                dir.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ]));
-        }
-        let root = base.join("root");
-        ok(relup(&[
-            "deploy",
-            out.join("demo-0.1.0.tar.gz").to_str().unwrap(),
-            root.to_str().unwrap(),
-        ]));
+        let root = common::pack_and_deploy(&base, &[&r1, &r2]);
         Root { base, root }
     }
 

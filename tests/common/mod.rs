@@ -100,3 +100,24 @@ args = {{ start = 7, register_as = "c1" }}
     }
     dir
 }
+
+/// Packs each source release of `dirs` into `base/out` with `relup release` and deploys
+/// `demo-0.1.0` from there into `base/root`; returns the root.
+pub fn pack_and_deploy(base: &Path, dirs: &[&Path]) -> PathBuf {
+    let out = base.join("out");
+    for dir in dirs {
+        ok(relup(&[
+            "release",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+    }
+    let root = base.join("root");
+    ok(relup(&[
+        "deploy",
+        out.join("demo-0.1.0.tar.gz").to_str().unwrap(),
+        root.to_str().unwrap(),
+    ]));
+    root
+}

@@ -356,37 +356,38 @@ impl InstallWindow {
 
 /// The installs of a journal's text that completed, in order.
 pub fn install_windows(journal: &str) -> Vec<InstallWindow> {
-    let mut windows = Vec::new();
-    let mut open: Option<(String, std::time::SystemTime)> = None;
-    for line in journal.lines() {
-        let Some((time, text)) = line.split_once(' ') else {
-            continue;
-        };
-        let Ok(at) = humantime::parse_rfc3339(time) else {
-            continue;
-        };
-        if let Some(hop) = text
-            .strip_prefix("install ")
-            .and_then(|t| t.split_once(" via "))
-            .map(|(hop, _)| hop.to_string())
-        {
-            open = Some((hop, at + Duration::from_millis(1)));
-        } else if text.starts_with("install done, running ")
-            && let Some((hop, start)) = open.take()
-        {
-            windows.push(InstallWindow {
-                hop,
-                start,
-                end: at,
-            });
-        }
-    }
-    windows
+    windows(
+        journal,
+        |text| {
+            text.strip_prefix("install ")
+                .and_then(|t| t.split_once(" via "))
+                .map(|(hop, _)| hop.to_string())
+        },
+        |text| text.starts_with("install done, running "),
+    )
 }
 
 /// The handovers of a journal's text that completed (issue 18), in order: from the old
 /// node's "handover of <vsn> to a new node" to its "took over ...; this node exits".
 pub fn handover_windows(journal: &str) -> Vec<InstallWindow> {
+    windows(
+        journal,
+        |text| {
+            text.strip_prefix("handover of ")
+                .and_then(|t| t.split_once(" to a new node"))
+                .map(|(version, _)| version.to_string())
+        },
+        |text| text.starts_with("handover: node ") && text.ends_with("this node exits"),
+    )
+}
+
+/// The windows of a journal's text, in order: from a line `starts` names (what it names is
+/// the window's `hop`) to the next line `ends` accepts; one that never ends is left out.
+fn windows(
+    journal: &str,
+    starts: impl Fn(&str) -> Option<String>,
+    ends: impl Fn(&str) -> bool,
+) -> Vec<InstallWindow> {
     let mut windows = Vec::new();
     let mut open: Option<(String, std::time::SystemTime)> = None;
     for line in journal.lines() {
@@ -396,14 +397,9 @@ pub fn handover_windows(journal: &str) -> Vec<InstallWindow> {
         let Ok(at) = humantime::parse_rfc3339(time) else {
             continue;
         };
-        if let Some(version) = text
-            .strip_prefix("handover of ")
-            .and_then(|t| t.split_once(" to a new node"))
-            .map(|(v, _)| v.to_string())
-        {
-            open = Some((version, at + Duration::from_millis(1)));
-        } else if text.starts_with("handover: node ")
-            && text.ends_with("this node exits")
+        if let Some(hop) = starts(text) {
+            open = Some((hop, at + Duration::from_millis(1)));
+        } else if ends(text)
             && let Some((hop, start)) = open.take()
         {
             windows.push(InstallWindow {

@@ -326,6 +326,29 @@ fn load_client(addr: String, n: usize, load: Arc<Load>) {
     }
 }
 
+/// Writes [`BEFORE`] todos through `admin`; their ids and titles.
+fn write_before(admin: &mut Client) -> Vec<(u64, String)> {
+    (0..BEFORE)
+        .map(|i| {
+            let title = format!("before-{i}");
+            (admin.post(&title).expect("write before the load"), title)
+        })
+        .collect()
+}
+
+/// Starts [`CLIENTS`] load clients on `served` and waits until they made 100 requests.
+fn start_clients(served: &Served) -> (Arc<Load>, Vec<std::thread::JoinHandle<()>>) {
+    let load = Arc::new(Load::default());
+    let clients = (0..CLIENTS)
+        .map(|n| {
+            let (addr, load) = (served.addr.clone(), load.clone());
+            std::thread::spawn(move || load_client(addr, n, load))
+        })
+        .collect();
+    progress(&load, 100);
+    (load, clients)
+}
+
 /// Waits until the clients made `more` requests past now (load around each step, no sleep).
 fn progress(load: &Load, more: u64) {
     let start = load.requests.load(Ordering::SeqCst);
@@ -351,21 +374,8 @@ fn upgrades_and_downgrades_under_http_load() {
         "no route GET /stats"
     );
 
-    let mut known: Vec<(u64, String)> = (0..BEFORE)
-        .map(|i| {
-            let title = format!("before-{i}");
-            (admin.post(&title).expect("write before the load"), title)
-        })
-        .collect();
-
-    let load = Arc::new(Load::default());
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|n| {
-            let (addr, load) = (served.addr.clone(), load.clone());
-            std::thread::spawn(move || load_client(addr, n, load))
-        })
-        .collect();
-    progress(&load, 100);
+    let mut known = write_before(&mut admin);
+    let (load, clients) = start_clients(&served);
 
     for cycle in 1..=CYCLES {
         let before = load.requests.load(Ordering::SeqCst);
@@ -521,20 +531,8 @@ fn start_runs_the_http_server_beside_the_background_node() {
 fn restarts_hand_the_service_over_under_http_load() {
     let mut served = Served::start("relup-http-restarts");
     let mut admin = served.client();
-    let mut known: Vec<(u64, String)> = (0..BEFORE)
-        .map(|i| {
-            let title = format!("before-{i}");
-            (admin.post(&title).expect("write before the load"), title)
-        })
-        .collect();
-    let load = Arc::new(Load::default());
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|n| {
-            let (addr, load) = (served.addr.clone(), load.clone());
-            std::thread::spawn(move || load_client(addr, n, load))
-        })
-        .collect();
-    progress(&load, 100);
+    let mut known = write_before(&mut admin);
+    let (load, clients) = start_clients(&served);
     let mut pid = served.child.id();
     for round in 1..=3 {
         let out = served.relup(&["restart"]);
