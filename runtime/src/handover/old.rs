@@ -275,7 +275,7 @@ impl OldSide<'_> {
                 .suspend(&workers, PROCESS)
                 .map_err(|e| fail("suspend", e))?;
             self.suspended = workers;
-            if inner.ports.in_flight() == 0 && !tcp_events_pending(self.node) {
+            if inner.ports.drain_state().0 == 0 && !tcp_events_pending(self.node) {
                 break tree;
             }
             // Bytes came in between the drain and the suspend: handle them and try again.
@@ -486,11 +486,11 @@ fn drain(node: &Node) -> Result<(), HandoverError> {
     let started = Instant::now();
     let deadline = started + DRAIN;
     loop {
-        let in_flight = node.inner.ports.in_flight();
+        let (in_flight, closing) = node.inner.ports.drain_state();
         let handled = in_flight == 0 && !tcp_events_pending(node);
         // Connections closing get a moment to send their last output: they end with this
         // node, and what they had not sent then is lost (the clients' stall stays short).
-        if handled && (node.inner.ports.closing() == 0 || started.elapsed() >= CLOSING) {
+        if handled && (closing == 0 || started.elapsed() >= CLOSING) {
             return Ok(());
         }
         if Instant::now() >= deadline {

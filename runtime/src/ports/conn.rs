@@ -232,6 +232,11 @@ impl Conn {
         Ok(out.pending() == 0)
     }
 
+    /// Closing: its last output still going, or the peer's end of stream not yet handled.
+    pub(super) fn is_closing(&self) -> bool {
+        self.out_state() != OutState::Open || self.eof.load(Ordering::SeqCst)
+    }
+
     /// A copy of the output not sent yet (a handover takes it while output is held).
     pub(super) fn unsent_bytes(&self) -> Vec<u8> {
         let out = self.out.lock();

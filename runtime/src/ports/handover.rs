@@ -3,7 +3,7 @@
 //! socket over as a descriptor with its unsent output; the new node adopts them under the
 //! same port ids, held and frozen until it takes over.
 
-use super::conn::{Conn, OutState};
+use super::conn::Conn;
 use super::listener::Listener;
 use super::shared::{Command, Port, Shared};
 use super::{PortError, Ports};
@@ -52,34 +52,20 @@ impl Ports {
         }
     }
 
-    /// Bytes delivered to owners and not handled yet, over every connection.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.running().map_or(0, |shared| {
-            shared
-                .all()
-                .iter()
-                .map(|(_, port)| match port {
-                    Port::Conn(c) => c.in_flight(),
-                    Port::Listener(_) => 0,
-                })
-                .sum()
-        })
-    }
-
-    /// Connections closing (their last output still going, or the peer's end not yet
-    /// handled): a handover waits for them, they end with this node.
-    pub(crate) fn closing(&self) -> usize {
-        self.running().map_or(0, |shared| {
-            shared
-                .all()
-                .iter()
-                .filter(|(_, port)| match port {
-                    Port::Conn(c) => {
-                        c.out_state() != OutState::Open || c.eof.load(Ordering::SeqCst)
-                    }
-                    Port::Listener(_) => false,
-                })
-                .count()
+    /// What a handover's drain waits on, in one pass over the table: the bytes delivered to
+    /// owners and not handled yet, and the connections closing (they end with this node).
+    pub(crate) fn drain_state(&self) -> (usize, usize) {
+        self.running().map_or((0, 0), |shared| {
+            shared.with_table(|table| {
+                table
+                    .values()
+                    .fold((0, 0), |(bytes, closing), port| match port {
+                        Port::Conn(c) => {
+                            (bytes + c.in_flight(), closing + usize::from(c.is_closing()))
+                        }
+                        Port::Listener(_) => (bytes, closing),
+                    })
+            })
         })
     }
 
@@ -114,7 +100,7 @@ impl Ports {
                     fds.push(fd);
                 }
                 Port::Conn(conn) => {
-                    if conn.out_state() != OutState::Open || conn.eof.load(Ordering::SeqCst) {
+                    if conn.is_closing() {
                         // Closing: it ends with this node.
                         continue;
                     }
@@ -209,19 +195,7 @@ fn adopt_one(shared: &Arc<Shared>, image: PortImage, fd: OwnedFd) -> Result<(), 
 impl Ports {
     /// Every process that owns a port.
     pub(crate) fn owners(&self) -> Vec<Pid> {
-        let Some(shared) = self.running() else {
-            return Vec::new();
-        };
-        let mut owners: Vec<Pid> = shared
-            .all()
-            .iter()
-            .map(|(_, port)| match port {
-                Port::Listener(l) => l.owner(),
-                Port::Conn(c) => c.owner(),
-            })
-            .collect();
-        owners.sort();
-        owners.dedup();
-        owners
+        self.running()
+            .map_or_else(Vec::new, |shared| shared.owner_pids())
     }
 }

@@ -115,6 +115,16 @@ impl Shared {
         all
     }
 
+    /// Runs `f` on the port table, under its read lock (no copy).
+    pub(super) fn with_table<R>(&self, f: impl FnOnce(&HashMap<u64, Port>) -> R) -> R {
+        f(&self.table.read())
+    }
+
+    /// Every process that owns a port (the owners index).
+    pub(super) fn owner_pids(&self) -> Vec<Pid> {
+        self.owners.lock().keys().copied().collect()
+    }
+
     /// Hands out ids from `next` on (ids handed over from another node are below it).
     pub(super) fn ids_from(&self, next: u64) {
         self.next_id.fetch_max(next, Ordering::SeqCst);
